@@ -1,0 +1,22 @@
+"""simgraph: networks of neurons and synapses as message passing on typed graphs.
+
+    import simgraph as sg
+    graph = sg.Network(seed=0).population("n", 64).connect("n", "n").inputs("n").outputs("n").build()
+    run = sg.simulate(sg.rules.HebbianRule(), graph, inputs)      # inputs [T, B, n_in]
+"""
+
+from . import errors, rules
+from .build import CONNECTION_RULES, Network
+from .errors import SimgraphError
+from .graph import Graph, Population, Projection
+from .interop import from_networkx, to_networkx, to_pyg
+from .simulate import Monitor, Run, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Network", "Graph", "Population", "Projection", "CONNECTION_RULES",
+    "simulate", "Monitor", "Run",
+    "to_networkx", "from_networkx", "to_pyg",
+    "rules", "errors", "SimgraphError",
+]

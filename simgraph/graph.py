@@ -1,0 +1,411 @@
+"""The compiled network: an immutable typed graph and the primitives rules move data with.
+
+Conventions follow PyTorch Geometric: ``edge_index[0]`` is the presynaptic (source, ``_j``) node,
+``edge_index[1]`` the postsynaptic (target, ``_i``) node.
+
+Edges are stored projection by projection, each projection a contiguous range of edge ids.
+A projection has one of two *layouts*:
+
+- ``dense``: every (post, pre) pair of its two populations, ordered post-major, so that an edge
+  tensor slice ``[B, E_p, D]`` is viewable as ``[B, n_post, n_pre, D]``. Moving data along these
+  synapses needs no index tensors: broadcasting views and a reduction over one axis (or a matmul).
+- ``sparse``: COO pairs sorted by (post, pre); ``index_select`` / ``index_add`` with explicit sizes.
+
+An all-to-all projection has the same edge order in both layouts, which is what lets the tests
+compare them value for value. Rules never touch ``edge_index``; they use :meth:`Graph.pre`,
+:meth:`Graph.post`, :meth:`Graph.to_post`, :meth:`Graph.to_pre`, and the fused forms
+:meth:`Graph.edge_map` and :meth:`Graph.propagate` / :meth:`Graph.propagate_back`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import ShapeError, unknown
+
+REDUCTIONS = ("sum", "mean", "max")
+
+
+@dataclass(frozen=True)
+class Population:
+    """A contiguous range of neurons sharing one neuron type."""
+
+    name: str
+    start: int
+    size: int
+    neuron_type: str
+    type_id: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.size
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A contiguous range of synapses from one population to another, with one synapse type."""
+
+    name: str
+    pre: Population
+    post: Population
+    synapse_type: str
+    type_id: int
+    layout: str  # "dense" or "sparse"
+    start: int  # first edge id
+    num_edges: int
+    rule: str = "explicit"
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.num_edges
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """An immutable, compiled network. Build one with :class:`simgraph.Network`.
+
+    Every size is a Python int fixed at build time; tensors live on ``graph.device``.
+    """
+
+    populations: dict[str, Population]
+    projections: dict[str, Projection]
+    neuron_types: tuple[str, ...]
+    synapse_types: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    node_type: Tensor  # [N] long
+    edge_type: Tensor  # [E] long
+    edge_index: Tensor  # [2, E] long, global node ids
+    seed: int | None = None
+    node_labels: tuple | None = None  # original node names, e.g. after from_networkx
+    # per sparse projection: (pre ids, post ids), global node ids, sorted by (post, pre)
+    _sparse_index: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
+    _in_degree: Tensor | None = field(default=None, repr=False)  # [N] float
+    _out_degree: Tensor | None = field(default=None, repr=False)  # [N] float
+
+    # ------------------------------------------------------------------ sizes and names
+    @property
+    def num_nodes(self) -> int:
+        return int(self.node_type.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_type.shape[0])
+
+    @property
+    def num_neuron_types(self) -> int:
+        return len(self.neuron_types)
+
+    @property
+    def num_synapse_types(self) -> int:
+        return len(self.synapse_types)
+
+    @property
+    def device(self) -> torch.device:
+        return self.node_type.device
+
+    @property
+    def num_inputs(self) -> int:
+        return sum(self.populations[p].size for p in self.inputs)
+
+    @property
+    def num_outputs(self) -> int:
+        return sum(self.populations[p].size for p in self.outputs)
+
+    def population(self, name: str) -> Population:
+        if name not in self.populations:
+            raise unknown("population", name, self.populations)
+        return self.populations[name]
+
+    def projection(self, name: str) -> Projection:
+        if name not in self.projections:
+            raise unknown("projection", name, self.projections)
+        return self.projections[name]
+
+    def neuron_type_id(self, name: str) -> int:
+        if name not in self.neuron_types:
+            raise unknown("neuron type", name, self.neuron_types)
+        return self.neuron_types.index(name)
+
+    def synapse_type_id(self, name: str) -> int:
+        if name not in self.synapse_types:
+            raise unknown("synapse type", name, self.synapse_types)
+        return self.synapse_types.index(name)
+
+    def nodes(self, *populations: str) -> Tensor:
+        """Global node ids of the named populations, in the order given."""
+        ids = [torch.arange(self.population(p).start, self.population(p).stop) for p in populations]
+        return torch.cat(ids).to(self.device) if ids else torch.zeros(0, dtype=torch.long, device=self.device)
+
+    def in_degree(self) -> Tensor:
+        """Number of incoming synapses per node, ``[N]`` float."""
+        return self._in_degree
+
+    def out_degree(self) -> Tensor:
+        return self._out_degree
+
+    def __repr__(self) -> str:
+        pops = ", ".join(f"{p.name}[{p.size}]:{p.neuron_type}" for p in self.populations.values())
+        prjs = ", ".join(
+            f"{p.pre.name}->{p.post.name}({p.num_edges} {p.layout}):{p.synapse_type}"
+            for p in self.projections.values()
+        )
+        return f"Graph(N={self.num_nodes}, E={self.num_edges}; {pops}; {prjs}; device={self.device})"
+
+    # ------------------------------------------------------------------ devices
+    def to(self, device: torch.device | str) -> "Graph":
+        """A copy of the graph with every tensor on ``device``."""
+        device = torch.device(device)
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return dataclasses.replace(
+            self,
+            node_type=move(self.node_type),
+            edge_type=move(self.edge_type),
+            edge_index=move(self.edge_index),
+            _sparse_index={k: (move(a), move(b)) for k, (a, b) in self._sparse_index.items()},
+            _in_degree=move(self._in_degree),
+            _out_degree=move(self._out_degree),
+        )
+
+    # ------------------------------------------------------------------ validation
+    def check_nodes(self, x: Tensor, name: str = "node tensor", dim: int | None = None) -> None:
+        """Raise ShapeError unless ``x`` is a floating ``[B, N, D]`` tensor on this graph's device."""
+        _check_tensor(x, name, self.device)
+        if x.dim() != 3 or x.shape[1] != self.num_nodes or (dim is not None and x.shape[2] != dim):
+            want = f"[B, {self.num_nodes}, {dim if dim is not None else 'D'}]"
+            raise ShapeError(f"{name} must have shape {want} (B episodes, N nodes), got {list(x.shape)}")
+
+    def check_edges(self, e: Tensor, name: str = "edge tensor", dim: int | None = None) -> None:
+        """Raise ShapeError unless ``e`` is a floating ``[B, E, D]`` (or ``[E, D]``) tensor here."""
+        _check_tensor(e, name, self.device)
+        ok = e.dim() in (2, 3) and e.shape[-2] == self.num_edges and (dim is None or e.shape[-1] == dim)
+        if not ok:
+            want = f"[B, {self.num_edges}, {dim if dim is not None else 'D'}]"
+            raise ShapeError(f"{name} must have shape {want} (or [E, D]), got {list(e.shape)}")
+
+    # ------------------------------------------------------------------ primitives
+    def pre(self, x: Tensor) -> Tensor:
+        """Presynaptic node values per edge: ``[B, N, D] -> [B, E, D]`` (materialised)."""
+        return self._per_edge(x, use_pre=True)
+
+    def post(self, x: Tensor) -> Tensor:
+        """Postsynaptic node values per edge: ``[B, N, D] -> [B, E, D]`` (materialised)."""
+        return self._per_edge(x, use_pre=False)
+
+    def _per_edge(self, x: Tensor, use_pre: bool) -> Tensor:
+        parts = []
+        for p in self.projections.values():
+            if p.layout == "dense":
+                v = self._dense_view(x, p, "pre" if use_pre else "post")
+                parts.append(v.expand(x.shape[0], p.post.size, p.pre.size, x.shape[-1]).reshape(x.shape[0], -1, x.shape[-1]))
+            else:
+                idx = self._sparse_index[p.name][0 if use_pre else 1]
+                parts.append(x.index_select(1, idx))
+        return _cat_edges(parts, x)
+
+    def to_post(self, m: Tensor, reduce: str = "sum") -> Tensor:
+        """Sum (or mean/max) per-edge messages into their postsynaptic nodes: ``[B,E,D] -> [B,N,D]``."""
+        return self._aggregate(m, reduce, into_post=True)
+
+    def to_pre(self, m: Tensor, reduce: str = "sum") -> Tensor:
+        """Sum (or mean/max) per-edge messages into their presynaptic nodes: ``[B,E,D] -> [B,N,D]``."""
+        return self._aggregate(m, reduce, into_post=False)
+
+    def _aggregate(self, m: Tensor, reduce: str, into_post: bool) -> Tensor:
+        if reduce not in REDUCTIONS:
+            raise unknown("reduction", reduce, REDUCTIONS)
+        if m.dim() == 2:
+            m = m.unsqueeze(0)
+        B, D = m.shape[0], m.shape[-1]
+        axis = 2 if into_post else 1  # dense view is [B, post, pre, D]: reduce over the other side
+        contributions = []
+        for p in self.projections.values():
+            target = p.post if into_post else p.pre
+            mp = m[:, p.slice]
+            if p.layout == "dense":
+                v = mp.reshape(B, p.post.size, p.pre.size, D)
+                c = v.amax(axis) if reduce == "max" else v.sum(axis)
+                contributions.append((target, c, None))
+            else:
+                idx = self._sparse_index[p.name][1 if into_post else 0]
+                contributions.append((target, mp, idx))
+        out = _combine(contributions, m, self.num_nodes, reduce)
+        if reduce == "mean":
+            deg = self._in_degree if into_post else self._out_degree
+            out = out / deg.clamp(min=1).to(out.dtype).view(1, -1, 1)
+        return out
+
+    def propagate(self, w: Tensor, x: Tensor) -> Tensor:
+        """Weighted sum into postsynaptic nodes, channel by channel: ``to_post(w * pre(x))``.
+
+        ``w`` is ``[B, E, C]`` or ``[E, C]`` (shared by the batch), ``x`` is ``[B, N, C]``.
+        Dense projections run as a batched matmul; nothing of size E is materialised.
+        """
+        return self._propagate(w, x, into_post=True)
+
+    def propagate_back(self, w: Tensor, y: Tensor) -> Tensor:
+        """Weighted sum into presynaptic nodes: ``to_pre(w * post(y))`` (the transpose of propagate)."""
+        return self._propagate(w, y, into_post=False)
+
+    def _propagate(self, w: Tensor, x: Tensor, into_post: bool) -> Tensor:
+        if w.dim() == 2:
+            w = w.unsqueeze(0)
+        B, C = max(w.shape[0], x.shape[0]), x.shape[-1]
+        contributions = []
+        for p in self.projections.values():
+            source, target = (p.pre, p.post) if into_post else (p.post, p.pre)
+            wp = w[:, p.slice]
+            if p.layout == "dense":
+                wv = wp.reshape(wp.shape[0], p.post.size, p.pre.size, wp.shape[-1])
+                xs = x[:, source.slice]
+                if C == 1:  # plain matrix-vector product per episode
+                    mat = wv[..., 0] if into_post else wv[..., 0].transpose(1, 2)
+                    c = torch.matmul(mat, xs)
+                elif into_post:
+                    c = torch.einsum("bpqc,bqc->bpc", wv, xs)
+                else:
+                    c = torch.einsum("bpqc,bpc->bqc", wv, xs)
+                contributions.append((target, c, None))
+            else:
+                src_idx, dst_idx = self._sparse_index[p.name] if into_post else self._sparse_index[p.name][::-1]
+                contributions.append((target, wp * x.index_select(1, src_idx), dst_idx))
+        return _combine(contributions, x, self.num_nodes, "sum", batch=B)
+
+    def edge_map(
+        self,
+        fn: Callable[..., Tensor | tuple[Tensor, ...]],
+        *,
+        pre: Sequence[Tensor] = (),
+        post: Sequence[Tensor] = (),
+        edge: Sequence[Tensor] = (),
+        per_type: Sequence[Tensor] = (),
+    ) -> Tensor | tuple[Tensor, ...]:
+        """Compute a per-edge function without materialising node values per edge.
+
+        Calls ``fn(*pre_views, *post_views, *edge_views, *type_rows)`` once per projection and
+        returns its result(s) as ``[B, E, D]`` tensors. For a dense projection the views are
+        broadcastable: pre ``[B, 1, n_pre, D]``, post ``[B, n_post, 1, D]``, edge
+        ``[B, n_post, n_pre, D]``; for a sparse one they are gathered ``[B, E_p, D]``. ``per_type``
+        tables ``[num_synapse_types, D]`` arrive as the projection's row. ``fn`` must use only
+        elementwise/broadcasting ops and operations on the last axis, so both layouts agree:
+        ``edge_map(f, pre=[x], post=[y], edge=[e]) == f(pre(x), post(y), e)``.
+        """
+        outputs: list[list[Tensor]] | None = None
+        single = False
+        for p in self.projections.values():
+            args = []
+            if p.layout == "dense":
+                args += [self._dense_view(t, p, "pre") for t in pre]
+                args += [self._dense_view(t, p, "post") for t in post]
+                args += [_edge_slice(t, p).reshape(-1, p.post.size, p.pre.size, t.shape[-1]) for t in edge]
+                args += [t[p.type_id].view(1, 1, 1, -1) for t in per_type]
+            else:
+                pre_idx, post_idx = self._sparse_index[p.name]
+                args += [t.index_select(1, pre_idx) for t in pre]
+                args += [t.index_select(1, post_idx) for t in post]
+                args += [_edge_slice(t, p) for t in edge]
+                args += [t[p.type_id].view(1, 1, -1) for t in per_type]
+            result = fn(*args)
+            if isinstance(result, Tensor):
+                single, result = True, (result,)
+            if outputs is None:
+                outputs = [[] for _ in result]
+            for slot, r in zip(outputs, result):
+                if p.layout == "dense":
+                    r = r.expand(r.shape[0], p.post.size, p.pre.size, r.shape[-1])
+                slot.append(r.reshape(r.shape[0], -1, r.shape[-1]))
+        if outputs is None:
+            raise ShapeError("edge_map called on a graph with no projections")
+        merged = tuple(_cat_edges(parts, parts[0]) for parts in outputs)
+        return merged[0] if single else merged
+
+    def _dense_view(self, x: Tensor, p: Projection, side: str) -> Tensor:
+        if side == "pre":
+            return x[:, p.pre.slice].unsqueeze(1)  # [B, 1, n_pre, D]
+        return x[:, p.post.slice].unsqueeze(2)  # [B, n_post, 1, D]
+
+    # ------------------------------------------------------------------ inputs and outputs
+    def scatter_inputs(self, u: Tensor) -> Tensor:
+        """External input per input neuron ``[B, n_in, D]`` -> per node ``[B, N, D]`` (zeros elsewhere)."""
+        B, _, D = u.shape
+        out = u.new_zeros(B, self.num_nodes, D)
+        i = 0
+        for name in self.inputs:
+            pop = self.populations[name]
+            out[:, pop.slice] = u[:, i : i + pop.size]
+            i += pop.size
+        return out
+
+    def read_outputs(self, x: Tensor) -> Tensor:
+        """Node tensor ``[B, N, D]`` -> the output populations' rows ``[B, n_out, D]``."""
+        parts = [x[:, self.populations[name].slice] for name in self.outputs]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_tensor(x: object, name: str, device: torch.device) -> None:
+    if not isinstance(x, Tensor):
+        raise ShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ShapeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.device.type != device.type or (
+        device.index is not None and x.device.index is not None and x.device.index != device.index
+    ):
+        raise ShapeError(f"{name} is on {x.device} but the graph is on {device}; move one with .to()")
+
+
+def _edge_slice(t: Tensor, p: Projection) -> Tensor:
+    if t.dim() == 2:  # [E, D] shared by the batch
+        t = t.unsqueeze(0)
+    return t[:, p.slice]
+
+
+def _cat_edges(parts: list[Tensor], like: Tensor) -> Tensor:
+    if len(parts) == 1:
+        return parts[0]
+    B = max(t.shape[0] for t in parts)
+    return torch.cat([t.expand(B, *t.shape[1:]) for t in parts], 1)
+
+
+def _combine(contributions, like: Tensor, num_nodes: int, reduce: str, batch: int | None = None) -> Tensor:
+    """Add (or max) per-population contributions into a ``[B, N, D]`` tensor.
+
+    Each contribution is ``(population, values, index)``: dense ones are already reduced to
+    ``[B, n_target, D]`` (index None); sparse ones are per-edge values to scatter by ``index``.
+    """
+    B = batch or max(c.shape[0] for _, c, _ in contributions)
+    D = contributions[0][1].shape[-1]
+    dtype = contributions[0][1].dtype
+    # Fast path: one dense projection onto every node needs no zero-filled buffer.
+    if len(contributions) == 1 and contributions[0][2] is None and contributions[0][0].size == num_nodes:
+        return contributions[0][1].expand(B, num_nodes, D)
+    if reduce == "max":
+        out = torch.full((B, num_nodes, D), -math.inf, dtype=dtype, device=like.device)
+        for pop, c, idx in contributions:
+            if idx is None:
+                out[:, pop.slice] = torch.maximum(out[:, pop.slice], c)
+            else:
+                index = idx.view(1, -1, 1).expand(B, -1, D)
+                out = out.scatter_reduce(1, index, c.expand(B, *c.shape[1:]), "amax")
+        return torch.where(torch.isinf(out), torch.zeros_like(out), out)
+    out = torch.zeros((B, num_nodes, D), dtype=dtype, device=like.device)
+    for pop, c, idx in contributions:
+        if idx is None:
+            out[:, pop.slice] = out[:, pop.slice] + c
+        else:
+            out = out.index_add(1, idx, c.expand(B, *c.shape[1:]))
+    return out

@@ -1,0 +1,73 @@
+"""The rule interface every learning system implements.
+
+A rule is an ``nn.Module`` whose parameters are the meta-parameters (shared functions, type
+embeddings, optional per-synapse slow parameters). Its state is a plain ``dict`` of tensors with
+at least ``"node"`` ``[B, N, Dn]`` and ``"edge"`` ``[B, E, De]``; a rule may add fields
+(``"hebb"``, ``"h"``, ...). One tick is ``step(graph, state, inputs) -> new state`` where
+``inputs`` is the external input per node ``[B, N, input_dim]`` (zero on non-input nodes).
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ShapeError
+from ..graph import Graph
+
+State = Dict[str, Tensor]
+
+
+class Rule(nn.Module):
+    """Base class: subclasses set ``node_dim``, ``edge_dim`` and implement ``init_state``/``step``."""
+
+    node_dim: int = 1
+    edge_dim: int = 1
+    input_dim: int = 1
+    output_dim: int = 1
+
+    def init_state(self, graph: Graph, batch_size: int) -> State:
+        raise NotImplementedError
+
+    def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        raise NotImplementedError
+
+    def readout(self, graph: Graph, state: State) -> Tensor:
+        """What the output populations report: by default the first ``output_dim`` node channels."""
+        return graph.read_outputs(state["node"][..., : self.output_dim])
+
+    # ------------------------------------------------------------------ checks
+    def check_graph(self, graph: Graph) -> None:
+        """Raise if this rule cannot run on ``graph`` (override to add rule-specific checks)."""
+        if not isinstance(graph, Graph):
+            raise ShapeError(f"expected a simgraph Graph, got {type(graph).__name__}; build one with sg.Network(...).build()")
+
+    def check_state(self, graph: Graph, state: State) -> None:
+        """Raise ShapeError unless ``state`` fits this rule and graph."""
+        if not isinstance(state, dict):
+            raise ShapeError(f"state must be a dict of tensors, got {type(state).__name__}")
+        for key in ("node", "edge"):
+            if key not in state:
+                raise ShapeError(f"state is missing field {key!r} (has {sorted(state)})")
+        graph.check_nodes(state["node"], "state['node']", self.node_dim)
+        graph.check_edges(state["edge"], "state['edge']", self.edge_dim)
+        if state["edge"].dim() == 3 and state["edge"].shape[0] not in (1, state["node"].shape[0]):
+            raise ShapeError(
+                f"state['edge'] has batch {state['edge'].shape[0]} but state['node'] has batch {state['node'].shape[0]}"
+            )
+
+
+def type_rows(table: Tensor, ids: Tensor) -> Tensor:
+    """Embedding rows for every node/edge: ``table[ids]`` broadcast over the batch, ``[1, n, D]``."""
+    return table.index_select(0, ids).unsqueeze(0)
+
+
+def zeros_state(graph: Graph, batch_size: int, node_dim: int, edge_dim: int, like: Tensor) -> State:
+    """A zero ``{"node", "edge"}`` state on the graph's device with ``like``'s dtype."""
+    kw = dict(dtype=like.dtype, device=graph.device)
+    return {
+        "node": torch.zeros(batch_size, graph.num_nodes, node_dim, **kw),
+        "edge": torch.zeros(batch_size, graph.num_edges, edge_dim, **kw),
+    }

@@ -1,0 +1,42 @@
+"""The Hebbian outer-product rule: Hopfield storage, the engine's plastic reference rule.
+
+    x_i  <- tanh( beta * sum_j w_ij x_j + input_gain * u_i )
+    w_ij <- w_ij + eta * s_i s_j          (s = the clamped input u, or the activity x)
+
+With ``learn_from="input"`` (default) every tick adds the outer product of the presented pattern,
+so after a write phase ``w`` is the classic Hopfield matrix ``sum_k p_k p_k^T`` (scaled by
+``eta`` and presentation ticks); a partial cue then relaxes to the nearest stored pattern.
+``eta`` defaults to ``1 / mean indegree`` (the 1/N of a fully connected Hopfield net).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, unknown
+from ..graph import Graph
+from .base import Rule, State, zeros_state
+
+SOURCES = ("input", "activity")
+
+
+class HebbianRule(Rule):
+    def __init__(self, eta: float | None = None, beta: float = 1.0, input_gain: float = 1.0, learn_from: str = "input"):
+        super().__init__()
+        if learn_from not in SOURCES:
+            raise unknown("HebbianRule learn_from", learn_from, SOURCES)
+        if eta is not None and not eta > 0:
+            raise ConfigError(f"HebbianRule eta must be positive, got {eta!r}")
+        self.eta, self.beta, self.input_gain, self.learn_from = eta, float(beta), float(input_gain), learn_from
+
+    def init_state(self, graph: Graph, batch_size: int) -> State:
+        return zeros_state(graph, batch_size, 1, 1, torch.empty(0))
+
+    def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        w = state["edge"]
+        x = torch.tanh(self.beta * graph.propagate(w, state["node"]) + self.input_gain * inputs)
+        s = inputs if self.learn_from == "input" else x
+        eta = self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
+        w = graph.edge_map(lambda s_j, s_i, w: w + eta * s_i * s_j, pre=[s], post=[s], edge=[w])
+        return {**state, "node": x, "edge": w}

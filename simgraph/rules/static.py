@@ -1,0 +1,42 @@
+"""Static synapses: fixed random weights that never change; the engine's simplest reference rule.
+
+    x_i <- tanh( gain * sum_j w_ij x_j + input_gain * u_i ),   w_ij ~ N(0, 1 / indegree_i), fixed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..graph import Graph
+from .base import Rule, State
+
+
+class StaticRule(Rule):
+    """Fixed weights drawn once from ``seed`` (the same for every episode) or given as ``weights [E]``."""
+
+    def __init__(self, gain: float = 1.0, input_gain: float = 1.0, seed: int = 0, weights: Tensor | None = None):
+        super().__init__()
+        self.gain, self.input_gain, self.seed = float(gain), float(input_gain), int(seed)
+        self.weights = weights
+
+    def initial_weights(self, graph: Graph) -> Tensor:
+        if self.weights is not None:
+            w = torch.as_tensor(self.weights, dtype=torch.float32).reshape(-1, 1)
+            graph.check_edges(w.to(graph.device), "StaticRule weights", 1)
+            return w.to(graph.device)
+        g = torch.Generator().manual_seed(self.seed)
+        w = torch.randn(graph.num_edges, 1, generator=g)
+        fan_in = graph.in_degree().cpu().clamp(min=1)[graph.edge_index[1].cpu()]
+        return (w / fan_in.sqrt().unsqueeze(1)).to(graph.device)
+
+    def init_state(self, graph: Graph, batch_size: int) -> State:
+        w = self.initial_weights(graph)
+        return {
+            "node": torch.zeros(batch_size, graph.num_nodes, 1, device=graph.device, dtype=w.dtype),
+            "edge": w.unsqueeze(0).expand(batch_size, -1, -1),
+        }
+
+    def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        x = torch.tanh(self.gain * graph.propagate(state["edge"], state["node"]) + self.input_gain * inputs)
+        return {**state, "node": x}
