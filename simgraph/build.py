@@ -34,7 +34,7 @@ CONNECTION_RULES = (
     "explicit",
 )
 LAYOUTS = ("auto", "dense", "sparse")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_NAME = re.compile(r"^\S(.*\S)?$")  # non-empty, no surrounding whitespace
 
 
 @dataclass
@@ -330,7 +330,7 @@ def _is_complete(pre_i: Tensor, post_i: Tensor, n_pre: int, n_post: int) -> bool
 
 def _check_name(name: Any, what: str) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise GraphError(f"{what} must be a non-empty identifier-like string, got {name!r}")
+        raise GraphError(f"{what} must be a non-empty string without surrounding spaces, got {name!r}")
 
 
 def _is_int(x: Any) -> bool:

@@ -396,8 +396,8 @@ def _combine(contributions, like: Tensor, num_nodes: int, reduce: str, batch: in
     if reduce == "max":
         out = torch.full((B, num_nodes, D), -math.inf, dtype=dtype, device=like.device)
         for pop, c, idx in contributions:
-            if idx is None:
-                out[:, pop.slice] = torch.maximum(out[:, pop.slice], c)
+            if idx is None:  # out-of-place so autograd keeps what maximum saved
+                out = out.slice_scatter(torch.maximum(out[:, pop.slice], c), 1, pop.start, pop.stop)
             else:
                 index = idx.view(1, -1, 1).expand(B, -1, D)
                 out = out.scatter_reduce(1, index, c.expand(B, *c.shape[1:]), "amax")
@@ -405,7 +405,7 @@ def _combine(contributions, like: Tensor, num_nodes: int, reduce: str, batch: in
     out = torch.zeros((B, num_nodes, D), dtype=dtype, device=like.device)
     for pop, c, idx in contributions:
         if idx is None:
-            out[:, pop.slice] = out[:, pop.slice] + c
+            out = out.slice_scatter(out[:, pop.slice] + c, 1, pop.start, pop.stop)
         else:
             out = out.index_add(1, idx, c.expand(B, *c.shape[1:]))
     return out

@@ -106,7 +106,13 @@ def from_networkx(
         for i, node in enumerate(nodes):
             where[node] = (pop, i)
         labels.extend(nodes)
-    edges = G.edges(data=True) if not G.is_directed() else G.edges(data=True)
+    if G.is_multigraph():
+        edges = list(G.edges(keys=True, data=True))
+        if all(isinstance(k, int) for _, _, k, _ in edges):  # exported by to_networkx: keys are edge ids
+            edges.sort(key=lambda edge: edge[2])
+        edges = [(u, v, d) for u, v, _, d in edges]
+    else:
+        edges = list(G.edges(data=True))
     projections: "OrderedDict[tuple, tuple[list, list]]" = OrderedDict()
     for u, v, data in edges:
         directions = [(u, v)] if G.is_directed() else [(u, v), (v, u)]

@@ -101,6 +101,8 @@ def simulate(
 
     zero_input = None
     outputs = []
+    if inputs is not None:
+        inputs = inputs.to(state["node"].dtype)  # the rule's state decides the precision
     for t in range(T):
         if inputs is not None:
             u = graph.scatter_inputs(inputs[t])

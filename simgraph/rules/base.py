@@ -64,9 +64,9 @@ def type_rows(table: Tensor, ids: Tensor) -> Tensor:
     return table.index_select(0, ids).unsqueeze(0)
 
 
-def zeros_state(graph: Graph, batch_size: int, node_dim: int, edge_dim: int, like: Tensor) -> State:
-    """A zero ``{"node", "edge"}`` state on the graph's device with ``like``'s dtype."""
-    kw = dict(dtype=like.dtype, device=graph.device)
+def zeros_state(graph: Graph, batch_size: int, node_dim: int, edge_dim: int, dtype: torch.dtype | None = None) -> State:
+    """A zero ``{"node", "edge"}`` state on the graph's device (default dtype: torch's default)."""
+    kw = dict(dtype=dtype or torch.get_default_dtype(), device=graph.device)
     return {
         "node": torch.zeros(batch_size, graph.num_nodes, node_dim, **kw),
         "edge": torch.zeros(batch_size, graph.num_edges, edge_dim, **kw),

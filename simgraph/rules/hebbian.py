@@ -31,7 +31,7 @@ class HebbianRule(Rule):
         self.eta, self.beta, self.input_gain, self.learn_from = eta, float(beta), float(input_gain), learn_from
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
-        return zeros_state(graph, batch_size, 1, 1, torch.empty(0))
+        return zeros_state(graph, batch_size, 1, 1)
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
         w = state["edge"]

@@ -22,7 +22,7 @@ class StaticRule(Rule):
 
     def initial_weights(self, graph: Graph) -> Tensor:
         if self.weights is not None:
-            w = torch.as_tensor(self.weights, dtype=torch.float32).reshape(-1, 1)
+            w = torch.as_tensor(self.weights, dtype=torch.get_default_dtype()).reshape(-1, 1)
             graph.check_edges(w.to(graph.device), "StaticRule weights", 1)
             return w.to(graph.device)
         g = torch.Generator().manual_seed(self.seed)
