@@ -1,0 +1,180 @@
+"""The recall task family: store a stream of patterns online, recall it when cued.
+
+An episode (REFERENCES.md section 1, defined precisely here):
+
+- **write phase**: ``num_patterns`` (K) random +-1 patterns of ``bits`` (D) bits, each shown for
+  ``present_ticks`` (p) ticks then ``gap_ticks`` (g) blank ticks; the stream is shown ``repeats`` (r)
+  times, each repeat in a fresh shuffled order (in stored order when ``shuffle=False``).
+- **delay**: ``delay`` (d) ticks of zeros, or of random +-1 patterns that are never queried when
+  ``distractors=True``.
+- **recall phase**: ``queries`` (Q) queries, each shown for ``query_ticks`` ticks followed by ``gap_ticks``
+  blank ticks; the output is read on the query's last ``readout_ticks`` ticks. Queried patterns are
+  drawn uniformly from the K stored ones (without replacement while Q <= K).
+
+Cue kinds and the input each tick carries (``num_inputs`` channels, one input neuron each):
+
+- ``partial`` (auto-associative, ``num_inputs = D``): write shows the pattern; a query shows the
+  pattern with each bit kept with probability ``cue_fraction`` and zeroed otherwise.
+- ``key`` (hetero-associative, ``num_inputs = 2D``): each stored item is a (key, value) pair of
+  patterns; write shows ``[key, value]``; a query shows ``[key, 0]`` and the value must be produced.
+- ``position`` (``num_inputs = D + K``): write shows ``[pattern, onehot(k)]`` for the k-th pattern of
+  the stream (``repeats`` must be 1, so "k-th" is well defined); a query shows ``[0, onehot(k)]``.
+
+Targets are the full D-bit pattern on the ``num_outputs = D`` output neurons. The loss is the mean
+squared error at read-out ticks; the metric is bit accuracy (sign of the output) on the bits the cue
+did *not* give (all D bits for ``key``/``position``). Capacity is the largest K with >= 95% bit accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, unknown
+
+CUES = ("partial", "key", "position")
+
+
+class Episode(NamedTuple):
+    inputs: Tensor  # [T, B, num_inputs]
+    targets: Tensor  # [T, B, D] (+-1; zero where not read)
+    loss_mask: Tensor  # [T, B, D] 1 at read-out ticks
+    metric_mask: Tensor  # [T, B, D] 1 at read-out ticks on bits the cue did not give
+
+
+@dataclass(frozen=True)
+class RecallTask:
+    num_patterns: int = 4
+    bits: int = 16
+    present_ticks: int = 2
+    gap_ticks: int = 1
+    repeats: int = 1
+    shuffle: bool = True
+    delay: int = 0
+    distractors: bool = False
+    queries: int = 4
+    cue: str = "partial"
+    cue_fraction: float = 0.5
+    query_ticks: int = 3
+    readout_ticks: int = 1
+
+    def __post_init__(self):
+        positive = ("num_patterns", "bits", "present_ticks", "repeats", "queries", "query_ticks", "readout_ticks")
+        for name in positive:
+            _check_int(name, getattr(self, name), 1)
+        for name in ("gap_ticks", "delay"):
+            _check_int(name, getattr(self, name), 0)
+        if self.cue not in CUES:
+            raise unknown("recall cue", self.cue, CUES)
+        if not isinstance(self.cue_fraction, (int, float)) or not 0.0 <= self.cue_fraction < 1.0:
+            raise ConfigError(f"RecallTask cue_fraction must be in [0, 1) (the fraction of bits given), got {self.cue_fraction!r}")
+        if self.readout_ticks > self.query_ticks:
+            raise ConfigError(f"RecallTask readout_ticks={self.readout_ticks} exceeds query_ticks={self.query_ticks}")
+        if self.cue == "position" and self.repeats != 1:
+            raise ConfigError("RecallTask cue='position' needs repeats=1 (the k-th pattern is ambiguous otherwise)")
+        for name in ("shuffle", "distractors"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"RecallTask {name} must be true or false, got {getattr(self, name)!r}")
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_inputs(self) -> int:
+        return {"partial": self.bits, "key": 2 * self.bits, "position": self.bits + self.num_patterns}[self.cue]
+
+    @property
+    def num_outputs(self) -> int:
+        return self.bits
+
+    @property
+    def write_ticks(self) -> int:
+        return self.repeats * self.num_patterns * (self.present_ticks + self.gap_ticks)
+
+    @property
+    def num_ticks(self) -> int:
+        return self.write_ticks + self.delay + self.queries * (self.query_ticks + self.gap_ticks)
+
+    def replace(self, **changes) -> "RecallTask":
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ episodes
+    def sample(self, batch_size: int, seed: int | torch.Generator = 0, device=None) -> Episode:
+        """A batch of episodes; the same seed gives the same episodes (generated on CPU, then moved)."""
+        _check_int("batch_size", batch_size, 1)
+        g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+        B, K, D = batch_size, self.num_patterns, self.bits
+        sign = lambda *shape: torch.randint(0, 2, shape, generator=g).float() * 2 - 1  # noqa: E731
+        values = sign(B, K, D)
+        keys = sign(B, K, D) if self.cue == "key" else None
+        inputs = torch.zeros(self.num_ticks, B, self.num_inputs)
+        targets = torch.zeros(self.num_ticks, B, D)
+        loss_mask = torch.zeros(self.num_ticks, B, D)
+        metric_mask = torch.zeros(self.num_ticks, B, D)
+        batch = torch.arange(B)
+
+        def shown(k: Tensor) -> Tensor:  # [B] item ids -> what the write phase shows
+            if self.cue == "partial":
+                return values[batch, k]
+            if self.cue == "key":
+                return torch.cat([keys[batch, k], values[batch, k]], -1)
+            return torch.cat([values[batch, k], torch.nn.functional.one_hot(k, K).float()], -1)
+
+        t = 0
+        # position cues define "k-th" by the stream order, so that stream is shown unshuffled
+        shuffled = self.shuffle and self.cue != "position"
+        for _ in range(self.repeats):
+            order = torch.argsort(torch.rand(B, K, generator=g), 1) if shuffled else torch.arange(K).expand(B, K)
+            for i in range(K):
+                inputs[t : t + self.present_ticks] = shown(order[:, i])
+                t += self.present_ticks + self.gap_ticks
+        if self.distractors and self.delay:
+            inputs[t : t + self.delay, :, :D] = sign(self.delay, B, D)
+        t += self.delay
+        if self.queries <= K:
+            asked = torch.argsort(torch.rand(B, K, generator=g), 1)[:, : self.queries]
+        else:
+            asked = torch.randint(0, K, (B, self.queries), generator=g)
+        for q in range(self.queries):
+            k = asked[:, q]
+            target = values[batch, k]
+            if self.cue == "partial":
+                given = (torch.rand(B, D, generator=g) < self.cue_fraction).float()
+                cue = target * given
+            elif self.cue == "key":
+                given = torch.zeros(B, D)
+                cue = torch.cat([keys[batch, k], torch.zeros(B, D)], -1)
+            else:
+                given = torch.zeros(B, D)
+                cue = torch.cat([torch.zeros(B, D), torch.nn.functional.one_hot(k, K).float()], -1)
+            inputs[t : t + self.query_ticks] = cue
+            read = slice(t + self.query_ticks - self.readout_ticks, t + self.query_ticks)
+            targets[read] = target
+            loss_mask[read] = 1.0
+            metric_mask[read] = 1.0 - given
+            t += self.query_ticks + self.gap_ticks
+        episode = Episode(inputs, targets, loss_mask, metric_mask)
+        return Episode(*(x.to(device) for x in episode)) if device is not None else episode
+
+
+def recall_loss(outputs: Tensor, episode: Episode) -> Tensor:
+    """Mean squared error at read-out ticks; ``outputs`` is ``[T, B, D]`` or ``[T, B, D, 1]``."""
+    if outputs.dim() == 4:
+        outputs = outputs[..., 0]
+    err = (outputs - episode.targets).square() * episode.loss_mask
+    return err.sum() / episode.loss_mask.sum().clamp(min=1)
+
+
+def bit_accuracy(outputs: Tensor, episode: Episode) -> Tensor:
+    """Fraction of not-given bits whose sign is right at read-out ticks (a 0-d tensor; no host sync)."""
+    if outputs.dim() == 4:
+        outputs = outputs[..., 0]
+    right = (torch.sign(outputs) == episode.targets).float() * episode.metric_mask
+    return right.sum() / episode.metric_mask.sum().clamp(min=1)
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"RecallTask {name} must be an int >= {low}, got {value!r}")
