@@ -57,7 +57,7 @@ class TrainConfig:
     clip: float = 1.0
     window: int = 0  # truncated-BPTT window in ticks; 0 = the whole episode
     eval_every: int = 50
-    eval_batch: int = 256
+    eval_batch: int = 128
     curriculum: bool = True  # start with few patterns, add one when accuracy passes the threshold
     curriculum_start: int = 2
     curriculum_threshold: float = 0.9
@@ -70,7 +70,8 @@ class Config:
     seed: int = 0
     network: NetworkConfig = field(default_factory=NetworkConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
-    task: dict = field(default_factory=dict)  # RecallTask keyword arguments
+    # RecallTask keyword arguments; the default problem: 6 patterns of 32 bits, half cues
+    task: dict = field(default_factory=lambda: {"num_patterns": 6, "bits": 32})
     train: TrainConfig = field(default_factory=TrainConfig)
 
     # ------------------------------------------------------------------ construction

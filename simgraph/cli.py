@@ -1,0 +1,148 @@
+"""The ``simgraph`` command: train, eval, export (and bench, when the benchmark suite is present).
+
+Every command ends with one machine-readable JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from .errors import ConfigError, SimgraphError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simgraph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="meta-train a rule to remember (default: a built-in recall problem)")
+    p.add_argument("config", nargs="?", help="TOML config (runs/*.toml); default: the built-in default")
+    p.add_argument("--out", help="run folder for checkpoints and logs (default: a new runs/out/train-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. train.steps=50")
+    p.add_argument("--no-baselines", action="store_true", help="skip the frozen-synapse and Hebbian comparison")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("eval", help="score a trained checkpoint on fresh recall episodes")
+    p.add_argument("run", help="run folder written by simgraph train")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change the task, e.g. task.num_patterns=8")
+    p.add_argument("--episodes", type=int, default=512)
+
+    p = sub.add_parser("export", help="write a run's network (with one episode's final state) as node-link JSON")
+    p.add_argument("run")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("bench", help="the benchmark suite (JSON output)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    args = parser.parse_args(argv)
+    try:
+        return {"train": _train, "eval": _eval, "export": _export, "bench": _bench}[args.command](args)
+    except SimgraphError as exc:
+        print(f"simgraph {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+# ---------------------------------------------------------------------- commands
+def _train(args) -> int:
+    from .train import Config, evaluate, train
+    from .train.baselines import hebbian_baseline
+
+    cfg = Config.load(args.config) if args.config else Config()
+    cfg = cfg.override(**_parse_sets(args.set)) if args.set else cfg
+    out = Path(args.out) if args.out else Path("runs/out") / time.strftime("train-%Y%m%d-%H%M%S")
+    print(f"simgraph train: {cfg.rule.kind} rule on {cfg.network.topology}, task {cfg.make_task()}", file=sys.stderr)
+    print(f"run folder: {out}", file=sys.stderr)
+    started = time.time()
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress, on_log=_log_line)
+    task = cfg.make_task()
+    scores = {cfg.rule.kind: evaluate(result.rule, result.graph, task, 512)["accuracy"]}
+    if not args.no_baselines:
+        if cfg.rule.kind == "mlp":
+            print("training the frozen-synapse baseline with the same budget ...", file=sys.stderr)
+            frozen = train(cfg.override(**{"rule.kind": "frozen"}), out / "frozen", resume=args.resume,
+                           progress=not args.no_progress, on_log=_log_line)
+            scores["frozen"] = evaluate(frozen.rule, frozen.graph, task, 512)["accuracy"]
+        beta, acc = hebbian_baseline(result.graph, task)
+        scores[f"hebbian(beta={beta})"] = acc
+    print(f"\nrecall bit accuracy on 512 fresh episodes, K={task.num_patterns} patterns of {task.bits} bits "
+          f"(not-given bits, chance = 0.5):", file=sys.stderr)
+    for name, acc in scores.items():
+        print(f"  {name:<24s} {acc:.3f}", file=sys.stderr)
+    summary = {"command": "train", "run": str(out), "steps": cfg.train.steps, "num_patterns": task.num_patterns,
+               "bits": task.bits, "accuracy": scores, "seconds": round(time.time() - started, 1)}
+    print(json.dumps(summary))
+    return 0
+
+
+def _eval(args) -> int:
+    from .train import evaluate, load_rule
+
+    rule, graph, cfg = load_rule(args.run)
+    changes = _parse_sets(args.set)
+    for key in changes:
+        if not key.startswith("task."):
+            raise ConfigError(f"eval can only change task settings, not {key!r}")
+    task = cfg.override(**changes).make_task() if changes else cfg.make_task()
+    if task.num_inputs != graph.num_inputs or task.num_outputs != graph.num_outputs:
+        raise ConfigError(f"task needs {task.num_inputs} inputs/{task.num_outputs} outputs, the trained network has "
+                          f"{graph.num_inputs}/{graph.num_outputs}")
+    metrics = evaluate(rule, graph, task, args.episodes)
+    print(json.dumps({"command": "eval", "run": args.run, "num_patterns": task.num_patterns, "episodes": args.episodes, **metrics}))
+    return 0
+
+
+def _export(args) -> int:
+    import networkx as nx
+
+    from .interop import to_networkx
+    from .simulate import simulate
+    from .train import load_rule
+
+    rule, graph, cfg = load_rule(args.run)
+    episode = cfg.make_task().sample(1, seed=0)
+    import torch
+
+    with torch.no_grad():
+        state = simulate(rule, graph, episode.inputs).state
+    G = to_networkx(graph, state)
+    Path(args.out).write_text(json.dumps(nx.node_link_data(G, edges="edges")))
+    print(json.dumps({"command": "export", "out": args.out, "nodes": G.number_of_nodes(), "edges": G.number_of_edges()}))
+    return 0
+
+
+def _bench(args) -> int:
+    try:
+        from .bench import main as bench_main
+    except ImportError:
+        raise ConfigError("the benchmark suite (simgraph.bench) is not installed in this version") from None
+    return bench_main((["--quick"] if args.quick else []) + args.rest)
+
+
+# ---------------------------------------------------------------------- helpers
+def _parse_sets(items: list[str]) -> dict:
+    changes = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word: take it as a string
+        changes[key.strip()] = value
+    return changes
+
+
+def _log_line(row: dict) -> None:
+    print(f"step {row['step']:>5d}  K={row['num_patterns']}  train loss {row['train_loss']:.4f}  "
+          f"eval loss {row['eval_loss']:.4f}  eval acc {row['eval_accuracy']:.3f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

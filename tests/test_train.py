@@ -1,0 +1,165 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import simgraph as sg
+from simgraph.cli import main
+from simgraph.errors import CheckpointError, ConfigError, DivergenceError, UnknownNameError
+from simgraph.train import Config, checkpoint, evaluate, load_rule, train, unroll
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(**train_overrides) -> Config:
+    t = {"steps": 6, "batch_size": 8, "eval_every": 3, "eval_batch": 16, "checkpoint_every": 2, "warmup": 1}
+    t.update(train_overrides)
+    return Config.from_dict({"task": {"num_patterns": 2, "bits": 8, "queries": 2},
+                             "rule": {"hidden": 8, "node_dim": 4}, "train": t})
+
+
+def params(rule):
+    return {k: v.clone() for k, v in rule.state_dict().items()}
+
+
+def test_meta_training_lowers_the_recall_loss():
+    cfg = tiny(steps=40, lr=1e-2, eval_every=40, curriculum=False)
+    task = cfg.make_task()
+    before = evaluate(cfg.make_rule(cfg.make_graph()), cfg.make_graph(), task, 64)
+    result = train(cfg, progress=False)
+    after = evaluate(result.rule, result.graph, task, 64)
+    assert after["loss"] < 0.8 * before["loss"]
+
+
+def test_truncated_windows_give_the_full_gradient_when_the_window_is_the_episode():
+    cfg = tiny()
+    graph, task = cfg.make_graph(), cfg.make_task()
+    ep = task.sample(4, seed=0)
+    grads = []
+    for window in (0, task.num_ticks, 5):
+        rule = cfg.make_rule(graph)
+        unroll(rule, graph, ep, window=window)
+        grads.append(torch.cat([p.grad.flatten() for p in rule.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1])
+    assert not torch.allclose(grads[0], grads[2])  # truncation really cuts the gradient
+
+
+def test_checkpoint_round_trip(tmp_path):
+    result = train(tiny(steps=4), tmp_path, progress=False)
+    rule, graph, cfg = load_rule(tmp_path)
+    for k, v in result.rule.state_dict().items():
+        assert torch.equal(rule.state_dict()[k], v)
+    spec = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert spec["step"] == 4 and len(list(tmp_path.glob("checkpoint-*.pt"))) == 1
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["step"] for l in lines] == [3, 4]
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    whole = train(tiny(), tmp_path / "whole", progress=False)
+    train(tiny(), tmp_path / "cut", progress=False, stop_after=3)  # "killed" after step 3; last checkpoint: step 2
+    assert json.loads((tmp_path / "cut" / "checkpoint.json").read_text())["step"] == 2
+    resumed = train(tiny(), tmp_path / "cut", resume=True, progress=False)
+    for k, v in whole.rule.state_dict().items():
+        assert torch.equal(resumed.rule.state_dict()[k], v), k
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in whole.history]
+
+
+def test_checkpoint_misuse_is_refused(tmp_path):
+    train(tiny(steps=2), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+        train(tiny(steps=2), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="different config .train.steps"):
+        train(tiny(steps=3), tmp_path, resume=True, progress=False)
+
+
+def test_corrupt_truncated_and_unsafe_checkpoints_are_refused(tmp_path):
+    train(tiny(steps=2), tmp_path, progress=False)
+    pt = next(tmp_path.glob("checkpoint-*.pt"))
+    good = pt.read_bytes()
+    pt.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        checkpoint.load(tmp_path)
+    pt.write_bytes(good)
+    spec = tmp_path / "checkpoint.json"
+    text = spec.read_text()
+    spec.write_text(text[:20])
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_rule(tmp_path)
+    spec.write_text(text)
+    # a tensor file carrying pickled code, with a matching hash: weights_only refuses it
+    evil = tmp_path / "evil"
+    checkpoint.save(evil, 1, {"rule": {}}, {})
+    bad = next(evil.glob("*.pt"))
+    torch.save({"rule": Config()}, bad)  # an arbitrary Python object, not plain tensors
+    meta = json.loads((evil / "checkpoint.json").read_text())
+    import hashlib
+
+    meta["sha256"] = hashlib.sha256(bad.read_bytes()).hexdigest()
+    (evil / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="refused: not a plain tensor checkpoint"):
+        checkpoint.load(evil)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        checkpoint.load(tmp_path / "nowhere")
+
+
+def test_nan_is_never_checkpointed_and_stops_a_run(tmp_path):
+    with pytest.raises(CheckpointError, match="NaN"):
+        checkpoint.save(tmp_path, 1, {"w": torch.tensor([1.0, float("nan")])}, {})
+    assert not checkpoint.exists(tmp_path)
+    cfg = tiny()
+    graph = cfg.make_graph()
+    rule = cfg.make_rule(graph)
+    with torch.no_grad():
+        rule.read.bias.fill_(float("nan"))
+    with pytest.raises(DivergenceError, match="NaN"):
+        unroll(rule, graph, cfg.make_task().sample(2))
+
+
+@pytest.mark.parametrize(
+    "data,err,match",
+    [
+        ({"trian": {}}, UnknownNameError, "did you mean 'train'"),
+        ({"train": {"stpes": 3}}, UnknownNameError, "did you mean 'steps'"),
+        ({"task": {"num_pattern": 3}}, UnknownNameError, "did you mean 'num_patterns'"),
+        ({"train": {"steps": "10"}}, ConfigError, "steps must be int"),
+        ({"train": {"lr": -1.0}}, ConfigError, "lr must be positive"),
+        ({"rule": {"kind": "mpl"}}, UnknownNameError, "did you mean 'mlp'"),
+        ({"network": {"topology": "smallworld"}}, UnknownNameError, "did you mean 'small_world'"),
+        ({"task": {"cue": "key"}}, ConfigError, "recall_network"),
+        ({"task": {"bits": 0}}, ConfigError, "bits must be an int"),
+        ({"train": {"curriculum_threshold": 2.0}}, ConfigError, "curriculum_threshold"),
+    ],
+)
+def test_config_errors(data, err, match):
+    with pytest.raises(err, match=match):
+        Config.from_dict(data)
+
+
+def test_default_config_is_runs_default_toml():
+    from_file = Config.load(ROOT / "runs" / "default.toml")
+    default = Config()
+    assert from_file.make_task() == default.make_task()
+    for section in ("seed", "network", "rule", "train"):
+        assert getattr(from_file, section) == getattr(default, section), section
+
+
+def test_cli_train_eval_export(tmp_path, capsys):
+    out = tmp_path / "run"
+    sets = ["task.num_patterns=2", "task.bits=8", "train.steps=2", "train.batch_size=4", "train.eval_batch=8",
+            "rule.hidden=4"]
+    argv = ["train", "--out", str(out), "--no-progress", "--no-baselines"]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["command"] == "train" and 0 <= summary["accuracy"]["mlp"] <= 1
+    assert main(["eval", str(out), "--set", "task.num_patterns=3", "--episodes", "8"]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["num_patterns"] == 3
+    assert main(["export", str(out), "--out", str(tmp_path / "g.json")]) == 0
+    assert json.loads((tmp_path / "g.json").read_text())["nodes"]
+    capsys.readouterr()
+    assert main(["train", "--set", "train.stpes=3", "--no-progress"]) == 2
+    assert "did you mean 'steps'" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing")]) == 2
