@@ -1,0 +1,130 @@
+"""Recall vs load and delay, per network type and topology (issue: learning to remember, part 4).
+
+For each topology (fully recurrent, input->memory->output, sparse random p=0.2, small-world) and
+network type (frozen synapses, fixed Hebbian outer product, learned MLP rule with and without
+neuron types) this meta-trains the trainable types on the default recall problem (32-bit patterns,
+half cues, curriculum up to K=8), then measures bit accuracy on fresh episodes against the load K
+(delay 0) and against the delay (K=4). Writes runs/out/capacity/{results.json,results.md,*.png}.
+
+    python runs/recall_capacity.py            # ~30 min on a 2-core CPU; resumable (checkpoints per model)
+    python runs/recall_capacity.py --quick    # a smoke run: tiny budgets, a minute
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from simgraph.analysis import capacity, sweep  # noqa: E402
+from simgraph.train import Config, load_rule, train  # noqa: E402
+from simgraph.train.baselines import hebbian_baseline  # noqa: E402
+from simgraph.rules import HebbianRule  # noqa: E402
+
+TOPOLOGIES = {
+    "fully_recurrent": {},
+    "recall_network": {"n_memory": 32},
+    "sparse_random": {"p": 0.2},
+    "small_world": {"k": 6, "p": 0.1},
+}
+LOADS = (1, 2, 4, 6, 8, 12, 16)
+DELAYS = (0, 4, 8, 16, 32)
+
+
+def models_for(topology):
+    if topology == "recall_network":
+        # the only topology here with several neuron types; the Hebbian rule stores what reaches a
+        # neuron's own input, and here no input neuron is an output neuron, so it has nothing to recall
+        return ["frozen", "mlp", "mlp_untyped"]
+    return ["frozen", "hebbian", "mlp"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--out", default="runs/out/capacity")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps, episodes = (2, 8) if args.quick else (args.steps, 128)
+    loads, delays = ((1, 2), (0, 4)) if args.quick else (LOADS, DELAYS)
+    started = time.time()
+    results = {}
+    for topology, params in TOPOLOGIES.items():
+        for kind in models_for(topology):
+            name = f"{topology}/{kind}"
+            t0 = time.time()
+            cfg = Config.from_dict({
+                "network": {"topology": topology, "params": params},
+                "rule": {"kind": "mlp" if kind == "mlp_untyped" else kind, "use_types": kind != "mlp_untyped"},
+                "task": {"num_patterns": 8, "bits": 32},
+                "train": {"steps": steps, "eval_every": 50, "checkpoint_every": 50, "threads": 2},
+            })
+            task = cfg.make_task()
+            if kind == "hebbian":
+                graph = cfg.make_graph()
+                beta, _ = hebbian_baseline(graph, task.replace(num_patterns=4), episodes=16)
+                rule = HebbianRule(beta=beta)
+            else:
+                folder = out / "models" / topology / kind
+                done = folder.joinpath("checkpoint.json").is_file() and json.loads(folder.joinpath("checkpoint.json").read_text())["step"] >= steps
+                if done:
+                    rule, graph, _ = load_rule(folder)
+                else:
+                    res = train(cfg, folder, resume=folder.joinpath("checkpoint.json").is_file(), progress=False)
+                    rule, graph = res.rule, res.graph
+            by_load = sweep(rule, graph, task, "num_patterns", loads, episodes)
+            by_delay = sweep(rule, graph, task.replace(num_patterns=4), "delay", delays, episodes)
+            results[name] = {"neurons": graph.num_nodes, "synapses": graph.num_edges,
+                             "by_load": by_load, "by_delay": by_delay, "capacity": capacity(by_load),
+                             "seconds": round(time.time() - t0, 1)}
+            print(f"{name:<32s} N={graph.num_nodes:<3d} capacity K={capacity(by_load):<3d} "
+                  + " ".join(f"K{k}:{a:.3f}" for k, a in by_load.items()), flush=True)
+    total = round(time.time() - started, 1)
+    (out / "results.json").write_text(json.dumps({"results": results, "seconds": total, "steps": steps}, indent=1))
+    write_table(results, loads, delays, out / "results.md", total)
+    plot(results, "by_load", "patterns stored K (32 bits each, half cue)", out / "accuracy_vs_load.png")
+    plot(results, "by_delay", "delay after the write phase (ticks), K=4", out / "accuracy_vs_delay.png")
+    print(json.dumps({"command": "recall_capacity", "seconds": total,
+                      "capacity": {k: v["capacity"] for k, v in results.items()}}))
+
+
+def write_table(results, loads, delays, path, seconds):
+    lines = ["| topology / network type | N | synapses | capacity K (>=95%) | " + " | ".join(f"K={k}" for k in loads)
+             + " | " + " | ".join(f"delay {d}" for d in delays) + " |",
+             "|---" * (4 + len(loads) + len(delays)) + "|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['neurons']} | {r['synapses']} | {r['capacity']} | "
+                     + " | ".join(f"{r['by_load'][k]:.3f}" for k in loads) + " | "
+                     + " | ".join(f"{r['by_delay'][d]:.3f}" for d in delays) + " |")
+    lines.append(f"\nBit accuracy on not-given bits (chance 0.5), fresh episodes; total {seconds} s.")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(results, key, xlabel, path):
+    topologies = list(TOPOLOGIES)
+    fig, axes = plt.subplots(1, len(topologies), figsize=(4 * len(topologies), 3.4), sharey=True)
+    for ax, topology in zip(axes, topologies):
+        for name, r in results.items():
+            if name.startswith(topology + "/"):
+                xs = list(r[key])
+                ax.plot(xs, [r[key][x] for x in xs], marker="o", label=name.split("/")[1])
+        ax.axhline(0.95, color="grey", lw=0.5, ls="--")
+        ax.set_title(topology)
+        ax.set_xlabel(xlabel, fontsize=8)
+    axes[0].set_ylabel("bit accuracy")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
