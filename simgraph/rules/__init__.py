@@ -1,8 +1,11 @@
 """Learning systems, one file each, all over the same engine (see ``base.Rule``)."""
 
 from .base import Rule, State
+from .genome import GenomeRule, backprop_genome
 from .hebbian import HebbianRule
+from .lstm_synapse import BackpropCell, LSTMSynapseRule
 from .mlp import MLPRule
 from .static import StaticRule
 
-__all__ = ["Rule", "State", "StaticRule", "HebbianRule", "MLPRule"]
+__all__ = ["Rule", "State", "StaticRule", "HebbianRule", "MLPRule",
+           "GenomeRule", "backprop_genome", "LSTMSynapseRule", "BackpropCell"]

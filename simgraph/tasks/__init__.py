@@ -3,6 +3,7 @@
 All data is generated (or ships with scikit-learn); nothing is downloaded.
 """
 
+from .online import HELD_OUT, META_TRAIN, SOURCES, OnlineTask
 from .recall import CUES, Episode, RecallTask, bit_accuracy, recall_loss
 
-__all__ = ["RecallTask", "Episode", "CUES", "recall_loss", "bit_accuracy"]
+__all__ = ["RecallTask", "Episode", "CUES", "recall_loss", "bit_accuracy", "OnlineTask", "META_TRAIN", "HELD_OUT", "SOURCES"]

@@ -1,0 +1,62 @@
+"""Baselines for online learning: SGD and Adam on a bias-free ReLU MLP of the rules' shape.
+
+One example per step, a batch of independent episodes trained at once (each episode has its own
+weights ``[B, out, in]``; the summed loss gives every episode its own gradient). Weights start
+N(0, 1/fan_in) like the rules' synapses. Learning rates are swept; :func:`best_of_sweep` keeps,
+for each evaluation step, the best learning rate (an optimistic baseline).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError, unknown
+from .tasks.online import OnlineTask
+
+OPTIMIZERS = ("sgd", "adam")
+LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def mlp_online(task: OnlineTask, optimizer: str = "sgd", lr: float = 0.1, *, hidden: Sequence[int] = (32,),
+               at: Sequence[int] = (10, 20, 50, 100), batch: int = 32, query: int = 50, seed: int = 12345) -> dict[int, float]:
+    """Query accuracy after ``at`` online steps, on the same episodes as ``learn_to_learn.evaluate``."""
+    if optimizer not in OPTIMIZERS:
+        raise unknown("optimizer", optimizer, OPTIMIZERS)
+    if not lr > 0:
+        raise ConfigError(f"lr must be positive, got {lr!r}")
+    ep = task.episode(max(at), batch, query, seed=seed)
+    sizes = [task.input_size, *hidden, task.n_classes]
+    g = torch.Generator().manual_seed(seed)
+    Ws = [(torch.randn(batch, o, i, generator=g) / i**0.5).requires_grad_(True) for i, o in zip(sizes, sizes[1:])]
+    opt = torch.optim.SGD(Ws, lr=lr) if optimizer == "sgd" else torch.optim.Adam(Ws, lr=lr)
+
+    def forward(x):  # x [B, n_in] or [Q, B, n_in]
+        h = x
+        for k, W in enumerate(Ws):
+            h = torch.einsum("boi,...bi->...bo", W, h)
+            h = torch.relu(h) if k < len(Ws) - 1 else h
+        return h
+
+    out = {}
+    for t in range(max(at)):
+        loss = F.cross_entropy(forward(ep.x[t]), ep.y[t], reduction="sum")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if t + 1 in at:
+            with torch.no_grad():
+                out[t + 1] = (forward(ep.xq).argmax(-1) == ep.yq).float().mean().item()
+    return out
+
+
+def sweep(task: OnlineTask, optimizer: str = "sgd", lrs: Sequence[float] = LEARNING_RATES, **kw) -> dict[float, dict[int, float]]:
+    return {lr: mlp_online(task, optimizer, lr, **kw) for lr in lrs}
+
+
+def best_of_sweep(results: dict[float, dict[int, float]]) -> dict[int, tuple[float, float]]:
+    """For each step: (best accuracy, its learning rate)."""
+    steps = next(iter(results.values())).keys()
+    return {k: max((r[k], lr) for lr, r in results.items()) for k in steps}

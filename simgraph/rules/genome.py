@@ -1,0 +1,244 @@
+"""Bidirectional multi-state rules, "BLUR" (Sandler et al. 2021; REFERENCES.md section 3).
+
+Every neuron has ``k`` states ``a [k]``, every synapse ``k`` forward channels ``w`` (and, when
+``symmetric=False``, ``k`` separate backward channels ``w~``). One *genome* shared by all of them:
+
+    forward   a_j <- s_f( f_f * a_j + eta_f * sum_i w_ij * (nu a_i) )                 (channel-wise)
+    backward  a_i <- s_b( f_b * a_i + eta_b * m_i + gamma * a_i * m_i ),  m_i = sum_j w~_ji * (mu a_j)
+    synapse   w_ij <- f~ * w_ij + eta~ * (a_i nu~) * (mu~ a_j)      [+ stabilisers]
+
+(``i`` presynaptic, ``j`` postsynaptic). The paper's gates f, eta are scalars; here they are
+per-state vectors and the backward update has an extra multiplicative gate ``gamma``, a superset
+that contains the paper's genome (all entries equal, gamma = 0) and, as a point of the same
+space, backprop: state 0 = activation, state 1 = derivative, the backward pass multiplies the
+second state only (gamma = (0, 1)), single-valued symmetric synapses. See :func:`backprop_genome`.
+
+No loss or gradient enters the network: before the backward sweep the output neurons' second
+state is set from the label, ``a^1 <- beta0 a^0 + beta1 * l + beta2 a^1`` with ``l = +1`` for the
+true class and ``-1`` otherwise (the paper's injection is beta = (0, 1, 0); backprop on the
+squared error to +-1 targets is beta = (1, -1, 0)). Logits are the output neurons' first state.
+
+Stabilisers: ``normalize`` rescales each state channel of every updated population to unit RMS;
+``oja`` subtracts ``oja * (mu~ a_j)^2 * w`` (an Oja-like decay); ``saturation=alpha`` squashes
+synapses through ``alpha * tanh(w / alpha)``.
+
+The order of updates is a :class:`simgraph.schedule.Schedule`; ``layer_sweep`` (default) runs one
+forward pass and one backward pass per ``step``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ShapeError, unknown
+from ..graph import Graph
+from ..schedule import Schedule, check_schedule, make_schedule, node_mask, restrict, set_edges
+from .base import Rule, State
+
+# per-state nonlinearities; "step" and "one" are the derivatives of relu and identity
+ACTIVATIONS = {
+    "identity": lambda x: x,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "step": lambda x: (x > 0).to(x.dtype),
+    "one": torch.ones_like,
+}
+INJECTIONS = ("label", "softmax_error")
+
+
+class GenomeRule(Rule):
+    def __init__(
+        self,
+        k: int = 2,
+        sigma: tuple[str, ...] | None = None,
+        output_sigma: tuple[str, ...] | None = None,
+        backward_sigma: tuple[str, ...] | None = None,
+        symmetric: bool = True,
+        schedule: "str | Schedule" = "layer_sweep",
+        injection: str = "label",
+        normalize: bool = False,
+        oja: float = 0.0,
+        saturation: float | None = None,
+        init_scale: float = 1.0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+            raise ConfigError(f"GenomeRule k must be an int >= 2 (activation and label states), got {k!r}")
+        sigma = tuple(sigma or ("tanh",) * k)
+        output_sigma = tuple(output_sigma or sigma)
+        backward_sigma = tuple(backward_sigma or ("identity",) * k)
+        for what, names in (("sigma", sigma), ("output_sigma", output_sigma), ("backward_sigma", backward_sigma)):
+            if len(names) != k:
+                raise ConfigError(f"GenomeRule {what} needs one activation per state (k={k}), got {names}")
+            for n in names:
+                if n not in ACTIVATIONS:
+                    raise unknown(f"activation in GenomeRule {what}", n, ACTIVATIONS)
+        check_schedule(schedule)
+        if injection not in INJECTIONS:
+            raise unknown("GenomeRule injection", injection, INJECTIONS)
+        if saturation is not None and not saturation > 0:
+            raise ConfigError(f"GenomeRule saturation must be positive or None, got {saturation!r}")
+        self.k, self.symmetric, self.injection = k, bool(symmetric), injection
+        self.sigma, self.output_sigma, self.backward_sigma = sigma, output_sigma, backward_sigma
+        self.schedule, self.normalize, self.oja, self.saturation = schedule, bool(normalize), float(oja), saturation
+        self.init_scale, self.seed = float(init_scale), int(seed)
+        self.node_dim, self.edge_dim = k, k if symmetric else 2 * k
+        self.input_dim, self.output_dim = 1, 1
+
+        g = torch.Generator().manual_seed(seed)
+        small = lambda *s: nn.Parameter(0.5 * torch.randn(*s, generator=g))  # noqa: E731
+        self.f_fwd, self.eta_fwd = nn.Parameter(torch.zeros(k)), nn.Parameter(torch.ones(k))
+        self.f_bwd, self.eta_bwd = nn.Parameter(torch.ones(k)), nn.Parameter(0.1 * torch.ones(k))
+        self.gamma = nn.Parameter(torch.zeros(k))
+        self.f_syn, self.eta_syn = nn.Parameter(torch.ones(())), nn.Parameter(torch.tensor(-0.01))
+        self.nu, self.mu = small(k, k), small(k, k)  # forward / backward neuron transforms
+        self.nu_syn, self.mu_syn = small(k, k), small(k, k)  # pre- / post-synaptic transforms
+        self.beta = nn.Parameter(torch.tensor([0.0, 1.0, 0.0]))  # label injection mix
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:
+        """Zero neuron states; synapses ~ N(0, init_scale^2 / fan_in), all channels equal
+        (backward channels too, so a symmetric start), a fresh draw per episode."""
+        self.check_graph(graph)
+        dtype = self.f_fwd.dtype
+        g = generator or torch.Generator().manual_seed(self.seed)
+        fan_in = graph.post(graph.in_degree().view(1, -1, 1).to(dtype)).clamp(min=1)  # [1, E, 1]
+        w = torch.randn(batch_size, graph.num_edges, 1, generator=g, dtype=dtype).to(graph.device)
+        w = (self.init_scale * w / fan_in.sqrt()).expand(-1, -1, self.edge_dim).contiguous()
+        return {"node": torch.zeros(batch_size, graph.num_nodes, self.k, dtype=dtype, device=graph.device), "edge": w}
+
+    def _phases(self, graph: Graph) -> tuple:
+        cache = graph.__dict__.setdefault("_views", {})
+        key = ("genome_schedule", id(self))
+        if key not in cache:
+            cache[key] = make_schedule(self.schedule, graph).split()
+        return cache[key]
+
+    # ------------------------------------------------------------------ one example
+    def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        """Forward sweep with ``inputs`` clamped, label injection from ``state["target"]``
+        (one-hot ``[B, n_out]``; absent = no label), backward sweep and learning."""
+        state = self.forward_pass(graph, state, inputs)
+        return self.backward_pass(graph, state, state.get("target"))
+
+    def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        a = self._clamp(graph, state["node"], inputs)
+        w = state["edge"]
+        for ph in self._phases(graph)[0]:
+            a, w = self._phase(graph, ph, a, w, inputs)
+        return {**state, "node": a, "edge": w}
+
+    def backward_pass(self, graph: Graph, state: State, target: Tensor | None) -> State:
+        a, w = state["node"], state["edge"]
+        if target is not None:
+            a = self._inject(graph, a, target)
+        for ph in self._phases(graph)[1]:
+            a, w = self._phase(graph, ph, a, w, None)
+        return {**state, "node": a, "edge": w}
+
+    def readout(self, graph: Graph, state: State) -> Tensor:
+        return graph.read_outputs(state["node"])[..., 0]  # logits [B, n_out]
+
+    # ------------------------------------------------------------------ pieces
+    def _clamp(self, graph: Graph, a: Tensor, inputs: Tensor) -> Tensor:
+        """Input neurons: state 0 = the input value, other states 0."""
+        m = node_mask(graph, graph.inputs)
+        u = F.pad(inputs.to(a.dtype), (0, self.k - inputs.shape[-1]))
+        return torch.where(m, u, a)
+
+    def _inject(self, graph: Graph, a: Tensor, target: Tensor) -> Tensor:
+        n_out = graph.num_outputs
+        if target.dim() != 2 or target.shape[1] != n_out:
+            raise ShapeError(f"target must be one-hot [B, {n_out}] (one column per output neuron), got {list(target.shape)}")
+        out = graph.read_outputs(a)  # [B, n_out, k]
+        t = target.to(a.dtype)
+        if self.injection == "label":
+            l = 2 * t - 1
+            s1 = self.beta[0] * out[..., 0] + self.beta[1] * l + self.beta[2] * out[..., 1]
+        else:  # softmax_error: the cross-entropy gradient, for comparisons with SGD on that loss
+            s1 = torch.softmax(out[..., 0], -1) - t
+        out = torch.cat([out[..., :1], s1.unsqueeze(-1), out[..., 2:]], -1)
+        rows, i = {}, 0
+        for name in graph.outputs:
+            rows[name] = out[:, i : i + graph.population(name).size]
+            i += graph.population(name).size
+        return torch.cat([rows.get(n, a[:, p.slice]) for n, p in graph.populations.items()], 1)
+
+    def _act(self, graph: Graph, names: tuple[str, ...], x: Tensor) -> Tensor:
+        return torch.stack([ACTIVATIONS[n](x[..., c]) for c, n in enumerate(names)], -1)
+
+    def _phase(self, graph: Graph, ph, a: Tensor, w: Tensor, inputs: Tensor | None):
+        view = restrict(graph, ph.projections)
+        mask = node_mask(graph, ph.populations)
+        w_f = w[..., : self.k]
+        w_b = w_f if self.symmetric else w[..., self.k :]
+        new = a
+        if ph.direction in ("forward", "both"):
+            h = view.propagate(w_f, a @ self.nu.T)
+            z = self.f_fwd * a + self.eta_fwd * h
+            out = node_mask(graph, graph.outputs)
+            new = torch.where(out, self._act(graph, self.output_sigma, z), self._act(graph, self.sigma, z))
+            # neurons that got no forward input this phase (e.g. inputs in "both") keep their state
+            new = torch.where(node_mask(graph, graph.inputs), a, new)
+        if ph.direction in ("backward", "both"):
+            m = view.propagate_back(w_b, a @ self.mu.T)
+            new = self._act(graph, self.backward_sigma, self.f_bwd * new + self.eta_bwd * m + self.gamma * new * m)
+        if self.normalize and ph.direction != "backward":  # per state channel over each population
+            new = torch.cat([_rms_normalize(new[:, p.slice]) if n in ph.populations else new[:, p.slice]
+                             for n, p in graph.populations.items()], 1)
+        a = torch.where(mask, new, a)
+        if ph.learn:
+            w = self._learn(graph, view, a, w)
+        return a, w
+
+    def _learn(self, graph: Graph, view: Graph, a: Tensor, w: Tensor) -> Tensor:
+        p = a @ self.nu_syn  # presynaptic factor per node  [B, N, k]
+        q = a @ self.mu_syn.T  # postsynaptic factor per node [B, N, k]
+        if not self.symmetric:
+            p, q = p.repeat(1, 1, 2), q.repeat(1, 1, 2)
+        f, eta, oja, alpha = self.f_syn, self.eta_syn, self.oja, self.saturation
+
+        def update(p_i, q_j, w_ij):
+            new = f * w_ij + eta * p_i * q_j
+            if oja:
+                new = new - oja * q_j * q_j * w_ij
+            return alpha * torch.tanh(new / alpha) if alpha else new
+
+        return set_edges(graph, w, view, view.edge_map(update, pre=[p], post=[q], edge=[w]))
+
+
+def _rms_normalize(x: Tensor) -> Tensor:
+    return x / x.pow(2).mean(1, keepdim=True).add(1e-6).sqrt()
+
+
+def backprop_genome(lr: float = 0.1, schedule: "str | Schedule" = "layer_sweep", loss: str = "mse", **kw) -> GenomeRule:
+    """The genome whose rule *is* online SGD on a ReLU MLP without biases.
+
+    State 0 = activation, state 1 = derivative (relu' in the forward sweep, then the error signal
+    delta in the backward sweep); synapses hold one weight in both channels. ``loss="mse"``:
+    0.5 * ||logits - (2 onehot - 1)||^2 through the paper's +-1 label injection; ``loss="ce"``:
+    cross-entropy through ``injection="softmax_error"``.
+    """
+    losses = {"mse": "label", "ce": "softmax_error"}
+    if loss not in losses:
+        raise unknown("backprop_genome loss", loss, losses)
+    rule = GenomeRule(2, sigma=("relu", "step"), output_sigma=("identity", "one"), backward_sigma=("identity", "identity"),
+                      schedule=schedule, injection=losses[loss], **kw)
+    eye = lambda rows: torch.tensor(rows, dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        rule.f_fwd.copy_(torch.tensor([0.0, 0.0]))
+        rule.eta_fwd.copy_(torch.tensor([1.0, 1.0]))
+        rule.nu.copy_(eye([[1, 0], [1, 0]]))  # both states see z = sum_i w_ij a_i^0
+        rule.f_bwd.copy_(torch.tensor([1.0, 0.0]))  # keep the activation
+        rule.eta_bwd.copy_(torch.tensor([0.0, 0.0]))
+        rule.gamma.copy_(torch.tensor([0.0, 1.0]))  # delta_i = relu'(z_i) * sum_j w_ji delta_j
+        rule.mu.copy_(eye([[0, 0], [0, 1]]))
+        rule.f_syn.fill_(1.0)
+        rule.eta_syn.fill_(-lr)  # w_ij -= lr * a_i * delta_j, in both channels
+        rule.nu_syn.copy_(eye([[1, 1], [0, 0]]))
+        rule.mu_syn.copy_(eye([[0, 1], [0, 1]]))
+        rule.beta.copy_(torch.tensor([1.0, -1.0, 0.0]))  # delta_out = logits - target
+    return rule

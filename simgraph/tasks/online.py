@@ -1,0 +1,150 @@
+"""Online classification streams: labelled examples one at a time, for learning-to-learn rules.
+
+An :class:`OnlineTask` describes where examples come from; ``task.episode(steps, batch, query, seed)``
+draws ``batch`` independent episodes, each a stream of ``steps`` labelled examples to learn from
+and ``query`` unseen examples of the same episode (same classes, label permutation and input
+projection) to test on. Everything ships with scikit-learn: ``load_digits`` (8x8 digits, 64
+features) and the 2-D generators xor, moons, circles and blobs. Nothing is downloaded.
+
+Episodes vary so that a rule has to learn, not remember: labels are permuted per episode, 2-D
+datasets are redrawn per episode (blobs with new centres), and ``projection=d`` maps the features
+through a fresh random Gaussian matrix per episode to ``d`` inputs. Held-out tasks use other
+digit classes, other generators, random projections and another input size (:data:`HELD_OUT`).
+Same seed, same episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, unknown
+
+SOURCES = ("digits", "xor", "moons", "circles", "blobs")
+
+
+class Episode(NamedTuple):
+    x: Tensor  # [T, B, n_in] float32: the stream
+    y: Tensor  # [T, B] long
+    xq: Tensor  # [Q, B, n_in]: unseen examples of the same episodes
+    yq: Tensor  # [Q, B]
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.data.astype(np.float64)
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1.0)  # blank border pixels stay 0, not inf
+    return x, d.target
+
+
+@dataclass(frozen=True)
+class OnlineTask:
+    """``source`` in SOURCES. ``classes``: digit classes (digits only, default 0-9);
+    ``num_classes``: classes of a 2-D generator (blobs: any >= 2; others 2). ``projection``: a
+    random input projection to this many inputs per episode. ``bias``: append a constant-1 input."""
+
+    source: str
+    classes: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    projection: int | None = None
+    noise: float = 0.1
+    bias: bool = False
+    permute_labels: bool = True
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise unknown("online task source", self.source, SOURCES)
+        if self.source == "digits":
+            if self.num_classes is not None:
+                raise ConfigError("digits tasks take classes=(...), not num_classes")
+            classes = tuple(range(10)) if self.classes is None else tuple(self.classes)
+            if len(classes) < 2 or len(set(classes)) != len(classes) or not all(
+                isinstance(c, (int, np.integer)) and 0 <= c <= 9 for c in classes
+            ):
+                raise ConfigError(f"digits classes must be at least 2 distinct ints in 0..9, got {self.classes!r}")
+            object.__setattr__(self, "classes", classes)
+        else:
+            if self.classes is not None:
+                raise ConfigError(f"{self.source} is a 2-D generator; pass num_classes=, not classes=")
+            n = 2 if self.num_classes is None else self.num_classes
+            if not isinstance(n, int) or n < 2 or (self.source != "blobs" and n != 2):
+                raise ConfigError(f"{self.source} makes {'>= 2' if self.source == 'blobs' else 'exactly 2'} classes, got num_classes={n!r}")
+            object.__setattr__(self, "num_classes", n)
+        if self.projection is not None and (not isinstance(self.projection, int) or self.projection < 1):
+            raise ConfigError(f"projection must be a positive int (inputs after a random projection) or None, got {self.projection!r}")
+        if not self.noise >= 0:
+            raise ConfigError(f"noise must be >= 0, got {self.noise!r}")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) if self.source == "digits" else self.num_classes
+
+    @property
+    def input_size(self) -> int:
+        native = 64 if self.source == "digits" else 2
+        return (self.projection or native) + int(self.bias)
+
+    def episode(self, steps: int, batch: int, query: int = 100, seed: int = 0) -> Episode:
+        for what, v in (("steps", steps), ("batch", batch), ("query", query)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"episode {what} must be a positive int, got {v!r}")
+        rng = np.random.default_rng(seed)
+        xs, ys = [], []
+        for _ in range(batch):
+            x, y = self._draw(steps + query, rng)
+            if self.projection is not None:
+                x = x @ rng.normal(0.0, 1.0 / np.sqrt(x.shape[1]), (x.shape[1], self.projection))
+            if self.permute_labels:
+                y = rng.permutation(self.n_classes)[y]
+            if self.bias:
+                x = np.concatenate([x, np.ones((len(x), 1))], 1)
+            xs.append(x)
+            ys.append(y)
+        x = torch.tensor(np.stack(xs, 1), dtype=torch.float32)  # [T + Q, B, n_in]
+        y = torch.tensor(np.stack(ys, 1), dtype=torch.long)
+        return Episode(x[:steps], y[:steps], x[steps:], y[steps:])
+
+    def _draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn import datasets
+
+        rs = int(rng.integers(2**31))
+        if self.source == "digits":
+            X, Y = _digits()
+            pool = np.flatnonzero(np.isin(Y, self.classes))
+            idx = rng.choice(pool, n, replace=n > len(pool))
+            lookup = {c: i for i, c in enumerate(self.classes)}
+            return X[idx], np.array([lookup[c] for c in Y[idx]])
+        if self.source == "xor":
+            x = rng.uniform(-1, 1, (n, 2))
+            y = (x[:, 0] * x[:, 1] > 0).astype(int)
+            x = x + rng.normal(0, self.noise, x.shape)
+        elif self.source == "moons":
+            x, y = datasets.make_moons(n, noise=self.noise, random_state=rs)
+        elif self.source == "circles":
+            x, y = datasets.make_circles(n, noise=self.noise, factor=0.5, random_state=rs)
+        else:
+            x, y = datasets.make_blobs(n, centers=self.num_classes, cluster_std=1.0 + 10 * self.noise,
+                                       center_box=(-4, 4), random_state=rs)
+        return (x - x.mean(0)) / x.std(0).clip(min=1e-6), y
+
+
+# Meta-training tasks and held-out ones. Digits through a 32-d random projection keep the
+# network small; "another input size" is the 16-d projection, "other classes" digits 5-9.
+META_TRAIN = {
+    "digits0-4": OnlineTask("digits", classes=(0, 1, 2, 3, 4), projection=32, name="digits0-4"),
+}
+HELD_OUT = {
+    "digits5-9": OnlineTask("digits", classes=(5, 6, 7, 8, 9), projection=32, name="digits5-9"),
+    "digits5-9/16in": OnlineTask("digits", classes=(5, 6, 7, 8, 9), projection=16, name="digits5-9/16in"),
+    "blobs5": OnlineTask("blobs", num_classes=5, projection=32, name="blobs5"),
+    "moons": OnlineTask("moons", projection=32, name="moons"),
+}
