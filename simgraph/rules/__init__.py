@@ -5,7 +5,8 @@ from .genome import GenomeRule, backprop_genome
 from .hebbian import HebbianRule
 from .lstm_synapse import BackpropCell, LSTMSynapseRule
 from .mlp import MLPRule
+from .plastic import PlasticRule
 from .static import StaticRule
 
-__all__ = ["Rule", "State", "StaticRule", "HebbianRule", "MLPRule",
+__all__ = ["Rule", "State", "StaticRule", "HebbianRule", "MLPRule", "PlasticRule",
            "GenomeRule", "backprop_genome", "LSTMSynapseRule", "BackpropCell"]

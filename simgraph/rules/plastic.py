@@ -1,0 +1,142 @@
+"""Differentiable Hebbian plasticity (Miconi 2016; Miconi, Clune & Stanley 2018; backpropamine).
+
+Every synapse j -> i has two slow parameters learned by backprop, ``w`` and ``alpha`` (``[E, 1]``,
+one per edge of the graph the rule is built for), and a fast Hebbian trace ``H`` (the edge state,
+zero at the start of every episode):
+
+    x_i(t)     = tanh( sum_j (w_ij + alpha_ij H_ij(t)) x_j(t-1) + input_gain * u_i(t) )
+    H_ij(t+1)  = (1 - eta) H_ij(t) + eta x_j(t-1) x_i(t)                   (plain)
+    H_ij(t+1)  = H_ij(t) + eta x_i(t) (x_j(t-1) - x_i(t) H_ij(t))          (oja=True)
+
+(Indices follow the graph's convention, ``j`` pre and ``i`` post; REFERENCES.md writes the same
+equations with ``i`` pre and ``j`` post.) ``eta`` is one scalar or one per synapse type, fixed or
+learned (as ``sigmoid(eta_logit)``, which keeps it in (0, 1)). ``neuromodulated=True`` lets the
+network gate its own plasticity (backpropamine): ``m(t) = tanh(v . x(t) + b)`` with learned
+``v [N, 1]`` and ``b``, and every ``eta x_i(t)`` in the write becomes ``eta m(t) x_i(t)``
+(m < 0 un-learns). ``plastic=False`` pins alpha at zero: the same network without plasticity.
+
+``rule.unroll(graph, inputs)`` runs a whole episode; with ``lean=True`` (default) its backward
+pass reconstructs the trace tick by tick instead of storing it (see ``_lean.py``). ``step`` is the
+same tick in plain autograd, for ``sg.simulate`` and as the reference the tests compare against.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, GraphError, ShapeError
+from ..graph import Graph
+from ..simulate import Run, check_inputs, simulate
+from ._lean import modulation, run_episode, write_trace
+from .base import Rule, State
+
+
+class PlasticRule(Rule):
+    """Miconi's plastic network on ``graph`` (any topology, dense or sparse projections)."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        eta: float = 0.01,
+        learn_eta: bool = False,
+        eta_per_type: bool = False,
+        oja: bool = False,
+        neuromodulated: bool = False,
+        plastic: bool = True,
+        input_gain: float = 20.0,
+        init_std: float = 0.01,
+        seed: int = 0,
+        lean: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(graph, Graph):
+            raise GraphError(f"PlasticRule needs the simgraph Graph it will run on, got {type(graph).__name__}")
+        if graph.num_edges == 0:
+            raise GraphError("PlasticRule needs a graph with at least one synapse")
+        for name, val in (("eta", eta), ("input_gain", input_gain), ("init_std", init_std)):
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not torch.isfinite(torch.tensor(float(val))):
+                raise ConfigError(f"PlasticRule {name} must be a finite number, got {val!r}")
+        if not 0 <= eta < 1:
+            raise ConfigError(f"PlasticRule eta must be in [0, 1) (the trace decays by 1 - eta per tick), got {eta!r}")
+        if init_std < 0:
+            raise ConfigError(f"PlasticRule init_std must be >= 0, got {init_std!r}")
+        self.num_nodes, self.num_edges, self.num_types = graph.num_nodes, graph.num_edges, graph.num_synapse_types
+        self.oja, self.input_gain, self.lean, self.plastic = bool(oja), float(input_gain), bool(lean), bool(plastic)
+        g = torch.Generator().manual_seed(int(seed))
+        self.w = nn.Parameter(init_std * torch.randn(self.num_edges, 1, generator=g))
+        alpha = init_std * torch.randn(self.num_edges, 1, generator=g)
+        if plastic:
+            self.alpha = nn.Parameter(alpha)
+        else:  # the same network with plasticity disabled: alpha pinned at zero
+            self.register_buffer("alpha", torch.zeros(self.num_edges, 1))
+        eta_table = torch.full((self.num_types if eta_per_type else 1, 1), float(eta))
+        if learn_eta:  # learned through a logit: eta stays in (0, 1), so the trace keeps decaying (and stays invertible)
+            if not 0 < eta < 1:
+                raise ConfigError(f"PlasticRule with learn_eta=True needs an initial eta in (0, 1), got {eta!r}")
+            self.eta_logit = nn.Parameter(torch.logit(eta_table.double()).float())
+        else:
+            self.register_buffer("eta_fixed", eta_table)
+        if neuromodulated:
+            self.mod_v = nn.Parameter(init_std * torch.randn(self.num_nodes, 1, generator=g))
+            self.mod_b = nn.Parameter(torch.ones(1))  # start near m = tanh(1): plasticity on
+        else:
+            self.mod_v = self.mod_b = None
+
+    # ------------------------------------------------------------------ checks and state
+    def check_graph(self, graph: Graph) -> None:
+        super().check_graph(graph)
+        if (graph.num_nodes, graph.num_edges, graph.num_synapse_types) != (self.num_nodes, self.num_edges, self.num_types):
+            raise GraphError(
+                f"this PlasticRule was built for a graph with {self.num_nodes} nodes, {self.num_edges} synapses and "
+                f"{self.num_types} synapse types; got {graph.num_nodes}, {graph.num_edges}, {graph.num_synapse_types} "
+                "(w and alpha are per synapse: build the rule for this graph)"
+            )
+        if self.w.device.type != graph.device.type:
+            raise ShapeError(f"the rule's parameters are on {self.w.device} but the graph is on {graph.device}; move one with .to()")
+
+    def eta_table(self) -> Tensor:
+        """``[num_synapse_types, 1]``: the learning rate of every synapse type."""
+        eta = torch.sigmoid(self.eta_logit) if hasattr(self, "eta_logit") else self.eta_fixed
+        return eta.expand(self.num_types, 1)
+
+    def init_state(self, graph: Graph, batch_size: int) -> State:
+        self.check_graph(graph)
+        kw = dict(dtype=self.w.dtype, device=self.w.device)
+        return {"node": torch.zeros(batch_size, graph.num_nodes, 1, **kw), "edge": torch.zeros(batch_size, graph.num_edges, 1, **kw)}
+
+    # ------------------------------------------------------------------ one tick (plain autograd)
+    def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        x_prev, hebb = state["node"], state["edge"]
+        x = torch.tanh(graph.propagate(self.w + self.alpha * hebb, x_prev) + self.input_gain * inputs)
+        mx = x * modulation(x, self.mod_v, self.mod_b) if self.mod_v is not None else x
+        hebb = graph.edge_map(
+            lambda xj, xi, mxi, h, e: write_trace(h, xj, xi, mxi, e, self.oja),
+            pre=[x_prev], post=[x, mx], edge=[hebb], per_type=[self.eta_table()],
+        )
+        return {**state, "node": x, "edge": hebb}
+
+    # ------------------------------------------------------------------ a whole episode
+    def unroll(self, graph: Graph, inputs: Tensor, state: State | None = None, lean: bool | None = None) -> Run:
+        """Run ``inputs [T, B, n_in]`` through the net; same result as ``sg.simulate(rule, graph, inputs)``.
+
+        ``lean`` (default: the rule's setting) stores only node activity for backprop.
+        """
+        lean = self.lean if lean is None else lean
+        if not lean:
+            return simulate(self, graph, inputs, state=state)
+        self.check_graph(graph)
+        inputs = check_inputs(graph, self, inputs)
+        T, B = inputs.shape[:2]
+        if inputs.dtype != self.w.dtype:
+            raise ShapeError(f"inputs are {inputs.dtype} but the rule's parameters are {self.w.dtype}; convert one")
+        state = self.init_state(graph, B) if state is None else state
+        self.check_state(graph, state)
+        if state["node"].shape[0] != B:
+            raise ShapeError(f"state has batch {state['node'].shape[0]} but inputs have batch {B}")
+        U = graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, 1)
+        X, hebb = run_episode(
+            graph, self.oja, self.input_gain * U, state["node"], state["edge"], self.w, self.alpha, self.eta_table(), self.mod_v, self.mod_b
+        )
+        outputs = graph.read_outputs(X.view(T * B, graph.num_nodes, 1))
+        return Run(outputs.view(T, B, *outputs.shape[1:]), {**state, "node": X[-1], "edge": hebb}, {})
