@@ -51,3 +51,10 @@ def unknown(kind: str, name: object, known: Iterable[str]) -> UnknownNameError:
         msg += f"; did you mean {close[0]!r}?"
     msg += f" (known: {', '.join(known) if known else 'none'})"
     return UnknownNameError(msg)
+
+
+def check_int(name: str, value, low: int) -> int:
+    """Return ``value`` if it is an int (not a bool) >= ``low``; raise ConfigError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+    return value

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from .pattern_completion import Episode, check_int, generator, random_signs, shuffled, sign_error, squared_error
+from ..errors import ConfigError, check_int
+from .pattern_completion import Episode, generator, random_signs, shuffled, sign_error, squared_error
 
 
 class OneShotTask:

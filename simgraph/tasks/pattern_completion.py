@@ -17,19 +17,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, ShapeError, check_int
 
 
 class Episode(NamedTuple):
     inputs: Tensor  # [T, B, n_in]
     targets: Tensor  # [T, B, n_out]
     mask: Tensor  # [T, B] bool: the ticks whose output is scored
-
-
-def check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
 
 
 def generator(seed) -> torch.Generator:

@@ -34,7 +34,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, unknown
+from ..errors import ConfigError, check_int, unknown
+from .pattern_completion import generator, random_signs
 
 CUES = ("partial", "key", "position")
 
@@ -104,9 +105,9 @@ class RecallTask:
     def sample(self, batch_size: int, seed: int | torch.Generator = 0, device=None) -> Episode:
         """A batch of episodes; the same seed gives the same episodes (generated on CPU, then moved)."""
         _check_int("batch_size", batch_size, 1)
-        g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+        g = generator(seed)
         B, K, D = batch_size, self.num_patterns, self.bits
-        sign = lambda *shape: torch.randint(0, 2, shape, generator=g).float() * 2 - 1  # noqa: E731
+        sign = lambda *shape: random_signs(g, *shape)  # noqa: E731
         values = sign(B, K, D)
         keys = sign(B, K, D) if self.cue == "key" else None
         inputs = torch.zeros(self.num_ticks, B, self.num_inputs)
@@ -176,5 +177,4 @@ def bit_accuracy(outputs: Tensor, episode: Episode) -> Tensor:
 
 
 def _check_int(name: str, value, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"RecallTask {name} must be an int >= {low}, got {value!r}")
+    check_int(f"RecallTask {name}", value, low)
