@@ -34,6 +34,9 @@ CONNECTION_RULES = (
     "explicit",
 )
 LAYOUTS = ("auto", "dense", "sparse")
+# ids are int64 but a network past 2**31 neurons or synapses per projection cannot be held in
+# memory anyway: refuse it with a clear error instead of a failed allocation deep inside torch
+MAX_SIZE = 2**31 - 1
 _NAME = re.compile(r"^\S(.*\S)?$")  # non-empty, no surrounding whitespace
 
 
@@ -74,6 +77,9 @@ class Network:
             raise GraphError(f"population {name!r} already exists")
         if not _is_int(size) or size < 1:
             raise GraphError(f"population {name!r}: size must be a positive int, got {size!r}")
+        total = int(size) + sum(n for n, _ in self._populations.values())
+        if total > MAX_SIZE:
+            raise GraphError(f"population {name!r}: size {size} brings the network to {total} neurons, more than {MAX_SIZE}")
         neuron_type = name if neuron_type is None else neuron_type
         _check_name(neuron_type, f"neuron type of population {name!r}")
         self._populations[name] = (int(size), neuron_type)
@@ -97,7 +103,7 @@ class Network:
         return list(names)
 
     def _pop(self, name: str) -> tuple[int, str]:
-        if name not in self._populations:
+        if not isinstance(name, str) or name not in self._populations:
             raise unknown("population", name, self._populations)
         return self._populations[name]
 
@@ -136,7 +142,12 @@ class Network:
         if layout not in LAYOUTS:
             raise unknown(f"layout in {where}", layout, LAYOUTS)
         _check_name(synapse_type, f"synapse type of {where}")
+        if name is not None:
+            _check_name(name, f"name of {where}")
         name = name or f"{pre}->{post}"
+        for flag, value in (("allow_autapses", allow_autapses), ("allow_multapses", allow_multapses)):
+            if not isinstance(value, (bool, np.bool_)):  # "False" (a string) would silently mean True
+                raise GraphError(f"{where}: {flag} must be True or False, got {value!r}")
         if any(q.name == name for q in self._projections):
             raise GraphError(f"projection {name!r} already exists; pass name= to connect() to add another")
         # a parameter given to a rule that does not use it is almost always a typo
@@ -153,6 +164,7 @@ class Network:
                 raise GraphError(f"{where}: rule {rule!r} needs {key}=")
             if value is not None and key not in wanted:
                 raise GraphError(f"{where}: rule {rule!r} does not take {key}= (it takes {sorted(wanted) or 'nothing'})")
+        _check_work(rule, n_pre, n_post, given, allow_multapses, where)
         same = pre == post
         autapses_ok = allow_autapses or not same
         g = self.generator
@@ -306,6 +318,24 @@ def _fixed_total(n_pre, n_post, n, autapses_ok, multapses_ok, g, where):
     pre_i = flat % (n_pre - 1)
     pre_i = pre_i + (pre_i >= post_i).long()
     return pre_i, post_i
+
+
+def _check_work(rule, n_pre, n_post, given, multapses_ok, where) -> None:
+    """Refuse a projection whose index tensors could not be allocated (before trying to)."""
+    k = given["indegree"] if rule == "fixed_indegree" else given["outdegree"] if rule == "fixed_outdegree" else None
+    if k is not None and not _is_int(k):
+        return  # the rule's own check names the bad value
+    n = given["n"] if _is_int(given["n"]) else 0
+    dense = n_pre * n_post
+    size = {
+        "all_to_all": dense,
+        "pairwise_bernoulli": dense,
+        "fixed_indegree": n_post * (k or 0) if multapses_ok else dense,
+        "fixed_outdegree": n_pre * (k or 0) if multapses_ok else dense,
+        "fixed_total_number": n if multapses_ok else max(n, dense),
+    }.get(rule, 0)
+    if size > MAX_SIZE:
+        raise GraphError(f"{where}: rule {rule!r} would need {size} synapses (or candidate pairs), more than {MAX_SIZE}")
 
 
 def _index_array(idx, size: int, what: str, pop: str) -> Tensor:

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. train.steps=50")
     p.add_argument("--no-baselines", action="store_true", help="skip the frozen-synapse and Hebbian comparison")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:i (under torchrun, cuda means cuda:LOCAL_RANK)")
 
     p = sub.add_parser("eval", help="score a trained checkpoint on fresh recall episodes")
     p.add_argument("run", help="run folder written by simgraph train")
@@ -50,23 +51,51 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- commands
 def _train(args) -> int:
-    from .train import Config, evaluate, train
-    from .train.baselines import hebbian_baseline
+    """Under torchrun every rank runs this; rank 0 alone talks and scores (see train.distributed)."""
+    from .train import distributed as dist
+
+    device = dist.device_for(args.device)
+    cfg = _train_config(args)  # before joining the group: a config error then stops each rank alone
+    dist.setup(device)
+    try:
+        return _train_ranks(args, cfg, device, dist)
+    finally:
+        dist.cleanup()
+
+
+def _train_config(args):
+    from .train import Config
 
     cfg = Config.load(args.config) if args.config else Config()
-    cfg = cfg.override(**_parse_sets(args.set)) if args.set else cfg
+    return cfg.override(**_parse_sets(args.set)) if args.set else cfg
+
+
+def _train_ranks(args, cfg, device, dist) -> int:
+    from .train import evaluate, train
+    from .train.baselines import hebbian_baseline
+
+    main = dist.is_main()
     out = Path(args.out) if args.out else Path("runs/out") / time.strftime("train-%Y%m%d-%H%M%S")
-    print(f"simgraph train: {cfg.rule.kind} rule on {cfg.network.topology}, task {cfg.make_task()}", file=sys.stderr)
-    print(f"run folder: {out}", file=sys.stderr)
+    if dist.active() and not args.out:
+        out = Path(dist.broadcast_object(str(out)))  # one folder, even if the ranks' clocks differ
+    if main:
+        print(f"simgraph train: {cfg.rule.kind} rule on {cfg.network.topology}, task {cfg.make_task()}"
+              + (f", {dist.world()} processes" if dist.active() else ""), file=sys.stderr)
+        print(f"run folder: {out}", file=sys.stderr)
     started = time.time()
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress, on_log=_log_line)
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress, on_log=_log_line, device=device)
     task = cfg.make_task()
+    frozen = None
+    if not args.no_baselines and cfg.rule.kind == "mlp":
+        if main:
+            print("training the frozen-synapse baseline with the same budget ...", file=sys.stderr)
+        frozen = train(cfg.override(**{"rule.kind": "frozen"}), out / "frozen", resume=args.resume,
+                       progress=not args.no_progress, on_log=_log_line, device=device)
+    if not main:
+        return 0
     scores = {cfg.rule.kind: evaluate(result.rule, result.graph, task, 512)["accuracy"]}
     if not args.no_baselines:
-        if cfg.rule.kind == "mlp":
-            print("training the frozen-synapse baseline with the same budget ...", file=sys.stderr)
-            frozen = train(cfg.override(**{"rule.kind": "frozen"}), out / "frozen", resume=args.resume,
-                           progress=not args.no_progress, on_log=_log_line)
+        if frozen is not None:
             scores["frozen"] = evaluate(frozen.rule, frozen.graph, task, 512)["accuracy"]
         beta, acc = hebbian_baseline(result.graph, task)
         scores[f"hebbian(beta={beta})"] = acc

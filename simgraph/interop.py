@@ -6,6 +6,7 @@ import dataclasses
 from collections import OrderedDict
 
 import networkx as nx
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,6 +24,12 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0) -
     Graph attributes record the populations, inputs and outputs so :func:`from_networkx` can
     rebuild the same network.
     """
+    if not isinstance(graph, Graph):
+        raise ShapeError(f"to_networkx needs a simgraph Graph, got {type(graph).__name__}")
+    if state is not None and not isinstance(state, dict):
+        raise ShapeError(f"to_networkx: state must be a dict of tensors, got {type(state).__name__}")
+    if not isinstance(batch_index, (int, np.integer)) or isinstance(batch_index, bool):
+        raise ShapeError(f"to_networkx: batch_index must be an int, got {batch_index!r}")
     N, E = graph.num_nodes, graph.num_edges
     node_fields, edge_fields = {}, {}
     for key, value in (state or {}).items():

@@ -26,7 +26,11 @@ class Monitor:
     populations: Sequence[str] | None = None
 
     def __post_init__(self):
-        if not isinstance(self.every, int) or self.every < 1:
+        if not isinstance(self.field, str):
+            raise ShapeError(f"Monitor field must be a state field name (a string), got {self.field!r}")
+        if self.populations is not None and (isinstance(self.populations, str) or not isinstance(self.populations, (list, tuple))):
+            raise ShapeError(f"Monitor({self.field!r}): populations must be a list of population names, got {self.populations!r}")
+        if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
             raise ShapeError(f"Monitor({self.field!r}): every must be a positive int, got {self.every!r}")
 
 
@@ -43,10 +47,10 @@ def check_inputs(graph: Graph, rule: Rule, inputs: Tensor, name: str = "inputs")
     if inputs.dim() == 3 and rule.input_dim == 1:
         inputs = inputs.unsqueeze(-1)
     want = f"[T, B, {graph.num_inputs}, {rule.input_dim}]"
-    if inputs.dim() != 4 or inputs.shape[2] != graph.num_inputs or inputs.shape[3] != rule.input_dim:
+    if inputs.dim() != 4 or inputs.shape[2] != graph.num_inputs or inputs.shape[3] != rule.input_dim or 0 in inputs.shape[:2]:
         raise ShapeError(
             f"{name} must have shape {want} (T ticks, B episodes, one row per neuron of the input populations "
-            f"{list(graph.inputs)}), got {list(inputs.shape)}"
+            f"{list(graph.inputs)}, T >= 1 and B >= 1), got {list(inputs.shape)}"
         )
     if not inputs.is_floating_point():
         raise ShapeError(f"{name} must be floating point, got dtype {inputs.dtype}")
@@ -75,15 +79,21 @@ def simulate(
     ``rule.init_state``). Returns the output populations' readout per tick, the final state and the
     monitors' records. Gradients flow through everything unless you wrap the call in ``no_grad``.
     """
+    if not isinstance(rule, Rule):
+        raise ShapeError(f"simulate needs a simgraph rule (a simgraph.rules.Rule), got {type(rule).__name__}")
     rule.check_graph(graph)
+    if isinstance(monitors, Monitor) or not isinstance(monitors, (list, tuple)) or not all(isinstance(m, Monitor) for m in monitors):
+        raise ShapeError(f"monitors must be a list of sg.Monitor, got {monitors!r}")
     if inputs is not None:
         inputs = check_inputs(graph, rule, inputs)
         T, B = inputs.shape[0], inputs.shape[1]
     else:
-        if not isinstance(ticks, int) or ticks < 1:
+        if not isinstance(ticks, int) or isinstance(ticks, bool) or ticks < 1:
             raise ShapeError(f"without inputs, ticks must be a positive int, got {ticks!r}")
+        if batch_size is None and state is not None:
+            rule.check_state(graph, state)
         B = batch_size if batch_size is not None else (state["node"].shape[0] if state is not None else None)
-        if not isinstance(B, int) or B < 1:
+        if not isinstance(B, int) or isinstance(B, bool) or B < 1:
             raise ShapeError(f"without inputs, batch_size must be a positive int, got {B!r}")
         T = ticks
     if state is None:

@@ -8,7 +8,8 @@ Layout in a run folder::
 Every file is written to a temporary name, flushed and fsynced, then renamed over the old one, so
 a crash at any moment leaves either the previous checkpoint or the new one, never half of one.
 The JSON names the tensor file and its SHA-256: the tensor file is written first, the JSON
-second, and older tensor files are removed only after the JSON points past them.
+second, and older tensor files are removed only after the JSON points past them. One process
+writes (rank 0 under torchrun); temporary files a killed writer left behind are swept on the next save.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def save(folder: str | Path, step: int, tensors: dict[str, Any], spec: dict[str,
     for old in folder.glob("checkpoint-*.pt"):
         if old.name != name:
             old.unlink(missing_ok=True)
+    for stale in folder.glob(".*.tmp*"):  # left by a writer killed before its rename (one writer per folder)
+        stale.unlink(missing_ok=True)
     return folder / SPEC
 
 
@@ -74,15 +77,17 @@ def load(folder: str | Path, map_location=None) -> tuple[dict[str, Any], dict[st
         raise CheckpointError(f"no checkpoint at {str(spec_path)!r}")
     try:
         spec = json.loads(spec_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{spec_path} is corrupt or truncated (not valid JSON: {exc})") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting or number length
+        raise CheckpointError(f"{spec_path} is corrupt or truncated (not valid JSON: {str(exc)[:200]})") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise CheckpointError(f"{spec_path} is not a simgraph checkpoint (format {spec.get('format') if isinstance(spec, dict) else None!r}, expected {FORMAT!r})")
-    for key in ("step", "tensors", "sha256"):
+    for key, kind in (("step", int), ("tensors", str), ("sha256", str)):
         if key not in spec:
             raise CheckpointError(f"{spec_path} lacks {key!r}")
-    tensor_path = spec_path.parent / str(spec["tensors"])
-    if tensor_path.parent != spec_path.parent or not tensor_path.is_file():
+        if not isinstance(spec[key], kind) or isinstance(spec[key], bool) or (key == "step" and spec[key] < 0):
+            raise CheckpointError(f"{spec_path}: {key!r} must be {'an int >= 0' if kind is int else 'a string'}, got {spec[key]!r}")
+    tensor_path = spec_path.parent / spec["tensors"]
+    if tensor_path.parent != spec_path.parent or tensor_path.name in ("", ".", "..") or not tensor_path.is_file():
         raise CheckpointError(f"{spec_path} names tensor file {spec['tensors']!r}, which is missing")
     data = tensor_path.read_bytes()
     if hashlib.sha256(data).hexdigest() != spec["sha256"]:

@@ -12,6 +12,7 @@ A config has four sections, each a dataclass below::
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -117,14 +118,24 @@ class Config:
         data = self.to_dict()
         for dotted, value in changes.items():
             section, _, key = dotted.rpartition(".")
+            if section and section not in ("network", "rule", "task", "train"):
+                raise unknown("config section in setting " + repr(dotted), section, ("network", "rule", "task", "train"))
+            if not key:
+                raise ConfigError(f"setting {dotted!r} names no key; write section.key=value, e.g. train.steps=50")
             target = data[section] if section else data
             target[key] = value
         return Config.from_dict(data)
 
     # ------------------------------------------------------------------ checks
     def validate(self, where: str = "config") -> None:
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"{where}: seed must be an int, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"{where}: seed must be an int in [0, 2**32), got {self.seed!r}")  # torch generators take 64 bits
+        if not isinstance(self.network.params, dict) or not all(isinstance(k, str) for k in self.network.params):
+            raise ConfigError(f"{where} [network]: params must be a table of keyword arguments, got {self.network.params!r}")
+        sized = {"recall_network": ("n_in", "n_out"), "modular": ("size",)}.get(self.network.topology, ("n",))
+        for key in ("seed", "device", *sized):  # make_graph sets these from the task and seed
+            if key in self.network.params:
+                raise ConfigError(f"{where} [network]: params.{key} is set from the task/seed, not by hand; remove it")
         task = self.make_task()
         if self.rule.kind not in RULE_KINDS:
             raise unknown(f"rule kind in {where} [rule]", self.rule.kind, RULE_KINDS)
@@ -137,6 +148,12 @@ class Config:
                 f"{where}: topology {self.network.topology!r} uses the same neurons for input and output, which "
                 f"fits only cue='partial'; use topology='recall_network' for cue={task.cue!r}"
             )
+        for name in ("node_dim", "edge_dim", "hidden", "type_dim"):
+            v = getattr(self.rule, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{where} [rule]: {name} must be a positive int, got {v!r}")
+        if not self.rule.init_edge_std >= 0:
+            raise ConfigError(f"{where} [rule]: init_edge_std must be >= 0, got {self.rule.init_edge_std!r}")
         t = self.train
         for name in ("steps", "batch_size", "eval_every", "eval_batch", "checkpoint_every", "curriculum_start"):
             v = getattr(t, name)
@@ -146,10 +163,10 @@ class Config:
             v = getattr(t, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"{where} [train]: {name} must be an int >= 0, got {v!r}")
-        if not (isinstance(t.lr, (int, float)) and t.lr > 0):
-            raise ConfigError(f"{where} [train]: lr must be positive, got {t.lr!r}")
-        if not (isinstance(t.clip, (int, float)) and t.clip > 0):
-            raise ConfigError(f"{where} [train]: clip must be positive, got {t.clip!r}")
+        if not (isinstance(t.lr, (int, float)) and 0 < t.lr < math.inf):
+            raise ConfigError(f"{where} [train]: lr must be positive and finite, got {t.lr!r}")
+        if not (isinstance(t.clip, (int, float)) and 0 < t.clip < math.inf):
+            raise ConfigError(f"{where} [train]: clip must be positive and finite, got {t.clip!r}")
         if t.lr_schedule not in ("cosine", "constant"):
             raise unknown(f"lr_schedule in {where} [train]", t.lr_schedule, ("cosine", "constant"))
         if not 0 < t.curriculum_threshold <= 1:
@@ -221,6 +238,8 @@ def _make(cls, values: dict, where: str):
         v, default = getattr(obj, f.name), getattr(cls(), f.name) if f.default_factory is dataclasses.MISSING else None
         if default is not None and not _same_kind(v, default):
             raise ConfigError(f"{where}: {f.name} must be {type(default).__name__}, got {v!r}")
+        if isinstance(default, float) and not math.isfinite(v):  # NaN would only surface as a diverged run
+            raise ConfigError(f"{where}: {f.name} must be a finite number, got {v!r}")
     return obj
 
 
