@@ -6,7 +6,7 @@ A config has four sections, each a dataclass below::
     [network]  topology = "fully_recurrent"       # a function of topologies/, sized from the task
     [rule]     kind = "mlp"                       # mlp | frozen | hebbian | static
     [task]     num_patterns = 4 ...               # simgraph.tasks.RecallTask fields
-    [train]    steps = 300 ...                    # optimiser, curriculum, evaluation, checkpoints
+    [train]    steps = 400 ...                    # optimiser, curriculum, evaluation, checkpoints
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ class RuleConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 300
+    steps: int = 400
     batch_size: int = 32
     lr: float = 3e-3
     lr_schedule: str = "cosine"  # cosine | constant
     warmup: int = 10
     clip: float = 1.0
     window: int = 0  # truncated-BPTT window in ticks; 0 = the whole episode
-    eval_every: int = 50
+    eval_every: int = 25
     eval_batch: int = 128
     curriculum: bool = True  # start with few patterns, add one when accuracy passes the threshold
     curriculum_start: int = 2
