@@ -37,13 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run")
     p.add_argument("--out", required=True)
 
-    p = sub.add_parser("bench", help="the benchmark suite (JSON output)")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    # the suite parses its own flags (simgraph bench --help): everything after "bench" goes to it
+    sub.add_parser("bench", help="the benchmark suite (JSON output); simgraph bench --help for its flags", add_help=False)
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "eval": _eval, "export": _export, "bench": _bench}[args.command](args)
+        return {"train": _train, "eval": _eval, "export": _export}[args.command](args)
     except SimgraphError as exc:
         print(f"simgraph {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -145,12 +147,14 @@ def _export(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
+def _bench(argv: list[str]) -> int:
+    from .bench import main as bench_main
+
     try:
-        from .bench import main as bench_main
-    except ImportError:
-        raise ConfigError("the benchmark suite (simgraph.bench) is not installed in this version") from None
-    return bench_main((["--quick"] if args.quick else []) + args.rest)
+        return bench_main(argv)
+    except SimgraphError as exc:
+        print(f"simgraph bench: error: {exc}", file=sys.stderr)
+        return 2
 
 
 # ---------------------------------------------------------------------- helpers

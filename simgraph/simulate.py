@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 from .errors import ShapeError, unknown
@@ -71,6 +72,7 @@ def simulate(
     ticks: int | None = None,
     batch_size: int | None = None,
     monitors: Sequence[Monitor] = (),
+    checkpoint_every: int = 0,
 ) -> Run:
     """Run ``rule`` on ``graph``.
 
@@ -78,7 +80,14 @@ def simulate(
     inputs give ``ticks`` and ``batch_size``. ``state`` continues a previous run (default: a fresh
     ``rule.init_state``). Returns the output populations' readout per tick, the final state and the
     monitors' records. Gradients flow through everything unless you wrap the call in ``no_grad``.
+
+    ``checkpoint_every=k`` (when gradients are on) runs the ticks in chunks of ``k`` under
+    ``torch.utils.checkpoint``: backward recomputes each chunk instead of keeping every tick's
+    per-synapse intermediates, so memory holds only the state at chunk boundaries plus one chunk's
+    intermediates (about ``T/k`` edge states instead of ``T`` times several). Same values and gradients.
     """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise ShapeError(f"checkpoint_every must be a non-negative int (0 = off), got {checkpoint_every!r}")
     if not isinstance(rule, Rule):
         raise ShapeError(f"simulate needs a simgraph rule (a simgraph.rules.Rule), got {type(rule).__name__}")
     rule.check_graph(graph)
@@ -110,25 +119,43 @@ def simulate(
     buffers: dict[str, Tensor] = {}
 
     zero_input = None
-    outputs = []
+    outputs: list[Tensor] = []
     if inputs is not None:
         inputs = inputs.to(state["node"].dtype)  # the rule's state decides the precision
-    for t in range(T):
-        if inputs is not None:
-            u = graph.scatter_inputs(inputs[t])
-        else:
-            if zero_input is None:
-                zero_input = state["node"].new_zeros(B, graph.num_nodes, rule.input_dim)
-            u = zero_input
-        state = rule.step(graph, state, u)
-        outputs.append(rule.readout(graph, state))
-        for mon in monitors:
-            if t % mon.every:
-                continue
-            value = state[mon.field].detach()
-            if mon.field in rows:
-                value = value.index_select(1, rows[mon.field])
-            if mon.field not in buffers:
-                buffers[mon.field] = value.new_empty(((T - 1) // mon.every + 1, *value.shape))
-            buffers[mon.field][t // mon.every].copy_(value)
+    if inputs is None:
+        zero_input = state["node"].new_zeros(B, graph.num_nodes, rule.input_dim)
+
+    def ticks(state: State, start: int, stop: int) -> tuple[State, list[Tensor]]:
+        outs = []
+        for t in range(start, stop):
+            u = graph.scatter_inputs(inputs[t]) if inputs is not None else zero_input
+            state = rule.step(graph, state, u)
+            outs.append(rule.readout(graph, state))
+            for mon in monitors:  # a recomputed chunk writes the same values again: harmless
+                if t % mon.every:
+                    continue
+                value = state[mon.field].detach()
+                if mon.field in rows:
+                    value = value.index_select(1, rows[mon.field])
+                if mon.field not in buffers:
+                    buffers[mon.field] = value.new_empty(((T - 1) // mon.every + 1, *value.shape))
+                buffers[mon.field][t // mon.every].copy_(value)
+        return state, outs
+
+    if checkpoint_every and torch.is_grad_enabled():
+        keys = list(state)
+        for start in range(0, T, checkpoint_every):
+            stop = min(T, start + checkpoint_every)
+
+            def chunk(*values, start=start, stop=stop):
+                new, outs = ticks(dict(zip(keys, values)), start, stop)
+                if list(new) != keys:
+                    raise ShapeError(f"{type(rule).__name__}.step changed the state fields {keys} -> {list(new)}")
+                return (*new.values(), torch.stack(outs))
+
+            *values, outs = torch.utils.checkpoint.checkpoint(chunk, *state.values(), use_reentrant=False)
+            state = dict(zip(keys, values))
+            outputs.extend(outs.unbind(0))
+    else:
+        state, outputs = ticks(state, 0, T)
     return Run(torch.stack(outputs), state, buffers)

@@ -38,5 +38,6 @@ class HebbianRule(Rule):
         x = torch.tanh(self.beta * graph.propagate(w, state["node"]) + self.input_gain * inputs)
         s = inputs if self.learn_from == "input" else x
         eta = self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
-        w = graph.edge_map(lambda s_j, s_i, w: w + eta * s_i * s_j, pre=[s], post=[s], edge=[w])
+        # addcmul: one fused pass over the synapses instead of three (product, scale, add)
+        w = graph.edge_map(lambda s_j, s_i, w: torch.addcmul(w, s_i, s_j, value=eta), pre=[s], post=[s], edge=[w])
         return {**state, "node": x, "edge": w}

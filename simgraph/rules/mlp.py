@@ -129,7 +129,12 @@ class MLPRule(Rule):
         syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
 
         def update(a_j, c_j, b_i, d_i, g_i, e_ij, s):
-            h = torch.tanh(a_j + b_i + c_j * d_i + F.linear(e_ij, W.weight) * (1 + g_i) + s)
+            # Same math as tanh(a_j + b_i + c_j d_i + (W e)(1 + g_i) + s), written so that only two
+            # hidden-wide per-edge tensors are allocated: the pre/post sums broadcast once, the two
+            # products fuse into addcmul_ (in place on a fresh temporary, which autograd allows: no
+            # backward needs its old value), and tanh_ overwrites it.
+            h = torch.addcmul(a_j + s + b_i, c_j, d_i)
+            h = h.addcmul_(F.linear(e_ij, W.weight), 1 + g_i).tanh_()
             return e_ij + F.linear(h, U.weight, U.bias)
 
         e = graph.edge_map(update, pre=[a, c], post=[b, d, gate], edge=[e], per_type=[syn])

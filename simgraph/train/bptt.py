@@ -31,7 +31,8 @@ class UnrollResult(NamedTuple):
     outputs: Tensor  # [T, B, n_out, output_dim], detached
 
 
-def unroll(rule: Rule, graph: Graph, episode: Episode, window: int = 0, backward: bool = True) -> UnrollResult:
+def unroll(rule: Rule, graph: Graph, episode: Episode, window: int = 0, backward: bool = True,
+           checkpoint_every: int = 0) -> UnrollResult:
     """Run ``episode`` window by window, accumulating the gradient of the episode loss into ``.grad``.
 
     The episode loss is the squared error at read-out ticks divided by the number of read-out
@@ -47,7 +48,7 @@ def unroll(rule: Rule, graph: Graph, episode: Episode, window: int = 0, backward
     outputs = []
     for start in range(0, T, window):
         ticks = slice(start, start + window)
-        run = simulate(rule, graph, episode.inputs[ticks], state=state)
+        run = simulate(rule, graph, episode.inputs[ticks], state=state, checkpoint_every=checkpoint_every)
         err = (run.outputs[..., 0] - episode.targets[ticks]).square() * episode.loss_mask[ticks]
         loss = err.sum() / norm
         if backward and loss.requires_grad:

@@ -1,0 +1,260 @@
+"""The pieces of ``simgraph bench``: graphs, the timed variants, the roofline, peak memory.
+
+A *variant* is one implementation (``engine``, hand-written ``dense``, ``pyg``) of one rule on one
+graph and batch size: an initial carry, a tick, and the leaves a backward pass differentiates.
+Timings of the variants of a case are interleaved and repeated (medians), because the machine
+is shared and noisy: only ratios measured side by side mean anything.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .. import rules
+from ..build import Network
+from ..errors import ConfigError
+from ..graph import Graph
+from . import reference as ref
+
+RULES = ("static", "hebbian", "mlp", "genome", "lstm_synapse", "plastic")
+IMPLS = ("engine", "dense", "pyg")
+HAND_WRITTEN = {"static", "hebbian", "mlp"}  # rules with dense and PyG references
+
+
+def make_graph(kind: str, n: int, density: float = 0.01, device="cpu") -> Graph:
+    """One recurrent population: ``dense`` all-to-all, or ``sparse`` with indegree ``density * n``."""
+    net = Network(seed=0).population("neurons", n, neuron_type="neuron")
+    if kind == "dense":
+        net.connect("neurons", "neurons", "all_to_all")
+    elif kind == "sparse":
+        # fixed indegree with multapses allowed draws k ids per node (no n x n matrix at build time)
+        k = max(1, round(density * n))
+        net.connect("neurons", "neurons", "fixed_indegree", indegree=k, allow_multapses=True, allow_autapses=False)
+    else:
+        raise ConfigError(f"bench graph kind must be 'dense' or 'sparse', got {kind!r}")
+    return net.inputs("neurons").outputs("neurons").build(device)
+
+
+def make_rule(name: str, graph: Graph) -> rules.Rule:
+    if name not in RULES:
+        raise ConfigError(f"unknown bench rule {name!r}; choose from {list(RULES)}")
+    torch.manual_seed(0)
+    make = {
+        "static": lambda: rules.StaticRule(),
+        "hebbian": lambda: rules.HebbianRule(),
+        "mlp": lambda: rules.MLPRule(),
+        "genome": lambda: rules.GenomeRule(schedule="synchronous"),
+        "lstm_synapse": lambda: rules.LSTMSynapseRule(schedule="synchronous"),
+        "plastic": lambda: rules.PlasticRule(graph),
+    }
+    return make[name]().to(graph.device)
+
+
+def cost_model(rule: rules.Rule, batch: int) -> tuple[float, float]:
+    """Minimal (bytes moved, flops) per synapse update of one forward tick: the roofline's inputs.
+
+    Bytes count the edge state read and written once (shared weights once per batch); flops the
+    per-synapse arithmetic. Node-side work is O(N) and ignored.
+    """
+    if isinstance(rule, rules.StaticRule):
+        return 4 / batch, 2
+    if isinstance(rule, rules.HebbianRule):
+        return 8, 4
+    if isinstance(rule, rules.PlasticRule):
+        return 8 + 8 / batch, 6
+    if isinstance(rule, rules.MLPRule):
+        De, H = rule.edge_dim, rule.edge_in.out_features
+        return 8 * De, 4 * De * H + 8 * H
+    if isinstance(rule, rules.LSTMSynapseRule):
+        H = rule.edge_dim // 2
+        return 8 * rule.edge_dim, 8 * H * H + 30 * H
+    return 8 * rule.edge_dim, 6 * rule.edge_dim
+
+
+def memory_factor(rule_name: str, impl: str) -> int:
+    """Rough floats kept per synapse per tick (for skipping variants that would not fit)."""
+    f = {"static": 2, "hebbian": 4, "plastic": 5, "mlp": 110, "genome": 20, "lstm_synapse": 400}[rule_name]
+    return f + (200 if impl == "pyg" and rule_name == "mlp" else 0)
+
+
+@dataclass
+class Variant:
+    init: Callable[[], object]
+    tick: Callable[[object], object]
+    node: Callable[[object], torch.Tensor]
+    leaves: list[torch.Tensor]
+
+
+def make_variant(rule_name: str, impl: str, graph: Graph, batch: int, backward: bool, rule=None) -> Variant:
+    """One implementation of ``rule_name`` on ``graph``; all implementations share the rule's parameters."""
+    if impl not in IMPLS:
+        raise ConfigError(f"unknown bench implementation {impl!r}; choose from {list(IMPLS)}")
+    if impl != "engine" and rule_name not in HAND_WRITTEN:
+        raise ConfigError(f"no {impl} reference for rule {rule_name!r} (only {sorted(HAND_WRITTEN)})")
+    rule = rule if rule is not None else make_rule(rule_name, graph)
+    N, dev = graph.num_nodes, graph.device
+    g = torch.Generator().manual_seed(1)
+    u = (torch.randint(0, 2, (batch, N, rule.input_dim), generator=g) * 2 - 1).float().to(dev)
+    with torch.no_grad():  # the initial state is data here: timed runs start from it again and again
+        state = rule.init_state(graph, batch)
+    leaves = [p for p in rule.parameters() if p.requires_grad]
+    if rule_name == "hebbian":  # a non-zero starting matrix, as after some storage
+        state["edge"] = 0.01 * torch.randn(batch, graph.num_edges, 1, generator=g).to(dev)
+    if backward and not leaves:  # rules without meta-parameters: differentiate the initial synapses
+        edge = state["edge"][:1].detach().clone() if rule_name == "static" else state["edge"].detach().clone()
+        leaves = [edge.requires_grad_()]
+        state["edge"] = edge.expand(batch, -1, -1)
+    if not backward:
+        leaves = []
+    if impl == "engine":
+        return Variant(lambda: state, lambda s: rule.step(graph, s, u), lambda s: s["node"], leaves)
+
+    x0, e0 = state["node"], state["edge"]
+    eta = rule.eta if rule_name == "hebbian" and rule.eta is not None else N / max(graph.num_edges, 1)
+    if impl == "dense":
+        if len(graph.projections) != 1 or next(iter(graph.projections.values())).layout != "dense":
+            raise ConfigError("the hand-written dense reference needs one all-to-all (dense) projection")
+        W0 = e0.view(e0.shape[0], N, N, e0.shape[-1])
+        fn = {"static": lambda c: ref.dense_static(rule, *c, u), "hebbian": lambda c: ref.dense_hebbian(rule, *c, u, eta),
+              "mlp": lambda c: ref.dense_mlp(rule, *c, u)}[rule_name]
+        return Variant(lambda: (x0, W0), fn, lambda c: c[0], leaves)
+    ei = graph.edge_index
+    conv = ref.PygWeighted()
+    if rule_name == "static":
+        fn = lambda c: ref.pyg_static(rule, conv, ei, *c, u)  # noqa: E731
+    elif rule_name == "hebbian":
+        hebb = ref.PygHebb()
+        fn = lambda c: ref.pyg_hebbian(rule, conv, hebb, ei, *c, u, eta)  # noqa: E731
+    else:
+        edge, scale = ref.PygMLPEdge(rule), graph.in_degree().clamp(min=1).rsqrt().view(1, -1, 1)
+        fn = lambda c: ref.pyg_mlp(rule, conv, edge, ei, scale, *c, u)  # noqa: E731
+    return Variant(lambda: (x0, e0), fn, lambda c: c[0], leaves)
+
+
+def run_variant(v: Variant, ticks: int, backward: bool) -> torch.Tensor:
+    """``ticks`` ticks (and, with ``backward``, the gradient of the final activity's square sum)."""
+    with torch.set_grad_enabled(backward):
+        c = v.init()
+        for _ in range(ticks):
+            c = v.tick(c)
+        x = v.node(c)
+        if backward:
+            torch.autograd.grad(x.square().sum(), v.leaves, allow_unused=True)
+    return x.detach()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(variants: dict[str, Variant], ticks: int, backward: bool, repeats: int, device) -> dict[str, float]:
+    """Median seconds per tick of each variant, the variants taking turns in every round."""
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for k, v in variants.items():  # warm-up (allocator, lazy caches, first-call dispatch)
+        run_variant(v, 1, backward)
+    for _ in range(repeats):
+        for k, v in variants.items():
+            _sync(device)
+            t = time.perf_counter()
+            run_variant(v, ticks, backward)
+            _sync(device)
+            times[k].append((time.perf_counter() - t) / ticks)
+    return {k: statistics.median(ts) for k, ts in times.items()}
+
+
+# ---------------------------------------------------------------------- the machine's limits
+def roofline(device, quick: bool = False) -> dict[str, float]:
+    """Measured memory bandwidth (GB/s, a large copy: read + write) and matmul throughput (GFLOP/s)."""
+    device = torch.device(device)
+    n = (1 << 24) if quick else (1 << 26)
+    a, b = torch.empty(n, device=device).normal_(), torch.empty(n, device=device)
+    best_copy = min(_timed(lambda: b.copy_(a), device) for _ in range(5))
+    m = 1024 if quick else 2048
+    x, y = torch.randn(m, m, device=device), torch.randn(m, m, device=device)
+    best_mm = min(_timed(lambda: x @ y, device) for _ in range(5))
+    return {"bandwidth_gbs": 2 * 4 * n / best_copy / 1e9, "matmul_gflops": 2 * m**3 / best_mm / 1e9}
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def roofline_seconds(bytes_per: float, flops_per: float, updates: float, roof: dict) -> float:
+    """Lower bound on the time of ``updates`` synapse updates: memory- or compute-bound, whichever is slower."""
+    return max(bytes_per * updates / (roof["bandwidth_gbs"] * 1e9), flops_per * updates / (roof["matmul_gflops"] * 1e9))
+
+
+# ---------------------------------------------------------------------- peak memory, one process per variant
+def measure_peak(spec: dict) -> dict:
+    """Run ``spec`` in a fresh Python and return its peak memory (CPU: max RSS; GPU: max allocated)."""
+    cmd = [sys.executable, "-m", "simgraph.bench.suite", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=spec.get("timeout", 900))
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _current_rss_mb() -> float:
+    """Resident memory now (Linux /proc; elsewhere the peak so far, an overestimate of the base)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which starts afresh at exec; ru_maxrss
+    does not (it keeps the forking parent's peak), so it is only the fallback."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_child(spec: dict) -> dict:
+    from ..simulate import simulate
+
+    device = torch.device(spec.get("device", "cpu"))
+    torch.set_num_threads(spec.get("threads", torch.get_num_threads()))
+    graph = make_graph(spec["graph"], spec["n"], spec.get("density", 0.01), device)
+    backward = spec["backward"]
+    if "checkpoint_every" in spec:  # an episode through sg.simulate, with or without checkpointing
+        rule = make_rule(spec["rule"], graph)
+        u = torch.randn(spec["ticks"], spec["batch"], graph.num_inputs, device=device)
+        run = lambda: simulate(rule, graph, u, checkpoint_every=spec["checkpoint_every"]).outputs  # noqa: E731
+    else:
+        v = make_variant(spec["rule"], spec["impl"], graph, spec["batch"], backward)
+        run = lambda: run_variant(v, spec["ticks"], backward)  # noqa: E731
+    base = _current_rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device) / 2**20
+    with torch.set_grad_enabled(backward):
+        out = run()
+        if backward and "checkpoint_every" in spec:
+            out.square().sum().backward()
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = _peak_rss_mb()
+    return {"peak_mb": round(peak, 1), "base_mb": round(base, 1), "extra_mb": round(peak - base, 1)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_peak_child(json.loads(sys.argv[1]))))
