@@ -1,6 +1,6 @@
 """Benchmark: one training episode of Miconi's 1000-neuron pattern completion, simgraph vs plain PyTorch.
 
-    python bench/plastic.py [--n 1000] [--episodes 3] [--rounds 2] [--threads 1]
+    simgraph bench --miconi             (or: python -m simgraph.bench.plastic [--n 1000] [--episodes 3] ...)
 
 Both variants run the same equations on the same episodes (task sample, forward over 106 ticks,
 backward, Adam step). ``dense`` is the straightforward PyTorch version written here (a [N, N] trace
@@ -17,10 +17,7 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def _maxrss_mb() -> float:
@@ -92,9 +89,9 @@ def benchmark(n: int = 1000, episodes: int = 3, warmup: int = 1, threads: int = 
     res: dict[str, dict] = {}
     for r in range(rounds):
         for variant in ("dense", "simgraph") if r % 2 == 0 else ("simgraph", "dense"):
-            cmd = [sys.executable, __file__, "--worker", variant, "--n", str(n), "--episodes", str(episodes),
+            cmd = [sys.executable, "-m", "simgraph.bench.plastic", "--worker", variant, "--n", str(n), "--episodes", str(episodes),
                    "--warmup", str(warmup), "--threads", str(threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError(f"benchmark worker {variant} failed:\n{out.stderr}")
             x = json.loads(out.stdout.strip().splitlines()[-1])
@@ -111,6 +108,16 @@ def benchmark(n: int = 1000, episodes: int = 3, warmup: int = 1, threads: int = 
     }
 
 
+def report(r: dict) -> None:
+    for v in ("dense", "simgraph"):
+        x = r[v]
+        print(f"{v:9s} {x['seconds_per_episode']:.3f} s/episode  peak {x['peak_mb']:7.0f} MB  "
+              f"(+{x['peak_above_start_mb']:.0f} MB over start)")
+    print(f"ratios simgraph/dense: time {r['time_ratio']:.2f}  peak memory {r['peak_memory_ratio']:.3f}  "
+          f"memory above start {r['peak_memory_above_start_ratio']:.3f}")
+    print(json.dumps(r))
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1000)
@@ -123,11 +130,4 @@ if __name__ == "__main__":
     if a.worker:
         print(json.dumps(worker(a.worker, a.n, a.episodes, a.warmup, a.threads)))
         sys.exit(0)
-    r = benchmark(a.n, a.episodes, a.warmup, a.threads, a.rounds)
-    for v in ("dense", "simgraph"):
-        x = r[v]
-        print(f"{v:9s} {x['seconds_per_episode']:.3f} s/episode  peak {x['peak_mb']:7.0f} MB  "
-              f"(+{x['peak_above_start_mb']:.0f} MB over start)")
-    print(f"ratios simgraph/dense: time {r['time_ratio']:.2f}  peak memory {r['peak_memory_ratio']:.3f}  "
-          f"memory above start {r['peak_memory_above_start_ratio']:.3f}")
-    print(json.dumps(r))
+    report(benchmark(a.n, a.episodes, a.warmup, a.threads, a.rounds))
