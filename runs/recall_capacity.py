@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from simgraph.analysis import capacity, sweep  # noqa: E402
 from simgraph.train import Config, load_rule, train  # noqa: E402
-from simgraph.train.baselines import hebbian_baseline  # noqa: E402
+from simgraph.baselines import hebbian_baseline  # noqa: E402
 from simgraph.rules import HebbianRule  # noqa: E402
 
 TOPOLOGIES = {

@@ -1,6 +1,9 @@
-"""Baselines for online learning: SGD and Adam on a bias-free ReLU MLP of the rules' shape.
+"""Reference points for learned rules.
 
-One example per step, a batch of independent episodes trained at once (each episode has its own
+- Memory: :func:`hebbian_baseline`, the fixed Hebbian outer-product rule with its gain tuned.
+- Online learning: SGD and Adam on a bias-free ReLU MLP of the rules' shape.
+
+Online baselines take one example per step, a batch of independent episodes trained at once (each episode has its own
 weights ``[B, out, in]``; the summed loss gives every episode its own gradient). Weights start
 N(0, 1/fan_in) like the rules' synapses. Learning rates are swept; :func:`best_of_sweep` keeps,
 for each evaluation step, the best learning rate (an optimistic baseline).
@@ -14,7 +17,25 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, unknown
+from .graph import Graph
+from .rules.hebbian import HebbianRule
 from .tasks.online import OnlineTask
+from .tasks.recall import RecallTask
+from .train.loop import EVAL_SEED, evaluate
+
+BETAS = (0.03, 0.1, 0.3, 1.0)
+TUNE_SEED = EVAL_SEED // 2  # tuning episodes differ from the evaluation episodes
+
+
+def hebbian_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=BETAS) -> tuple[float, float]:
+    """Hopfield storage of the presented patterns, its recurrent gain ``beta`` tuned on separate
+    episodes; returns ``(beta, bit accuracy on the evaluation episodes)``. Only meaningful where the
+    input neurons are the output neurons (auto-associative nets); elsewhere it scores near chance.
+    """
+    tuned = {b: evaluate(HebbianRule(beta=b), graph, task, 128, seed=TUNE_SEED)["accuracy"] for b in betas}
+    beta = max(tuned, key=tuned.get)
+    return beta, evaluate(HebbianRule(beta=beta), graph, task, episodes)["accuracy"]
+
 
 OPTIMIZERS = ("sgd", "adam")
 LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)

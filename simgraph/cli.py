@@ -74,7 +74,7 @@ def _train_config(args):
 
 def _train_ranks(args, cfg, device, dist) -> int:
     from .train import evaluate, train
-    from .train.baselines import hebbian_baseline
+    from .baselines import hebbian_baseline
 
     main = dist.is_main()
     out = Path(args.out) if args.out else Path("runs/out") / time.strftime("train-%Y%m%d-%H%M%S")
