@@ -12,11 +12,13 @@ from .graph import Graph, Population, Projection
 from .interop import from_networkx, to_networkx, to_pyg
 from .simulate import Monitor, Run, simulate
 
+from . import analysis, tasks, train  # noqa: E402  (they build on everything above)
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Network", "Graph", "Population", "Projection", "CONNECTION_RULES",
     "simulate", "Monitor", "Run",
     "to_networkx", "from_networkx", "to_pyg",
-    "rules", "errors", "SimgraphError",
+    "rules", "tasks", "train", "analysis", "errors", "SimgraphError",
 ]
