@@ -3,7 +3,7 @@
 For each topology (fully recurrent, input->memory->output, sparse random p=0.2, small-world) and
 network type (frozen synapses, fixed Hebbian outer product, learned MLP rule with and without
 neuron types) this meta-trains the trainable types on the default recall problem (32-bit patterns,
-half cues, curriculum up to K=8), then measures bit accuracy on fresh episodes against the load K
+half cues, 400 steps, curriculum up to K=8 checked every 25 steps), then measures bit accuracy on fresh episodes against the load K
 (delay 0) and against the delay (K=4). Writes runs/out/capacity/{results.json,results.md,*.png}.
 
     python runs/recall_capacity.py            # ~30 min on a 2-core CPU; resumable (checkpoints per model)
@@ -47,8 +47,10 @@ def models_for(topology):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--out", default="runs/out/capacity")
+    ap.add_argument("--topologies", default=",".join(TOPOLOGIES), help="comma-separated subset")
+    ap.add_argument("--eval-every", type=int, default=25, help="curriculum check interval (steps)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -57,7 +59,13 @@ def main():
     loads, delays = ((1, 2), (0, 4)) if args.quick else (LOADS, DELAYS)
     started = time.time()
     results = {}
+    chosen = args.topologies.split(",")
+    for name in chosen:
+        if name not in TOPOLOGIES:
+            raise SystemExit(f"unknown topology {name!r}; choose from {list(TOPOLOGIES)}")
     for topology, params in TOPOLOGIES.items():
+        if topology not in chosen:
+            continue
         for kind in models_for(topology):
             name = f"{topology}/{kind}"
             t0 = time.time()
@@ -65,7 +73,7 @@ def main():
                 "network": {"topology": topology, "params": params},
                 "rule": {"kind": "mlp" if kind == "mlp_untyped" else kind, "use_types": kind != "mlp_untyped"},
                 "task": {"num_patterns": 8, "bits": 32},
-                "train": {"steps": steps, "eval_every": 50, "checkpoint_every": 50, "threads": 2},
+                "train": {"steps": steps, "eval_every": args.eval_every, "checkpoint_every": 50, "threads": 2},
             })
             task = cfg.make_task()
             if kind == "hebbian":
@@ -109,8 +117,9 @@ def write_table(results, loads, delays, path, seconds):
 
 
 def plot(results, key, xlabel, path):
-    topologies = list(TOPOLOGIES)
-    fig, axes = plt.subplots(1, len(topologies), figsize=(4 * len(topologies), 3.4), sharey=True)
+    topologies = [t for t in TOPOLOGIES if any(name.startswith(t + "/") for name in results)]
+    fig, axes = plt.subplots(1, len(topologies), figsize=(4 * len(topologies), 3.4), sharey=True, squeeze=False)
+    axes = axes[0]
     for ax, topology in zip(axes, topologies):
         for name, r in results.items():
             if name.startswith(topology + "/"):
