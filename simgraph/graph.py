@@ -370,6 +370,8 @@ class Graph:
     def scatter_inputs(self, u: Tensor) -> Tensor:
         """External input per input neuron ``[B, n_in, D]`` -> per node ``[B, N, D]`` (zeros elsewhere)."""
         B, _, D = u.shape
+        if self.num_inputs == self.num_nodes and len(self.inputs) == 1:
+            return u  # one input population spanning the whole network: nothing to scatter
         out = u.new_zeros(B, self.num_nodes, D)
         i = 0
         for name in self.inputs:
