@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .errors import GraphError, unknown
-from .graph import Graph, Population, Projection
+from .graph import Graph, Population, Projection, degrees
 
 CONNECTION_RULES = (
     "all_to_all",
@@ -253,6 +253,8 @@ class Network:
         empty = torch.zeros(0, dtype=torch.long)
         pre_cat = torch.cat(pre_all) if pre_all else empty
         post_cat = torch.cat(post_all) if post_all else empty
+        edge_index = torch.stack([pre_cat, post_cat])
+        in_degree, out_degree = degrees(edge_index, N)
         graph = Graph(
             populations=populations,
             projections=projections,
@@ -262,11 +264,11 @@ class Network:
             outputs=tuple(self._outputs),
             node_type=node_type,
             edge_type=torch.cat(etype_all) if etype_all else empty,
-            edge_index=torch.stack([pre_cat, post_cat]),
+            edge_index=edge_index,
             seed=self.seed,
             _sparse_index=sparse_index,
-            _in_degree=torch.bincount(post_cat, minlength=N).float(),
-            _out_degree=torch.bincount(pre_cat, minlength=N).float(),
+            _in_degree=in_degree,
+            _out_degree=out_degree,
         )
         return graph if device is None else graph.to(device)
 

@@ -97,7 +97,8 @@ class Graph:
     _in_degree: Tensor | None = field(default=None, repr=False)  # [N] float
     _out_degree: Tensor | None = field(default=None, repr=False)  # [N] float
     # per sparse projection, built on first use: segment lengths for CSR-style reductions (see _segments)
-    _segment_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # lazily built lookups keyed by (kind, ...): segment lengths, restricted views, node masks
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ sizes and names
     @property
@@ -181,7 +182,7 @@ class Graph:
             _sparse_index={k: (move(a), move(b)) for k, (a, b) in self._sparse_index.items()},
             _in_degree=move(self._in_degree),
             _out_degree=move(self._out_degree),
-            _segment_cache={},  # rebuilt lazily on the new device
+            _cache={},  # rebuilt lazily on the new device
         )
 
     # ------------------------------------------------------------------ validation
@@ -304,14 +305,14 @@ class Graph:
         return torch.segment_reduce(m, "sum", lengths=lengths.expand(B, -1).contiguous(), axis=1)
 
     def _segments(self, p: Projection, into_post: bool) -> tuple[Tensor, Tensor | None]:
-        key = (p.name, into_post)
-        if key not in self._segment_cache:
+        key = ("segments", p.name, into_post)
+        if key not in self._cache:
             pre_idx, post_idx = self._sparse_index[p.name]
             target, ids = (p.post, post_idx) if into_post else (p.pre, pre_idx)
             perm = None if into_post else torch.argsort(ids, stable=True)
             lengths = torch.bincount(ids - target.start, minlength=target.size).unsqueeze(0)
-            self._segment_cache[key] = (lengths, perm)
-        return self._segment_cache[key]
+            self._cache[key] = (lengths, perm)
+        return self._cache[key]
 
     def edge_map(
         self,
@@ -387,6 +388,12 @@ class Graph:
 
 
 # ---------------------------------------------------------------------- helpers
+def degrees(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """In- and out-degree per node, ``[N]`` float each, from ``edge_index [2, E]``."""
+    return (torch.bincount(edge_index[1], minlength=num_nodes).float(),
+            torch.bincount(edge_index[0], minlength=num_nodes).float())
+
+
 def _check_tensor(x: object, name: str, device: torch.device) -> None:
     if not isinstance(x, Tensor):
         raise ShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError, GraphError, unknown
-from .graph import Graph
+from .graph import Graph, degrees
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -103,6 +103,15 @@ def make_schedule(spec: "str | Schedule", graph: Graph) -> Schedule:
     return spec
 
 
+def split_phases(spec: "str | Schedule", graph: Graph) -> tuple[tuple[Phase, ...], tuple[Phase, ...]]:
+    """``make_schedule(spec, graph).split()``, cached on the graph by the (hashable) spec: rules
+    call it every tick."""
+    key = ("phases", spec)
+    if key not in graph._cache:
+        graph._cache[key] = make_schedule(spec, graph).split()
+    return graph._cache[key]
+
+
 # ---------------------------------------------------------------------- views on projections
 def restrict(graph: Graph, names: Sequence[str]) -> Graph:
     """A view of ``graph`` whose primitives see only the named projections.
@@ -112,33 +121,25 @@ def restrict(graph: Graph, names: Sequence[str]) -> Graph:
     returns the view's edges only (in build order), to be written back with :func:`set_edges`.
     Views are cached on the graph object, so building one per tick costs a dict lookup.
     """
-    key = tuple(names)
-    cache = graph.__dict__.setdefault("_views", {})  # frozen dataclass: cache beside the fields
-    if key in cache:
-        return cache[key]
-    for n in key:
+    key = ("view", tuple(names))
+    if key in graph._cache:
+        return graph._cache[key]
+    for n in key[1]:
         graph.projection(n)
-    if len(set(key)) != len(key):
-        raise GraphError(f"restrict: projection names repeat in {list(key)}")
-    projs = {n: p for n, p in graph.projections.items() if n in key}  # keep build order
-    ind = torch.zeros(graph.num_nodes, device=graph.device)
-    outd = torch.zeros(graph.num_nodes, device=graph.device)
-    for p in projs.values():
-        if p.layout == "dense":
-            ind[p.post.slice] += p.pre.size
-            outd[p.pre.slice] += p.post.size
-        else:
-            pre_i, post_i = graph._sparse_index[p.name]
-            ind += torch.bincount(post_i, minlength=graph.num_nodes).to(ind)
-            outd += torch.bincount(pre_i, minlength=graph.num_nodes).to(outd)
+    if len(set(key[1])) != len(key[1]):
+        raise GraphError(f"restrict: projection names repeat in {list(key[1])}")
+    projs = {n: p for n, p in graph.projections.items() if n in key[1]}  # keep build order
+    edge_index = torch.cat([graph.edge_index[:, p.slice] for p in projs.values()], 1)
+    ind, outd = degrees(edge_index, graph.num_nodes)
     view = dataclasses.replace(
         graph,
         projections=projs,
         _sparse_index={n: v for n, v in graph._sparse_index.items() if n in projs},
         _in_degree=ind,
         _out_degree=outd,
+        _cache={},  # the view's own lookups: its degrees and segments differ from the graph's
     )
-    cache[key] = view
+    graph._cache[key] = view
     return view
 
 
@@ -160,7 +161,7 @@ def set_edges(graph: Graph, full: Tensor, view: Graph, part: Tensor) -> Tensor:
 def node_mask(graph: Graph, populations: Sequence[str]) -> Tensor:
     """``[1, N, 1]`` bool mask of the named populations' neurons (cached on the graph)."""
     key = ("mask", tuple(populations))
-    cache = graph.__dict__.setdefault("_views", {})
+    cache = graph._cache
     if key not in cache:
         m = torch.zeros(graph.num_nodes, dtype=torch.bool, device=graph.device)
         for name in populations:

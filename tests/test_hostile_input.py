@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 import simgraph as sg
 from simgraph.cli import main as cli
 from simgraph.errors import SimgraphError
-from simgraph.train import Config, checkpoint
+from simgraph.train import Config
 
 RESULTS = Path(__file__).resolve().parents[1] / "runs" / "out"
 TRIED: Counter = Counter()

@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import simgraph as sg
 from simgraph.cli import main
 from simgraph.errors import CheckpointError, ConfigError, DivergenceError, UnknownNameError
 from simgraph.train import Config, checkpoint, evaluate, load_rule, train, unroll

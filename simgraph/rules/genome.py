@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, unknown
 from ..graph import Graph
-from ..schedule import Schedule, check_schedule, make_schedule, node_mask, restrict, set_edges
+from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
 from .base import Rule, State
 
 # per-state nonlinearities; "step" and "one" are the derivatives of relu and identity
@@ -110,13 +110,6 @@ class GenomeRule(Rule):
         w = (self.init_scale * w / fan_in.sqrt()).expand(-1, -1, self.edge_dim).contiguous()
         return {"node": torch.zeros(batch_size, graph.num_nodes, self.k, dtype=dtype, device=graph.device), "edge": w}
 
-    def _phases(self, graph: Graph) -> tuple:
-        cache = graph.__dict__.setdefault("_views", {})
-        key = ("genome_schedule", id(self))
-        if key not in cache:
-            cache[key] = make_schedule(self.schedule, graph).split()
-        return cache[key]
-
     # ------------------------------------------------------------------ one example
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
         """Forward sweep with ``inputs`` clamped, label injection from ``state["target"]``
@@ -127,7 +120,7 @@ class GenomeRule(Rule):
     def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
         a = self._clamp(graph, state["node"], inputs)
         w = state["edge"]
-        for ph in self._phases(graph)[0]:
+        for ph in split_phases(self.schedule, graph)[0]:
             a, w = self._phase(graph, ph, a, w, inputs)
         return {**state, "node": a, "edge": w}
 
@@ -135,7 +128,7 @@ class GenomeRule(Rule):
         a, w = state["node"], state["edge"]
         if target is not None:
             a = self._inject(graph, a, target)
-        for ph in self._phases(graph)[1]:
+        for ph in split_phases(self.schedule, graph)[1]:
             a, w = self._phase(graph, ph, a, w, None)
         return {**state, "node": a, "edge": w}
 

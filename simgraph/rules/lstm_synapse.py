@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, unknown
 from ..graph import Graph
-from ..schedule import Schedule, check_schedule, make_schedule, node_mask, restrict, set_edges
+from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
 from .base import Rule, State
 
 REDUCE = ("mean", "sum")
@@ -141,13 +141,6 @@ class LSTMSynapseRule(Rule):
         node = torch.zeros(batch_size, graph.num_nodes, self.node_dim, dtype=dtype, device=graph.device)
         return {"node": node, "edge": edge}
 
-    def _phases(self, graph: Graph) -> tuple:
-        cache = graph.__dict__.setdefault("_views", {})
-        key = ("lstm_schedule", id(self))
-        if key not in cache:
-            cache[key] = make_schedule(self.schedule, graph).split()
-        return cache[key]
-
     # ------------------------------------------------------------------ one example
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
         state = self.forward_pass(graph, state, inputs)
@@ -158,7 +151,7 @@ class LSTMSynapseRule(Rule):
         x = state["node"]
         fwd = torch.where(node_mask(graph, graph.inputs), F.pad(inputs.to(x.dtype), (0, M - inputs.shape[-1])), x[..., :M])
         x, s = torch.cat([fwd, torch.zeros_like(fwd)], -1), state["edge"]  # clear stale errors
-        for ph in self._phases(graph)[0]:
+        for ph in split_phases(self.schedule, graph)[0]:
             x, s = self._phase(graph, ph, x, s)
         return {**state, "node": x, "edge": s}
 
@@ -166,7 +159,7 @@ class LSTMSynapseRule(Rule):
         x, s = state["node"], state["edge"]
         if target is not None:
             x = self._inject(graph, x, target)
-        for ph in self._phases(graph)[1]:
+        for ph in split_phases(self.schedule, graph)[1]:
             x, s = self._phase(graph, ph, x, s)
         return {**state, "node": x, "edge": s}
 
