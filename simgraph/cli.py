@@ -130,6 +130,7 @@ def _eval(args) -> int:
 
 def _export(args) -> int:
     import networkx as nx
+    import torch
 
     from .interop import to_networkx
     from .simulate import simulate
@@ -137,8 +138,6 @@ def _export(args) -> int:
 
     rule, graph, cfg = load_rule(args.run)
     episode = cfg.make_task().sample(1, seed=0)
-    import torch
-
     with torch.no_grad():
         state = simulate(rule, graph, episode.inputs).state
     G = to_networkx(graph, state)

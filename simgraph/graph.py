@@ -421,8 +421,9 @@ def _cat_edges(parts: list[Tensor], like: Tensor) -> Tensor:
 def _combine(contributions, like: Tensor, num_nodes: int, reduce: str, batch: int | None = None) -> Tensor:
     """Add (or max) per-population contributions into a ``[B, N, D]`` tensor.
 
-    Each contribution is ``(population, values, index)``: dense ones are already reduced to
-    ``[B, n_target, D]`` (index None); sparse ones are per-edge values to scatter by ``index``.
+    Each contribution is ``(population, values, index)``: values already reduced to
+    ``[B, n_target, D]`` (index None), or, for a sparse projection's max, per-edge values to
+    scatter by ``index`` (sums of sparse projections arrive reduced by ``_segment_sum``).
     """
     B = batch or max(c.shape[0] for _, c, _ in contributions)
     D = contributions[0][1].shape[-1]
@@ -442,9 +443,6 @@ def _combine(contributions, like: Tensor, num_nodes: int, reduce: str, batch: in
     # In-place accumulation into a fresh buffer: autograd records it as CopySlices, and no
     # full-size copy is made per projection (slice_scatter/out-of-place index_add copied N each time).
     out = torch.zeros((B, num_nodes, D), dtype=dtype, device=like.device)
-    for pop, c, idx in contributions:
-        if idx is None:
-            out[:, pop.slice] += c
-        else:
-            out.index_add_(1, idx, c.expand(B, *c.shape[1:]))
+    for pop, c, _ in contributions:
+        out[:, pop.slice] += c
     return out
