@@ -5,7 +5,11 @@
     run = sg.simulate(sg.rules.HebbianRule(), graph, inputs)      # inputs [T, B, n_in]
 """
 
-from . import errors, rules
+from ._allocator import apply_default as _keep_freed_memory
+
+_keep_freed_memory()  # before any tensor work: see _allocator.py (SIMGRAPH_KEEP_FREED_MEMORY=0 opts out)
+
+from . import errors, rules  # noqa: E402
 from .build import CONNECTION_RULES, Network
 from .errors import SimgraphError
 from .graph import Graph, Population, Projection

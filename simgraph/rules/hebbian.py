@@ -17,6 +17,7 @@ from torch import Tensor
 from ..errors import ConfigError, unknown
 from ..graph import Graph
 from .base import Rule, State, zeros_state
+from .static import drive
 
 SOURCES = ("input", "activity")
 
@@ -35,7 +36,7 @@ class HebbianRule(Rule):
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
         w = state["edge"]
-        x = torch.tanh(self.beta * graph.propagate(w, state["node"]) + self.input_gain * inputs)
+        x = drive(graph.propagate(w, state["node"]), self.beta, inputs, self.input_gain)
         s = inputs if self.learn_from == "input" else x
         eta = self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
         # addcmul: one fused pass over the synapses instead of three (product, scale, add)

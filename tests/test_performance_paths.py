@@ -1,0 +1,35 @@
+"""The engine's speed paths are switched on and behave: allocator setting, fast dense products."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import simgraph as sg
+from simgraph import _allocator
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt only")
+def test_freed_memory_is_kept_unless_opted_out():
+    assert _allocator._applied  # importing simgraph applied it
+    code = "import simgraph._allocator as a, simgraph; print(a._applied)"
+    env = {"SIMGRAPH_KEEP_FREED_MEMORY": "0", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("batch_w, batch_x", [(1, 1), (1, 3), (3, 3), (3, 1)])
+def test_dense_matvec_paths_match_the_definition(batch_w, batch_x):
+    """Every branch of the dense C=1 product (matvec, shared GEMM, batched rows) equals w * pre(x) summed."""
+    g = sg.Network(seed=0).population("n", 7).connect("n", "n").inputs("n").outputs("n").build()
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(batch_w, g.num_edges, 1, generator=gen, dtype=torch.float64)
+    x = torch.randn(batch_x, g.num_nodes, 1, generator=gen, dtype=torch.float64)
+    for wb in (w, w[:1].expand(max(batch_w, batch_x), -1, -1)):
+        src, dst = g.edge_index
+        B = max(wb.shape[0], x.shape[0])
+        fwd = torch.zeros(B, 7, 1, dtype=torch.float64).index_add(1, dst, wb * x[:, src])
+        back = torch.zeros(B, 7, 1, dtype=torch.float64).index_add(1, src, wb * x[:, dst])
+        torch.testing.assert_close(g.propagate(wb, x).expand(B, -1, -1), fwd)
+        torch.testing.assert_close(g.propagate_back(wb, x).expand(B, -1, -1), back)
