@@ -219,9 +219,11 @@ class Graph:
             if p.layout == "dense":
                 v = self._dense_view(x, p, "pre" if use_pre else "post")
                 parts.append(v.expand(x.shape[0], p.post.size, p.pre.size, x.shape[-1]).reshape(x.shape[0], -1, x.shape[-1]))
+            elif not use_pre and (k := self._uniform_indegree(p)) is not None:  # repeat, no gather
+                v = self._dense_view(x, p, "post")
+                parts.append(v.expand(-1, -1, k, -1).reshape(x.shape[0], -1, x.shape[-1]))
             else:
-                idx = self._sparse_index[p.name][0 if use_pre else 1]
-                parts.append(x.index_select(1, idx))
+                parts.append(x.index_select(1, self._index32(p, "pre" if use_pre else "post")))
         return _cat_edges(parts, x)
 
     def to_post(self, m: Tensor, reduce: str = "sum") -> Tensor:
@@ -295,11 +297,30 @@ class Graph:
                 contributions.append((target, c, None))
             elif not torch.compiler.is_compiling():  # CSR sparse-matrix products (int32 indices)
                 fwd, bwd = self._csr(p, into_post), self._csr(p, not into_post)
+                if wp.shape[0] > 1 and wp.stride(0) == 0:  # weights broadcast over the batch: pass one copy,
+                    wp = wp[:1]  # so backward sums over episodes per edge instead of per episode
                 contributions.append((target, _CSRPropagate.apply(wp, x[:, source.slice], fwd, bwd), None))
             else:  # under torch.compile: gather, multiply, segment-sum (traceable; inductor fuses it)
                 src_idx = self._sparse_index[p.name][0 if into_post else 1]
                 contributions.append((target, self._segment_sum(wp * x.index_select(1, src_idx), p, into_post), None))
         return _combine(contributions, x, self.num_nodes, "sum", batch=B)
+
+    def _uniform_indegree(self, p: Projection) -> int | None:
+        """``k`` when every post neuron of sparse ``p`` has exactly ``k >= 1`` synapses (e.g. fixed_indegree)."""
+        key = ("uniform", p.name)
+        if key not in self._cache:
+            lengths = self._segments(p, True)[0]
+            k = int(lengths[0, 0]) if lengths.numel() else 0
+            self._cache[key] = k if k > 0 and bool((lengths == k).all()) else None
+        return self._cache[key]
+
+    def _index32(self, p: Projection, side: str) -> Tensor:
+        """Sparse ``p``'s pre or post ids in the narrowest index type (int32 gathers are faster)."""
+        key = ("index32", p.name, side)
+        if key not in self._cache:
+            idx = self._sparse_index[p.name][0 if side == "pre" else 1]
+            self._cache[key] = idx.int() if self.num_nodes < 2**31 - 1 else idx
+        return self._cache[key]
 
     def _one_dense_projection(self) -> bool:
         """True when the graph is a single dense projection from every node onto every node."""
@@ -323,7 +344,9 @@ class Graph:
             counts = torch.bincount(tgt, minlength=t0.size)
             crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(itype)
             col = (src if perm is None else src[perm]).to(itype)
-            self._cache[key] = _CSR(crow, col, perm, tgt, src, t0.size, s0.size)
+            # into post with k synapses per post neuron, the target of edge e is e // k: no gather needed
+            k = self._uniform_indegree(p) if into_post else None
+            self._cache[key] = _CSR(crow, col, perm, tgt.to(itype), src.to(itype), t0.size, s0.size, k)
         return self._cache[key]
 
     def _segment_sum(self, m: Tensor, p: Projection, into_post: bool) -> Tensor:
@@ -333,6 +356,8 @@ class Graph:
         one pass, no atomics, ~50x faster than ``index_add`` along dim 1 on CPU). Into-pre sums first
         gather the edges into pre order with a cached permutation.
         """
+        if into_post and (k := self._uniform_indegree(p)) is not None:
+            return m.reshape(m.shape[0], p.post.size, k, m.shape[-1]).sum(2)
         lengths, perm = self._segments(p, into_post)
         if perm is not None:
             m = m.index_select(1, perm)
@@ -377,8 +402,17 @@ class Graph:
                 args += [self._dense_view(t, p, "post") for t in post]
                 args += [_edge_slice(t, p).reshape(-1, p.post.size, p.pre.size, t.shape[-1]) for t in edge]
                 args += [t[p.type_id].view(1, 1, 1, -1) for t in per_type]
+            elif (k := self._uniform_indegree(p)) is not None:
+                # every neuron receives k synapses: view edges as [B, n_post, k, D] so post values
+                # broadcast like the dense layout instead of being gathered per edge
+                pre_idx = self._index32(p, "pre")
+                ell = lambda t: t.reshape(t.shape[0], p.post.size, k, t.shape[-1])  # noqa: E731
+                args += [ell(t.index_select(1, pre_idx)) for t in pre]
+                args += [self._dense_view(t, p, "post") for t in post]
+                args += [ell(_edge_slice(t, p)) for t in edge]
+                args += [t[p.type_id].view(1, 1, 1, -1) for t in per_type]
             else:
-                pre_idx, post_idx = self._sparse_index[p.name]
+                pre_idx, post_idx = self._index32(p, "pre"), self._index32(p, "post")
                 args += [t.index_select(1, pre_idx) for t in pre]
                 args += [t.index_select(1, post_idx) for t in post]
                 args += [_edge_slice(t, p) for t in edge]
@@ -389,8 +423,8 @@ class Graph:
             if outputs is None:
                 outputs = [[] for _ in result]
             for slot, r in zip(outputs, result):
-                if p.layout == "dense":
-                    r = r.expand(r.shape[0], p.post.size, p.pre.size, r.shape[-1])
+                if r.dim() == 4:  # dense or uniform-indegree views: [B, n_post, n_pre or k, D]
+                    r = r.expand(r.shape[0], p.post.size, p.num_edges // p.post.size, r.shape[-1])
                 slot.append(r.reshape(r.shape[0], -1, r.shape[-1]))
         if outputs is None:
             raise ShapeError("edge_map called on a graph with no projections")
@@ -447,6 +481,27 @@ class _CSR:
     src: Tensor
     n_tgt: int
     n_src: int
+    uniform: int | None = None  # k when every target row holds exactly k edges
+
+    def targets(self, g: Tensor) -> Tensor:
+        """Per-edge target values ``g[:, tgt]`` (edge order): a repeat, not a gather, when uniform."""
+        if self.uniform is None:
+            return g.index_select(1, self.tgt)
+        B, C = g.shape[0], g.shape[-1]
+        return g.unsqueeze(2).expand(B, self.n_tgt, self.uniform, C).reshape(B, -1, C)
+
+    def batch_dot(self, g: Tensor, x: Tensor) -> Tensor:
+        """``sum_b g[b, tgt_e, c] * x[b, src_e, c]`` -> ``[1, E, C]``. Node tensors are turned
+        node-major (``[n, B, C]``) first, so each edge gathers one contiguous row of B values."""
+        B, C = g.shape[0], g.shape[-1]
+        xs = x.transpose(0, 1).contiguous().index_select(0, self.src)  # [E, B, C]
+        gt = g.transpose(0, 1)  # [n_tgt, B, C]
+        if self.uniform is not None:
+            k = self.uniform
+            out = (xs.view(self.n_tgt, k, B, C) * gt.unsqueeze(1)).sum(2)
+        else:
+            out = (xs * gt.contiguous().index_select(0, self.tgt)).sum(1)
+        return out.reshape(1, -1, C)
 
 
 def _csr_apply(w: Tensor, x: Tensor, m: _CSR) -> Tensor:
@@ -460,7 +515,9 @@ def _csr_apply(w: Tensor, x: Tensor, m: _CSR) -> Tensor:
     for c in range(C):
         def mat(b):
             return torch.sparse_csr_tensor(m.crow, m.col, w[b, :, c], (m.n_tgt, m.n_src), check_invariants=False)
-        if shared:
+        if shared and x.shape[0] == 1:
+            out.append((mat(0) @ x[0, :, c]).unsqueeze(0))  # a vector operand: the fastest CSR kernel
+        elif shared:
             out.append((mat(0) @ x[:, :, c].T).T)  # [B, n_tgt]
         else:
             out.append(torch.stack([mat(b) @ x[min(b, x.shape[0] - 1), :, c] for b in range(B)]))
@@ -491,9 +548,10 @@ class _CSRPropagate(torch.autograd.Function):
             if x.shape[0] == 1 and gx.shape[0] > 1:
                 gx = gx.sum(0, keepdim=True)
         if ctx.needs_input_grad[0]:
-            gw = g.index_select(1, fwd.tgt) * x.index_select(1, fwd.src)
-            if w.shape[0] == 1 and gw.shape[0] > 1:
-                gw = gw.sum(0, keepdim=True)
+            if w.shape[0] == 1 and g.shape[0] > 1:  # shared weights: sum_b g[b, tgt] x[b, src] per edge
+                gw = fwd.batch_dot(g, x.expand(g.shape[0], -1, -1))
+            else:
+                gw = fwd.targets(g) * x.index_select(1, fwd.src)
         return gw, gx, None, None
 
 
