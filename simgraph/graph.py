@@ -305,6 +305,24 @@ class Graph:
                 contributions.append((target, self._segment_sum(wp * x.index_select(1, src_idx), p, into_post), None))
         return _combine(contributions, x, self.num_nodes, "sum", batch=B)
 
+    def prepare(self) -> "Graph":
+        """Build every lazily built lookup (CSR tables, segments, int32 ids) now, here and in the
+        restricted views already made from this graph. ``torch.compile`` needs this: a lookup built
+        inside a traced step is a data-dependent op (bincount) and breaks the graph."""
+        self._one_dense_projection()
+        for p in self.projections.values():
+            if p.layout == "sparse":
+                self._uniform_indegree(p)
+                for into_post in (True, False):
+                    self._segments(p, into_post)
+                    self._csr(p, into_post)
+                for side in ("pre", "post"):
+                    self._index32(p, side)
+        for key, view in list(self._cache.items()):
+            if key[0] == "view":
+                view.prepare()
+        return self
+
     def _uniform_indegree(self, p: Projection) -> int | None:
         """``k`` when every post neuron of sparse ``p`` has exactly ``k >= 1`` synapses (e.g. fixed_indegree)."""
         key = ("uniform", p.name)
