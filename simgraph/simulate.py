@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -9,7 +10,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
-from .errors import ShapeError, unknown
+from .errors import ConfigError, ShapeError, unknown
 from .graph import Graph
 from .rules.base import Rule, State
 
@@ -73,6 +74,7 @@ def simulate(
     batch_size: int | None = None,
     monitors: Sequence[Monitor] = (),
     checkpoint_every: int = 0,
+    compile: bool | dict = False,
 ) -> Run:
     """Run ``rule`` on ``graph``.
 
@@ -81,10 +83,17 @@ def simulate(
     ``rule.init_state``). Returns the output populations' readout per tick, the final state and the
     monitors' records. Gradients flow through everything unless you wrap the call in ``no_grad``.
 
-    ``checkpoint_every=k`` (when gradients are on) runs the ticks in chunks of ``k`` under
-    ``torch.utils.checkpoint``: backward recomputes each chunk instead of keeping every tick's
+    ``checkpoint_every=k`` (when gradients are on) runs the ticks in chunks of ``k`` whose
+    intermediates are not kept: backward recomputes each chunk instead of keeping every tick's
     per-synapse intermediates, so memory holds only the state at chunk boundaries plus one chunk's
-    intermediates (about ``T/k`` edge states instead of ``T`` times several). Same values and gradients.
+    intermediates (about ``T/k`` edge states instead of ``T`` times several). The last ``k`` ticks
+    run plainly, since backward needs their intermediates first; with ``k >= T`` nothing is
+    recomputed. Same values and gradients (random numbers drawn by the step are replayed).
+
+    ``compile=True`` runs the tick through ``torch.compile`` (one graph per tick, no breaks; on a
+    GPU ``compile={"mode": "reduce-overhead"}`` adds CUDA graphs); a dict is passed to
+    ``torch.compile``. The first call pays the compilation (tens of seconds on CPU); later calls
+    with the same rule reuse it.
     """
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
         raise ShapeError(f"checkpoint_every must be a non-negative int (0 = off), got {checkpoint_every!r}")
@@ -118,6 +127,7 @@ def simulate(
             rows[mon.field] = graph.nodes(*mon.populations)
     buffers: dict[str, Tensor] = {}
 
+    step = _compiled_step(rule, graph, state, compile) if compile is not False else rule.step
     zero_input = None
     outputs: list[Tensor] = []
     if inputs is not None:
@@ -125,13 +135,17 @@ def simulate(
     if inputs is None:
         zero_input = state["node"].new_zeros(B, graph.num_nodes, rule.input_dim)
 
-    def ticks(state: State, start: int, stop: int) -> tuple[State, list[Tensor]]:
+    def ticks(state: State, start: int, stop: int, u: Tensor | None = None, record: bool = True) -> tuple[State, list[Tensor]]:
+        """Ticks ``start..stop-1``; ``u`` (default ``inputs[start:stop]``) holds their inputs."""
         outs = []
         for t in range(start, stop):
-            u = graph.scatter_inputs(inputs[t]) if inputs is not None else zero_input
-            state = rule.step(graph, state, u)
+            if inputs is None:
+                x = zero_input
+            else:
+                x = graph.scatter_inputs(inputs[t] if u is None else u[t - start])
+            state = step(graph, state, x)
             outs.append(rule.readout(graph, state))
-            for mon in monitors:  # a recomputed chunk writes the same values again: harmless
+            for mon in monitors if record else ():  # backward's recomputation would write the same values again
                 if t % mon.every:
                     continue
                 value = state[mon.field].detach()
@@ -142,20 +156,171 @@ def simulate(
                 buffers[mon.field][t // mon.every].copy_(value)
         return state, outs
 
-    if checkpoint_every and torch.is_grad_enabled():
-        keys = list(state)
-        for start in range(0, T, checkpoint_every):
-            stop = min(T, start + checkpoint_every)
-
-            def chunk(*values, start=start, stop=stop):
-                new, outs = ticks(dict(zip(keys, values)), start, stop)
-                if list(new) != keys:
-                    raise ShapeError(f"{type(rule).__name__}.step changed the state fields {keys} -> {list(new)}")
-                return (*new.values(), torch.stack(outs))
-
-            *values, outs = torch.utils.checkpoint.checkpoint(chunk, *state.values(), use_reentrant=False)
-            state = dict(zip(keys, values))
-            outputs.extend(outs.unbind(0))
-    else:
+    if checkpoint_every and torch.is_grad_enabled() and T > checkpoint_every:
+        state, outputs = _checkpointed(rule, ticks, state, inputs, T, checkpoint_every)
+    else:  # k >= T: the one chunk would be the last, whose recomputation saves nothing (see _checkpointed)
         state, outputs = ticks(state, 0, T)
     return Run(torch.stack(outputs), state, buffers)
+
+
+def _checkpointed(rule: Rule, ticks, state: State, inputs: Tensor | None, T: int, k: int) -> tuple[State, list[Tensor]]:
+    """Run ``T > k`` ticks so that backward keeps only chunk boundaries and recomputes each chunk.
+
+    Chunks of ``k`` ticks are counted back from the end (the first chunk takes the remainder). The
+    last chunk runs plainly: backward needs its intermediates before anything else, so recomputing
+    them would be pure waste, and memory then holds one chunk's intermediates at a time either way.
+    The others run under :class:`_Replay`, which keeps no graph in the forward pass; except the
+    first, which runs under ``torch.utils.checkpoint`` (it records the graph, without its
+    intermediates) and shows whether the step reads any tensor needing a gradient besides the
+    state, the inputs and the rule's parameters. If it does, or under autocast, or on a device
+    other than CPU and CUDA, all chunks stay under ``torch.utils.checkpoint``, which handles that.
+    """
+    keys = list(state)
+    params = [p for p in rule.parameters() if p.requires_grad]
+    device = state["node"].device
+    replay = device.type in ("cpu", "cuda") and not torch.is_autocast_enabled("cpu") and not torch.is_autocast_enabled(device.type)
+    outputs: list[Tensor] = []
+    last = T - k
+    first = last % k or k
+    bounds = [0, *([1] if first > 1 else []), *range(first, last + 1, k)]  # tick 0 alone: the probe is short
+    for i, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+
+        def chunk(values, u, record, start=start, stop=stop):
+            new, outs = ticks(dict(zip(keys, values)), start, stop, u, record)
+            if list(new) != keys:
+                raise ShapeError(f"{type(rule).__name__}.step changed the state fields {keys} -> {list(new)}")
+            return (*new.values(), *outs)
+
+        if replay and i > 0:
+            u = inputs[start:stop] if inputs is not None else None
+            result = _Replay.apply(chunk, rule, len(keys), u, *state.values(), *params)
+        else:
+            calls = []  # the first call records the monitors; backward's recomputation does not
+
+            def recorded(*values, chunk=chunk, calls=calls):
+                calls.append(None)
+                return chunk(values, None, len(calls) == 1)
+
+            mark = _sequence_mark() if replay else 0
+            result = torch.utils.checkpoint.checkpoint(recorded, *state.values(), use_reentrant=False)
+            if replay:
+                known = [*state.values(), *params, *([inputs] if inputs is not None else [])]
+                replay = _reads_only(result, known, mark)
+        state = dict(zip(keys, result[: len(keys)]))
+        outputs.extend(result[len(keys) :])
+    state, outs = ticks(state, last, T)
+    return state, outputs + outs
+
+
+class _Replay(torch.autograd.Function):
+    """A chunk of ticks run without recording a graph; backward runs it again, recording one.
+
+    ``_Replay.apply(fn, rule, n, u, *state, *params)`` returns ``fn(state, u, True)`` (``n`` state
+    tensors; ``u`` the chunk's inputs or None; ``params`` the rule's parameters that need gradients).
+    Backward calls ``fn(state, u, False)`` on stand-ins for these tensors, under the random number
+    state of the forward pass, and takes the gradients of the stand-ins: ``fn`` must read no other
+    tensor that needs a gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, fn, rule, n, u, *tensors):
+        ctx.fn, ctx.rule, ctx.n = fn, rule, n
+        ctx.save_for_backward(u, *tensors)
+        device = tensors[0].device
+        ctx.rng = (device, torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+        ctx.set_materialize_grads(False)  # no zero tensors for outputs the loss does not use
+        return fn(tensors[:n], u, True)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        saved = ctx.saved_tensors
+        params = saved[ctx.n + 1 :]
+        # stand-ins: detached copies, so that autograd stops at them. Under create_graph=True
+        # (higher-order gradients) views instead, so that the gradients stay differentiable with
+        # respect to the originals, and the parameters get views too, swapped into the rule: with
+        # the parameters themselves as targets, autograd would also walk through earlier chunks
+        higher = torch.is_grad_enabled()
+        stand_in = (lambda t: t.view_as(t)) if higher else (lambda t: t.detach().requires_grad_())
+        inputs = [stand_in(t) if t is not None and t.requires_grad else t for t in saved[: ctx.n + 1]]
+        device, cpu_rng, cuda_rng = ctx.rng
+        with torch.random.fork_rng(devices=[device] if cuda_rng is not None else [], device_type="cuda"):
+            torch.set_rng_state(cpu_rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state(cuda_rng, device)
+            with torch.enable_grad(), _swapped(ctx.rule, params, higher) as params:
+                outs = ctx.fn(inputs[1:], inputs[0], False)
+        inputs += params
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+        wrt = [t for t in inputs if t is not None and t.requires_grad]
+        found = iter(torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs], allow_unused=True,
+                                         create_graph=higher) if pairs and wrt else [None] * len(wrt))
+        return (None, None, None, *(next(found) if t is not None and t.requires_grad else None for t in inputs))
+
+
+@contextmanager
+def _swapped(rule: Rule, params: Sequence[Tensor], swap: bool):
+    """With ``swap``, the rule reads views of ``params`` (yielded) in place of them; else ``params``."""
+    if not swap:
+        yield list(params)
+        return
+    views = {id(p): p.view_as(p) for p in params}
+    slots = [(m, name, p) for m in rule.modules() for name, p in m._parameters.items() if p is not None and id(p) in views]
+    for m, name, p in slots:
+        m._parameters[name] = views[id(p)]
+    try:
+        yield [views[id(p)] for p in params]
+    finally:
+        for m, name, p in slots:
+            m._parameters[name] = p
+
+
+def _sequence_mark() -> int:
+    """A number below that of every autograd node recorded from now on (on this thread)."""
+    with torch.enable_grad():
+        return torch.empty(0, requires_grad=True).view(0).grad_fn._sequence_nr()
+
+
+def _reads_only(outputs: Sequence[Tensor], known: Sequence[Tensor], since: int) -> bool:
+    """Whether the graph behind ``outputs``, recorded after ``since``, reaches no tensor needing a
+    gradient except ``known`` ones: every path ends in a ``known`` leaf or at a ``known`` tensor's
+    node, not at another leaf and not in a graph recorded earlier (a tensor computed elsewhere)."""
+    try:
+        stops = {t.grad_fn for t in known if t.grad_fn is not None}
+        leaves = {id(t) for t in known}
+        todo, seen = [o.grad_fn for o in outputs if o.grad_fn is not None], set()
+        while todo:
+            node = todo.pop()
+            if node in seen or node in stops:
+                continue
+            seen.add(node)
+            if hasattr(node, "variable"):  # AccumulateGrad: a leaf
+                if id(node.variable) not in leaves:
+                    return False
+            elif node._sequence_nr() <= since:
+                return False
+            else:
+                todo.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+        return True
+    except (AttributeError, RuntimeError):  # an autograd internal changed: stay on the safe path
+        return False
+
+
+def _compiled_step(rule: Rule, graph: Graph, state: State, options: bool | dict):
+    """``rule.step`` under ``torch.compile``, built once per rule and options.
+
+    One eager tick first (its result is dropped) makes the lookups a step builds lazily, such as a
+    schedule's restricted views; ``graph.prepare()`` builds the rest, so the traced tick holds no
+    data-dependent op and compiles as one graph.
+    """
+    if options is True:
+        options = {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"simulate compile must be True, False or a dict of torch.compile options, got {options!r}")
+    key = tuple(sorted((k, repr(v)) for k, v in options.items()))
+    cache = rule.__dict__.setdefault("_compiled_steps", {})
+    if key not in cache:
+        cache[key] = torch.compile(rule.step, **{"dynamic": False, **options})
+    with torch.no_grad():
+        rule.step(graph, state, state["node"].new_zeros(state["node"].shape[0], graph.num_nodes, rule.input_dim))
+    graph.prepare()
+    return cache[key]
