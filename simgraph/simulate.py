@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import NamedTuple, Sequence
 
 import torch
@@ -169,11 +170,13 @@ def _checkpointed(rule: Rule, ticks, state: State, inputs: Tensor | None, T: int
     Chunks of ``k`` ticks are counted back from the end (the first chunk takes the remainder). The
     last chunk runs plainly: backward needs its intermediates before anything else, so recomputing
     them would be pure waste, and memory then holds one chunk's intermediates at a time either way.
-    The others run under :class:`_Replay`, which keeps no graph in the forward pass; except the
-    first, which runs under ``torch.utils.checkpoint`` (it records the graph, without its
-    intermediates) and shows whether the step reads any tensor needing a gradient besides the
-    state, the inputs and the rule's parameters. If it does, or under autocast, or on a device
-    other than CPU and CUDA, all chunks stay under ``torch.utils.checkpoint``, which handles that.
+    The others run under :class:`_Replay`, which records no graph in the forward pass and has no
+    per-tensor hooks in the recomputation (both cost ``torch.utils.checkpoint`` measurable time);
+    except tick 0, a chunk of its own under ``torch.utils.checkpoint``, which records the graph
+    (without its intermediates) and so shows whether the step reads any tensor needing a gradient
+    besides the state, the inputs and the rule's parameters. If it does, or under autocast, or on
+    a device other than CPU and CUDA, all chunks stay under ``torch.utils.checkpoint``, which
+    handles those cases.
     """
     keys = list(state)
     params = [p for p in rule.parameters() if p.requires_grad]
@@ -182,8 +185,8 @@ def _checkpointed(rule: Rule, ticks, state: State, inputs: Tensor | None, T: int
     outputs: list[Tensor] = []
     last = T - k
     first = last % k or k
-    bounds = [0, *([1] if first > 1 else []), *range(first, last + 1, k)]  # tick 0 alone: the probe is short
-    for i, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+    bounds = [0, *([1] if first > 1 else []), *range(first, last + 1, k)]
+    for i, (start, stop) in enumerate(pairwise(bounds)):
 
         def chunk(values, u, record, start=start, stop=stop):
             new, outs = ticks(dict(zip(keys, values)), start, stop, u, record)
