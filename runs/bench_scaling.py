@@ -35,6 +35,7 @@ def per_tick(rule_name, kind, n, batch, ticks, repeats, backward=False):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: as simgraph bench)")
     p.add_argument("--rules", default="hebbian,mlp")
     p.add_argument("--out", default="runs/out/bench")
     a = p.parse_args(argv)
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     for r in rules:
         if r not in suite.RULES:
             raise ConfigError(f"unknown rule {r!r}; choose from {list(suite.RULES)}")
-    torch.set_num_threads(_default_threads())
+    torch.set_num_threads(a.threads or _default_threads())
     roof = suite.roofline("cpu", a.quick)
     dense_n = [50, 100, 200] if a.quick else [100, 200, 400, 700, 1000]
     sparse_n = [500, 1000] if a.quick else [1000, 2000, 5000, 10000]  # indegree 100
