@@ -59,10 +59,13 @@ def _train(args) -> int:
     device = dist.device_for(args.device)
     cfg = _train_config(args)  # before joining the group: a config error then stops each rank alone
     dist.setup(device)
+    ok = False
     try:
-        return _train_ranks(args, cfg, device, dist)
+        code = _train_ranks(args, cfg, device, dist)
+        ok = True
+        return code
     finally:
-        dist.cleanup()
+        dist.cleanup(ok)
 
 
 def _train_config(args):

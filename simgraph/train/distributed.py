@@ -73,8 +73,14 @@ def setup(device: torch.device | str = "cpu") -> bool:
     return active()
 
 
-def cleanup() -> None:
+def cleanup(ok: bool = True) -> None:
+    """Leave the process group. After a normal finish, wait for every rank first: a rank tearing
+    gloo down while its peer is still on its last collective was seen to abort the peer (SIGABRT,
+    "terminate called without an active exception"). After an error, leave at once (no barrier
+    that a crashed peer could hang)."""
     if dist.is_available() and dist.is_initialized():
+        if ok:
+            dist.barrier()
         dist.destroy_process_group()
 
 
