@@ -9,7 +9,10 @@ A projection has one of two *layouts*:
 - ``dense``: every (post, pre) pair of its two populations, ordered post-major, so that an edge
   tensor slice ``[B, E_p, D]`` is viewable as ``[B, n_post, n_pre, D]``. Moving data along these
   synapses needs no index tensors: broadcasting views and a reduction over one axis (or a matmul).
-- ``sparse``: COO pairs sorted by (post, pre); ``index_select`` / ``index_add`` with explicit sizes.
+- ``sparse``: COO pairs sorted by (post, pre). ``propagate`` runs as an int32 CSR matrix product
+  (a custom autograd Function); other primitives gather with ``index_select`` and reduce by
+  segments. When every post neuron has the same in-degree k, edges are viewed as ``[n_post, k]``
+  and post values broadcast instead of being gathered.
 
 An all-to-all projection has the same edge order in both layouts, which is what lets the tests
 compare them value for value. Rules never touch ``edge_index``; they use :meth:`Graph.pre`,
