@@ -1,6 +1,6 @@
 """Learning systems, one file each, all over the same engine (see ``base.Rule``)."""
 
-from .base import Rule, State
+from .base import Rule, State, SweepRule
 from .genome import GenomeRule, backprop_genome
 from .hebbian import HebbianRule
 from .lstm_synapse import BackpropCell, LSTMSynapseRule
@@ -8,5 +8,5 @@ from .mlp import MLPRule
 from .plastic import PlasticRule
 from .static import StaticRule
 
-__all__ = ["Rule", "State", "StaticRule", "HebbianRule", "MLPRule", "PlasticRule",
+__all__ = ["Rule", "State", "SweepRule", "StaticRule", "HebbianRule", "MLPRule", "PlasticRule",
            "GenomeRule", "backprop_genome", "LSTMSynapseRule", "BackpropCell"]

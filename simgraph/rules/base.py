@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..errors import ShapeError
 from ..graph import Graph
+from ..schedule import split_phases
 
 State = Dict[str, Tensor]
 
@@ -57,6 +58,35 @@ class Rule(nn.Module):
             raise ShapeError(
                 f"state['edge'] has batch {state['edge'].shape[0]} but state['node'] has batch {state['node'].shape[0]}"
             )
+
+
+class SweepRule(Rule):
+    """A rule that learns from labels in two sweeps over its schedule (BLUR genomes, VSML LSTM
+    synapses): ``forward_pass`` predicts with the inputs clamped; ``backward_pass`` injects a one-hot
+    target ``[B, n_out]`` (absent: none) and runs the schedule's backward phases, which learn.
+
+    Subclasses set ``schedule`` and implement ``forward_pass``, ``_inject(graph, x, target)`` and
+    ``_phase(graph, phase, x, e)`` (one phase of the schedule on node and edge states).
+    """
+
+    def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        """Forward sweep with ``inputs`` clamped, label injection from ``state["target"]``, backward sweep."""
+        state = self.forward_pass(graph, state, inputs)
+        return self.backward_pass(graph, state, state.get("target"))
+
+    def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        raise NotImplementedError
+
+    def backward_pass(self, graph: Graph, state: State, target: Tensor | None) -> State:
+        x, e = state["node"], state["edge"]
+        if target is not None:
+            x = self._inject(graph, x, target)
+        for ph in split_phases(self.schedule, graph)[1]:
+            x, e = self._phase(graph, ph, x, e)
+        return {**state, "node": x, "edge": e}
+
+    def readout(self, graph: Graph, state: State) -> Tensor:
+        return graph.read_outputs(state["node"])[..., 0]  # node channel 0: logits / forward prediction
 
 
 def type_rows(table: Tensor, ids: Tensor) -> Tensor:

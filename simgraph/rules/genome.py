@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError, unknown
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
-from .base import Rule, State
+from .base import State, SweepRule
 
 # per-state nonlinearities; "step" and "one" are the derivatives of relu and identity
 ACTIVATIONS = {
@@ -48,7 +48,7 @@ ACTIVATIONS = {
 INJECTIONS = ("label", "softmax_error")
 
 
-class GenomeRule(Rule):
+class GenomeRule(SweepRule):
     def __init__(
         self,
         k: int = 2,
@@ -110,30 +110,13 @@ class GenomeRule(Rule):
         w = (self.init_scale * w / fan_in.sqrt()).expand(-1, -1, self.edge_dim).contiguous()
         return {"node": torch.zeros(batch_size, graph.num_nodes, self.k, dtype=dtype, device=graph.device), "edge": w}
 
-    # ------------------------------------------------------------------ one example
-    def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
-        """Forward sweep with ``inputs`` clamped, label injection from ``state["target"]``
-        (one-hot ``[B, n_out]``; absent = no label), backward sweep and learning."""
-        state = self.forward_pass(graph, state, inputs)
-        return self.backward_pass(graph, state, state.get("target"))
-
+    # ------------------------------------------------------------------ one example (step, backward_pass: SweepRule)
     def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
         a = self._clamp(graph, state["node"], inputs)
         w = state["edge"]
         for ph in split_phases(self.schedule, graph)[0]:
             a, w = self._phase(graph, ph, a, w, inputs)
         return {**state, "node": a, "edge": w}
-
-    def backward_pass(self, graph: Graph, state: State, target: Tensor | None) -> State:
-        a, w = state["node"], state["edge"]
-        if target is not None:
-            a = self._inject(graph, a, target)
-        for ph in split_phases(self.schedule, graph)[1]:
-            a, w = self._phase(graph, ph, a, w, None)
-        return {**state, "node": a, "edge": w}
-
-    def readout(self, graph: Graph, state: State) -> Tensor:
-        return graph.read_outputs(state["node"])[..., 0]  # logits [B, n_out]
 
     # ------------------------------------------------------------------ pieces
     def _clamp(self, graph: Graph, a: Tensor, inputs: Tensor) -> Tensor:
@@ -163,7 +146,7 @@ class GenomeRule(Rule):
     def _act(self, graph: Graph, names: tuple[str, ...], x: Tensor) -> Tensor:
         return torch.stack([ACTIVATIONS[n](x[..., c]) for c, n in enumerate(names)], -1)
 
-    def _phase(self, graph: Graph, ph, a: Tensor, w: Tensor, inputs: Tensor | None):
+    def _phase(self, graph: Graph, ph, a: Tensor, w: Tensor, inputs: Tensor | None = None):
         view = restrict(graph, ph.projections)
         mask = node_mask(graph, ph.populations)
         w_f = w[..., : self.k]

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError, unknown
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
-from .base import Rule, State
+from .base import State, SweepRule
 
 REDUCE = ("mean", "sum")
 
@@ -101,7 +101,7 @@ class BackpropCell(nn.Module):
         return torch.cat([h, c], -1)
 
 
-class LSTMSynapseRule(Rule):
+class LSTMSynapseRule(SweepRule):
     def __init__(
         self,
         hidden: int = 16,
@@ -141,11 +141,7 @@ class LSTMSynapseRule(Rule):
         node = torch.zeros(batch_size, graph.num_nodes, self.node_dim, dtype=dtype, device=graph.device)
         return {"node": node, "edge": edge}
 
-    # ------------------------------------------------------------------ one example
-    def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
-        state = self.forward_pass(graph, state, inputs)
-        return self.backward_pass(graph, state, state.get("target"))
-
+    # ------------------------------------------------------------------ one example (step, backward_pass: SweepRule)
     def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
         M = self.message
         x = state["node"]
@@ -154,17 +150,6 @@ class LSTMSynapseRule(Rule):
         for ph in split_phases(self.schedule, graph)[0]:
             x, s = self._phase(graph, ph, x, s)
         return {**state, "node": x, "edge": s}
-
-    def backward_pass(self, graph: Graph, state: State, target: Tensor | None) -> State:
-        x, s = state["node"], state["edge"]
-        if target is not None:
-            x = self._inject(graph, x, target)
-        for ph in split_phases(self.schedule, graph)[1]:
-            x, s = self._phase(graph, ph, x, s)
-        return {**state, "node": x, "edge": s}
-
-    def readout(self, graph: Graph, state: State) -> Tensor:
-        return graph.read_outputs(state["node"])[..., 0]  # prediction: forward channel 0
 
     # ------------------------------------------------------------------ pieces
     def _inject(self, graph: Graph, x: Tensor, target: Tensor) -> Tensor:
