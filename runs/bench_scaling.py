@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     for r in rules:
         if r not in suite.RULES:
             raise ConfigError(f"unknown rule {r!r}; choose from {list(suite.RULES)}")
+    if a.threads is not None and a.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {a.threads}")
     torch.set_num_threads(a.threads or _default_threads())
     roof = suite.roofline("cpu", a.quick)
     dense_n = [50, 100, 200] if a.quick else [100, 200, 400, 700, 1000]

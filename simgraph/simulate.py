@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
@@ -311,9 +312,9 @@ def _reads_only(outputs: Sequence[Tensor], known: Sequence[Tensor], since: int) 
 def _compiled_step(rule: Rule, graph: Graph, state: State, options: bool | dict):
     """``rule.step`` under ``torch.compile``, built once per rule and options.
 
-    One eager tick first (its result is dropped) makes the lookups a step builds lazily, such as a
-    schedule's restricted views; ``graph.prepare()`` builds the rest, so the traced tick holds no
-    data-dependent op and compiles as one graph.
+    The first time a rule meets a graph, one eager tick (its result dropped) makes the lookups a
+    step builds lazily, such as a schedule's restricted views; ``graph.prepare()`` builds the rest,
+    so the traced tick holds no data-dependent op and compiles as one graph.
     """
     if options is True:
         options = {}
@@ -323,7 +324,10 @@ def _compiled_step(rule: Rule, graph: Graph, state: State, options: bool | dict)
     cache = rule.__dict__.setdefault("_compiled_steps", {})
     if key not in cache:
         cache[key] = torch.compile(rule.step, **{"dynamic": False, **options})
-    with torch.no_grad():
-        rule.step(graph, state, state["node"].new_zeros(state["node"].shape[0], graph.num_nodes, rule.input_dim))
-    graph.prepare()
+    prepared = rule.__dict__.setdefault("_prepared_graphs", weakref.WeakSet())
+    if graph not in prepared:
+        with torch.no_grad():
+            rule.step(graph, state, state["node"].new_zeros(state["node"].shape[0], graph.num_nodes, rule.input_dim))
+        graph.prepare()
+        prepared.add(graph)
     return cache[key]
