@@ -3,7 +3,8 @@
 A simulation tick allocates its new edge state (``[B, E, D]``, often tens of MB) and frees the
 old one. glibc serves every block above 32 MB with a fresh ``mmap`` and returns it with
 ``munmap``, so each tick page-faults its whole edge state in again: measured on this project's
-CPU, a 64 MB ``clone`` took 44 ms that way and 8 ms with freed memory kept (the copy itself).
+CPU, a 64 MB ``clone`` took 45 ms that way and 6 ms with freed memory kept, the copy itself
+(``python runs/cpu_primitives.py``).
 This is the CPU counterpart of PyTorch's CUDA caching allocator.
 
 :func:`keep_freed_memory` asks glibc (``mallopt``) to serve large blocks from the heap and never
