@@ -27,8 +27,10 @@ def test_quick_bench_reports_every_rule_and_ratio(tmp_path, capsys):
     assert {("hebbian", "dense"), ("mlp", "dense"), ("hebbian", "pyg"), ("mlp", "pyg")} <= impls
     assert all(r["syn_updates_per_s"] > 0 for r in full["rows"] if "s_per_tick" in r)
     assert any("mem_extra_mb" in r for r in full["rows"])
-    ck = summary["checkpoint"]
-    assert len(ck["plain_mb"]) == len(ck["checkpoint_mb"]) == len(ck["ticks"]) and ck["time_ratio"]["ratio"] > 0
+    mem = summary["memory"]
+    assert {name: c["lean"] for name, c in mem["rules"].items()} == {"mlp": "checkpoint", "hebbian": "lean", "plastic": "lean"}
+    for c in mem["rules"].values():
+        assert len(c["plain_mb"]) == len(c["lean_mb"]) == len(mem["ticks"]) and c["time_ratio"] > 0
     assert (tmp_path / "memory_vs_episode.png").exists()
 
 

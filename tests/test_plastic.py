@@ -167,8 +167,11 @@ def test_rule_graph_and_input_errors():
         PlasticRule("not a graph")
     with pytest.raises(ShapeError):
         rule.unroll(graph, torch.zeros(3, 1, 7))
+    u = torch.randn(3, 1, 4)  # inputs take the state's precision, as in sg.simulate
+    torch.testing.assert_close(rule.unroll(graph, u.to(D)).outputs, rule.unroll(graph, u).outputs)
+    state64 = {k: v.to(D) for k, v in rule.init_state(graph, 1).items()}
     with pytest.raises(ShapeError, match="float64"):
-        rule.unroll(graph, torch.zeros(3, 1, 4, dtype=D))
+        rule.unroll(graph, u, state=state64)
 
 
 # ---------------------------------------------------------------------- tasks

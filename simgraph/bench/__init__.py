@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -23,7 +22,7 @@ import torch
 from ..errors import ConfigError, unknown
 from . import suite
 
-TARGETS = {"engine_vs_dense": 0.9, "engine_vs_pyg": 2.0, "sparse_vs_dense_time": 1.5, "checkpoint_time": 1.3}
+TARGETS = {"engine_vs_dense": 0.9, "engine_vs_pyg": 2.0, "sparse_vs_dense_time": 1.5, "lean_backprop_time": 1.3}
 
 
 def _args(argv):
@@ -117,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append(row)
                         _print_row(row)
     ratios = _ratios(rows)
-    curve = _checkpoint_curve(a, device, quick, repeats)
+    curves = _memory_curves(a, device, quick, repeats)
     result = {"command": "bench", "quick": quick, "machine": machine, "torch": torch.__version__, "roofline": roof,
-              "ratios": ratios, "targets": TARGETS, "checkpoint": curve, "rows": rows,
+              "ratios": ratios, "targets": TARGETS, "memory": curves, "rows": rows,
               "seconds": round(time.time() - started, 1)}
-    _print_summary(ratios, curve)
+    _print_summary(ratios, curves)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result, indent=1))
@@ -180,52 +179,61 @@ def _ratios(rows: list[dict]) -> dict:
     return out
 
 
-def _checkpoint_curve(a, device, quick: bool, repeats: int) -> dict:
-    """Peak memory of backprop through episodes of growing length, plain vs checkpointed (MLP rule)."""
-    from ..simulate import simulate
-
-    n, B, lengths = (60, 1, (4, 16)) if quick else (300, 1, (8, 16, 32, 64))
-    every = lambda T: max(1, round(math.sqrt(T)))  # noqa: E731 - sqrt(T) chunks balance stored states and recompute
-    curve = {"rule": "mlp", "n": n, "batch": B, "ticks": list(lengths), "plain_mb": [], "checkpoint_mb": [], "every": []}
-    if not a.no_memory:
-        for T in lengths:
-            for key, k in (("plain_mb", 0), ("checkpoint_mb", every(T))):
-                spec = dict(graph="dense", n=n, rule="mlp", batch=B, ticks=T, backward=True, checkpoint_every=k, device=str(device),
-                            threads=torch.get_num_threads())
-                curve[key].append(suite.measure_peak(spec).get("extra_mb"))
-            curve["every"].append(every(T))
-    # time cost of recomputation, interleaved in this process
-    graph = suite.make_graph("dense", n, device=device)
-    rule = suite.make_rule("mlp", graph)
+def _memory_curves(a, device, quick: bool, repeats: int) -> dict:
+    """Peak memory of backprop through episodes of growing length, plain vs lean, for the MLP rule
+    (checkpointed every sqrt(T) ticks) and the Hebbian and plastic rules (edge update run backwards);
+    and each lean method's time over plain autograd, interleaved in this process."""
+    sizes = {"mlp": 60, "hebbian": 100, "plastic": 100} if quick else {"mlp": 300, "hebbian": 1000, "plastic": 1000}
+    B, lengths = 1, ((4, 16) if quick else (8, 16, 32, 64))
     T = lengths[-2]
-    u = torch.randn(T, B, graph.num_inputs, device=device)
-    times = {0: [], every(T): []}
-    for _ in range(repeats + 1):
-        for k in times:
-            t = time.perf_counter()
-            simulate(rule, graph, u, checkpoint_every=k).outputs.square().sum().backward()
-            suite._sync(device)
-            times[k].append(time.perf_counter() - t)
-    plain, ckpt = (statistics.median(v[1:]) for v in times.values())
-    curve["time_ratio"] = {"ticks": T, "every": every(T), "ratio": round(ckpt / plain, 3)}
-    if curve["plain_mb"] and all(v is not None for v in curve["plain_mb"] + curve["checkpoint_mb"]):
-        curve["png"] = _plot_curve(curve, Path(a.out))
-    return curve
+    curves = {"batch": B, "ticks": list(lengths), "time_ticks": T, "rules": {}}
+    for rule_name, n in sizes.items():
+        if rule_name not in a.rules:
+            continue
+        how = suite.LEAN[rule_name]
+        c = curves["rules"][rule_name] = {"n": n, "lean": how, "plain_mb": [], "lean_mb": []}
+        if how == "checkpoint":
+            c["every"] = [suite.checkpoint_interval(t) for t in lengths]
+        if not a.no_memory:
+            for t in lengths:
+                for key, h in (("plain_mb", "plain"), ("lean_mb", how)):
+                    spec = dict(graph="dense", n=n, rule=rule_name, batch=B, ticks=t, backward=True, episode=h, device=str(device),
+                                threads=torch.get_num_threads())
+                    c[key].append(suite.measure_peak(spec).get("extra_mb"))
+        graph = suite.make_graph("dense", n, device=device)
+        runs = {h: suite.episode_loss(rule_name, graph, T, B, h) for h in ("plain", how)}
+        times = {h: [] for h in runs}
+        for _ in range(repeats + 1):
+            for h, loss in runs.items():
+                t0 = time.perf_counter()
+                loss().backward()
+                suite._sync(device)
+                times[h].append(time.perf_counter() - t0)
+        plain, lean = (statistics.median(v[1:]) for v in times.values())
+        c["time_ratio"] = round(lean / plain, 3)
+    done = [c for c in curves["rules"].values() if c["plain_mb"] and None not in c["plain_mb"] + c["lean_mb"]]
+    if done:
+        curves["png"] = _plot_curves(curves, Path(a.out))
+    return curves
 
 
-def _plot_curve(curve: dict, out: Path) -> str:
+def _plot_curves(curves: dict, out: Path) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(curve["ticks"], curve["plain_mb"], "o-", label="plain backprop")
-    ax.plot(curve["ticks"], curve["checkpoint_mb"], "s-", label="checkpoint every sqrt(T) ticks")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    label = {"checkpoint": "checkpoint every sqrt(T)", "lean": "edge update run backwards"}
+    for (name, c), color in zip(curves["rules"].items(), ("C0", "C1", "C2")):
+        if not c["plain_mb"] or None in c["plain_mb"] + c["lean_mb"]:
+            continue
+        ax.plot(curves["ticks"], c["plain_mb"], "o--", color=color, label=f"{name} N={c['n']}: plain backprop")
+        ax.plot(curves["ticks"], [max(v, 0.1) for v in c["lean_mb"]], "s-", color=color, label=f"{name}: {label[c['lean']]}")
     ax.set(xscale="log", yscale="log", xlabel="episode length (ticks)", ylabel="peak memory above baseline (MB)",
-           title=f"MLP rule, dense N={curve['n']}, B={curve['batch']}")
-    ax.legend()
+           title=f"Backprop through an episode, dense nets, B={curves['batch']}")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / "memory_vs_episode.png"
     fig.savefig(path, dpi=120)
@@ -233,15 +241,16 @@ def _plot_curve(curve: dict, out: Path) -> str:
     return str(path)
 
 
-def _print_summary(ratios: dict, curve: dict) -> None:
+def _print_summary(ratios: dict, curves: dict) -> None:
     print("\nratios (> 1: engine faster; sparse_vs_dense_time: sparse time / dense time):", file=sys.stderr)
     for name, values in ratios.items():
         for key, v in values.items():
             ok = v >= TARGETS[name] if name != "sparse_vs_dense_time" else v <= TARGETS[name]
             print(f"  {name:<22s} {key:<32s} {v:7.2f}  (target {'<=' if name == 'sparse_vs_dense_time' else '>='} "
                   f"{TARGETS[name]}) {'ok' if ok else 'MISSED'}", file=sys.stderr)
-    tr = curve["time_ratio"]
-    print(f"  checkpoint time ratio  T={tr['ticks']} every={tr['every']}  {tr['ratio']:.2f}  (target <= 1.3)", file=sys.stderr)
-    if curve["plain_mb"]:
-        print(f"  peak MB vs ticks {curve['ticks']}: plain {curve['plain_mb']}, checkpointed {curve['checkpoint_mb']}",
-              file=sys.stderr)
+    for name, c in curves["rules"].items():
+        ok = "ok" if c["time_ratio"] <= TARGETS["lean_backprop_time"] else "MISSED"
+        print(f"  {c['lean']} time / plain  {name:<8s} T={curves['time_ticks']}  {c['time_ratio']:.2f}  "
+              f"(target <= {TARGETS['lean_backprop_time']}) {ok}", file=sys.stderr)
+        if c["plain_mb"]:
+            print(f"    peak MB vs ticks {curves['ticks']}: plain {c['plain_mb']}, {c['lean']} {c['lean_mb']}", file=sys.stderr)

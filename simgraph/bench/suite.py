@@ -198,6 +198,37 @@ def roofline_seconds(bytes_per: float, flops_per: float, updates: float, roof: d
     return max(bytes_per * updates / (roof["bandwidth_gbs"] * 1e9), flops_per * updates / (roof["matmul_gflops"] * 1e9))
 
 
+# ---------------------------------------------------------------------- backprop through whole episodes
+LEAN = {"mlp": "checkpoint", "hebbian": "lean", "plastic": "lean"}  # how each rule avoids storing every tick's edges
+
+
+def episode_loss(rule_name: str, graph: Graph, ticks: int, batch: int, how: str) -> Callable[[], torch.Tensor]:
+    """A closure running one episode with gradients and returning a loss to backpropagate.
+
+    ``how``: ``plain`` autograd, ``checkpoint`` (``sg.simulate(checkpoint_every=sqrt(T))``) or
+    ``lean`` (the rule's ``unroll``, which runs the edge update backwards). Rules without
+    meta-parameters (Hebbian) differentiate their initial synapses.
+    """
+    from ..simulate import simulate
+
+    rule = make_rule(rule_name, graph)
+    g = torch.Generator().manual_seed(2)
+    u = torch.randn(ticks, batch, graph.num_inputs, generator=g).to(graph.device)
+    state = None
+    if rule_name == "hebbian":
+        w0 = (0.01 * torch.randn(1, graph.num_edges, 1, generator=g)).to(graph.device).requires_grad_()
+        state = {"node": torch.zeros(batch, graph.num_nodes, 1, device=graph.device), "edge": w0.expand(batch, -1, -1)}
+    if how == "lean":
+        return lambda: rule.unroll(graph, u, state=state, lean=True).outputs.square().sum()
+    every = checkpoint_interval(ticks) if how == "checkpoint" else 0
+    return lambda: simulate(rule, graph, u, state=state, checkpoint_every=every).outputs.square().sum()
+
+
+def checkpoint_interval(ticks: int) -> int:
+    """sqrt(T) chunks balance the stored chunk boundaries against one chunk's intermediates."""
+    return max(1, round(ticks**0.5))
+
+
 # ---------------------------------------------------------------------- peak memory, one process per variant
 def measure_peak(spec: dict) -> dict:
     """Run ``spec`` in a fresh Python and return its peak memory (CPU: max RSS; GPU: max allocated)."""
@@ -228,16 +259,13 @@ def _peak_rss_mb() -> float:
 
 
 def _peak_child(spec: dict) -> dict:
-    from ..simulate import simulate
-
     device = torch.device(spec.get("device", "cpu"))
     torch.set_num_threads(spec.get("threads", torch.get_num_threads()))
     graph = make_graph(spec["graph"], spec["n"], spec.get("density", 0.01), device)
     backward = spec["backward"]
-    if "checkpoint_every" in spec:  # an episode through sg.simulate, with or without checkpointing
-        rule = make_rule(spec["rule"], graph)
-        u = torch.randn(spec["ticks"], spec["batch"], graph.num_inputs, device=device)
-        run = lambda: simulate(rule, graph, u, checkpoint_every=spec["checkpoint_every"]).outputs  # noqa: E731
+    if "episode" in spec:  # a whole episode's forward and backward: plain, checkpointed or lean
+        loss = episode_loss(spec["rule"], graph, spec["ticks"], spec["batch"], spec["episode"])
+        run = lambda: loss().backward()  # noqa: E731
     else:
         v = make_variant(spec["rule"], spec["impl"], graph, spec["batch"], backward)
         run = lambda: run_variant(v, spec["ticks"], backward)  # noqa: E731
@@ -246,9 +274,7 @@ def _peak_child(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device) / 2**20
     with torch.set_grad_enabled(backward):
-        out = run()
-        if backward and "checkpoint_every" in spec:
-            out.square().sum().backward()
+        run()
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:

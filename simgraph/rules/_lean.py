@@ -1,21 +1,28 @@
-"""Memory-lean backprop through a whole episode of a plastic network (Miconi-style traces).
+"""Memory-lean backprop through whole episodes of trace rules: the edge update is run backwards.
 
-One tick, per synapse j -> i (j pre, i post), with ``m`` one scalar per episode and tick:
+Plain autograd keeps every tick's ``[B, E]`` edge state. When a rule's edge update is invertible,
+the backward pass can instead start from the final edge state and undo one write per tick, so it
+stores only the node activity of every tick: memory O(T N + E) instead of O(T E). Each episode
+below is an autograd Function with a hand-written backward (recomputing the tick under autograd
+would cost a whole forward tick more); all edge work goes through ``graph.propagate``,
+``propagate_back`` and ``edge_map`` (in place on the edge views), so it runs on any mix of dense
+and sparse projections. Rules reach them through :func:`unroll_lean`.
+
+:class:`PlasticEpisode`: Miconi-style traces. One tick, per synapse j -> i (j pre, i post), with
+``m`` one scalar per episode and tick:
 
     W   = w + alpha * H
     x   = tanh( propagate(W, x_prev) + u )
     m   = tanh( v . x + b )                 (neuromodulated; otherwise m = 1)
     H'  = (1 - e k_i) H + e m x_i x_prev_j  (k_i = 1 plain, k_i = m x_i^2 Oja; e = eta of the synapse type)
 
-Plain autograd keeps every tick's ``[B, E]`` trace (106 x 1000 x 1000 floats on the benchmark).
 The trace update is linear in ``H`` with a non-zero factor when ``0 <= e < 1`` and ``|m| <= 1``, so
-it can be run backwards exactly: ``H = (H' - e m x_i x_prev_j) / (1 - e k_i)``. :class:`PlasticEpisode`
-stores only the node activity of every tick plus the final trace, and in its backward pass walks
-the episode in reverse, undoing one write per tick and applying the hand-written gradient of that
-tick. All edge work goes through ``graph.propagate``/``propagate_back``/``edge_map`` (in place on
-the edge views), so it runs on any mix of dense and sparse projections. Memory: O(T N + E) instead
-of O(T E). Rounding: each undo divides by ``1 - e k <= 1``; over 106 ticks at eta = 0.01 that
-amplifies float32 rounding by at most ~3x, far below the gradient noise (tested in float64).
+it can be run backwards exactly: ``H = (H' - e m x_i x_prev_j) / (1 - e k_i)``. Rounding: each undo
+divides by ``1 - e k <= 1``; over 106 ticks at eta = 0.01 that amplifies float32 rounding by at
+most ~3x, far below the gradient noise (tested in float64).
+
+:class:`HebbianEpisode`: the outer-product rule, ``W' = W + eta s_i s_j``, a pure addition that
+backward subtracts again.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeError
 from ..graph import Graph
+from ..simulate import Run, check_inputs
+from .base import Rule, State
+from .static import drive
 
 
 def modulation(x: Tensor, v: Tensor, b: Tensor) -> Tensor:
@@ -158,3 +168,81 @@ class PlasticEpisode(torch.autograd.Function):
 def run_episode(graph: Graph, oja: bool, U, x0, H0, w, alpha, eta, v=None, b=None):
     """Functional entry point: see :class:`PlasticEpisode`."""
     return PlasticEpisode.apply(graph, oja, U, x0, H0, w, alpha, eta, v, b)
+
+
+def hebbian_write_(graph: Graph, W: Tensor, s: Tensor, eta: float) -> None:
+    """``W += eta s_i s_j`` in place on every projection's edge view (no outer product built)."""
+    graph.edge_map(lambda s_j, s_i, w: w.addcmul_(s_i, s_j, value=eta), pre=[s], post=[s], edge=[W])
+
+
+class HebbianEpisode(torch.autograd.Function):
+    """``X[1..T], W_T = episode(U, x0, W0)`` for :class:`~simgraph.rules.HebbianRule`, O(T N + E) saved.
+
+    Per tick ``x(t+1) = tanh(beta propagate(W(t), x(t)) + g u(t))`` and ``W(t+1) = W(t) + eta s s^T``
+    with ``s = x(t+1)`` (``from_activity``) or ``u(t)``. ``U [T, B, N, 1]`` is the per-node input,
+    ``x0 [B, N, 1]``, ``W0 [B or 1, E, 1]``.
+    """
+
+    @staticmethod
+    def forward(ctx, graph: Graph, beta: float, gain: float, eta: float, from_activity: bool, U, x0, W0):
+        T, B = U.shape[0], x0.shape[0]
+        X = U.new_empty(T + 1, *x0.shape)
+        X[0] = x0
+        W = W0.expand(B, -1, -1).clone(memory_format=torch.contiguous_format)  # written in place
+        for t in range(T):
+            X[t + 1] = drive(graph.propagate(W, X[t]), beta, U[t], gain)
+            hebbian_write_(graph, W, X[t + 1] if from_activity else U[t], eta)
+        ctx.graph, ctx.consts, ctx.w0_batch = graph, (beta, gain, eta, from_activity), W0.shape[0]
+        ctx.save_for_backward(U, X, W)  # W is also returned: autograd's version counter guards it
+        return X[1:].clone(), W
+
+    @staticmethod
+    def backward(ctx, gX: Tensor | None, gW_T: Tensor | None):
+        graph, (beta, gain, eta, from_activity) = ctx.graph, ctx.consts
+        U, X, W_T = ctx.saved_tensors
+        need_u, need_x0, need_w0 = ctx.needs_input_grad[5:8]
+        W = W_T.clone()  # walks back from W(T) to W(0) in place
+        G = torch.zeros_like(W) if gW_T is None else gW_T.expand_as(W).clone()  # dL/dW(t+1)
+        gx = torch.zeros_like(X[0])  # dL/dx(t+1)
+        gU = torch.zeros_like(U) if need_u else None
+        for t in reversed(range(U.shape[0])):
+            x, xp = X[t + 1], X[t]
+            if gX is not None:
+                gx = gx + gX[t]
+            s = x if from_activity else U[t]
+            hebbian_write_(graph, W, s, -eta)  # W <- W(t)
+            if from_activity or need_u:  # through the write: d/ds_i of eta sum_ij G_ij s_i s_j
+                gs = (graph.propagate(G, s) + graph.propagate_back(G, s)) * eta
+                if from_activity:
+                    gx = gx + gs
+                else:
+                    gU[t] += gs
+            ga = gx * (1 - x * x)  # through tanh
+            if need_u:
+                gU[t] += gain * ga
+            gx = graph.propagate_back(W, ga) * beta
+            # G <- dL/dW(t): the write passes G through unchanged; the drive adds beta ga_i x_j
+            graph.edge_map(lambda x_j, ga_i, g: g.addcmul_(ga_i, x_j, value=beta), pre=[xp], post=[ga], edge=[G])
+        if need_w0 and ctx.w0_batch == 1 and G.shape[0] > 1:
+            G = G.sum(0, keepdim=True)
+        return None, None, None, None, None, gU, gx if need_x0 else None, G if need_w0 else None
+
+
+def unroll_lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None, episode) -> Run:
+    """Check and prepare an episode like ``sg.simulate`` does, then run ``episode(U, state) -> (X, edge)``.
+
+    ``U [T, B, N, input_dim]`` is the per-node input and ``X [T, B, N, node_dim]`` every tick's node
+    state; the outputs are the output populations' rows of ``X``.
+    """
+    rule.check_graph(graph)
+    inputs = check_inputs(graph, rule, inputs)
+    T, B = inputs.shape[:2]
+    state = rule.init_state(graph, B) if state is None else state
+    rule.check_state(graph, state)
+    if state["node"].shape[0] != B:
+        raise ShapeError(f"state has batch {state['node'].shape[0]} but inputs have batch {B}")
+    inputs = inputs.to(state["node"].dtype)  # the state decides the precision, as in sg.simulate
+    U = graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, -1)
+    X, edge = episode(U, state)
+    outputs = graph.read_outputs(X.reshape(T * B, graph.num_nodes, -1))
+    return Run(outputs.view(T, B, *outputs.shape[1:]), {**state, "node": X[-1], "edge": edge}, {})

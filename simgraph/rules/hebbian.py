@@ -7,6 +7,10 @@ With ``learn_from="input"`` (default) every tick adds the outer product of the p
 so after a write phase ``w`` is the classic Hopfield matrix ``sum_k p_k p_k^T`` (scaled by
 ``eta`` and presentation ticks); a partial cue then relaxes to the nearest stored pattern.
 ``eta`` defaults to ``1 / mean indegree`` (the 1/N of a fully connected Hopfield net).
+
+``rule.unroll(graph, inputs)`` runs a whole episode; its backward pass subtracts the writes again
+tick by tick instead of storing every tick's ``[B, E]`` matrix (``lean=False``: plain autograd
+through ``sg.simulate``, the reference the tests compare against).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from torch import Tensor
 
 from ..errors import ConfigError, unknown
 from ..graph import Graph
+from ..simulate import Run, simulate
+from ._lean import HebbianEpisode, unroll_lean
 from .base import Rule, State, zeros_state
 from .static import drive
 
@@ -38,7 +44,25 @@ class HebbianRule(Rule):
         w = state["edge"]
         x = drive(graph.propagate(w, state["node"]), self.beta, inputs, self.input_gain)
         s = inputs if self.learn_from == "input" else x
-        eta = self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
+        eta = self.learning_rate(graph)
         # addcmul: one fused pass over the synapses instead of three (product, scale, add)
         w = graph.edge_map(lambda s_j, s_i, w: torch.addcmul(w, s_i, s_j, value=eta), pre=[s], post=[s], edge=[w])
         return {**state, "node": x, "edge": w}
+
+    def learning_rate(self, graph: Graph) -> float:
+        """``eta``, by default ``1 / mean indegree`` of ``graph``."""
+        return self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
+
+    def unroll(self, graph: Graph, inputs: Tensor, state: State | None = None, lean: bool = True) -> Run:
+        """Run ``inputs [T, B, n_in]`` through the net; same result as ``sg.simulate(rule, graph, inputs)``.
+
+        ``lean=True`` stores only node activity for backprop (O(T N + E) instead of O(T E)).
+        """
+        if not lean:
+            return simulate(self, graph, inputs, state=state)
+
+        def episode(U: Tensor, state: State):
+            return HebbianEpisode.apply(graph, self.beta, self.input_gain, self.learning_rate(graph),
+                                        self.learn_from == "activity", U, state["node"], state["edge"])
+
+        return unroll_lean(self, graph, inputs, state, episode)

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, GraphError, ShapeError
 from ..graph import Graph
-from ..simulate import Run, check_inputs, simulate
-from ._lean import modulation, run_episode, write_trace
+from ..simulate import Run, simulate
+from ._lean import modulation, run_episode, unroll_lean, write_trace
 from .base import Rule, State
 
 
@@ -125,18 +125,11 @@ class PlasticRule(Rule):
         lean = self.lean if lean is None else lean
         if not lean:
             return simulate(self, graph, inputs, state=state)
-        self.check_graph(graph)
-        inputs = check_inputs(graph, self, inputs)
-        T, B = inputs.shape[:2]
-        if inputs.dtype != self.w.dtype:
-            raise ShapeError(f"inputs are {inputs.dtype} but the rule's parameters are {self.w.dtype}; convert one")
-        state = self.init_state(graph, B) if state is None else state
-        self.check_state(graph, state)
-        if state["node"].shape[0] != B:
-            raise ShapeError(f"state has batch {state['node'].shape[0]} but inputs have batch {B}")
-        U = graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, 1)
-        X, hebb = run_episode(
-            graph, self.oja, self.input_gain * U, state["node"], state["edge"], self.w, self.alpha, self.eta_table(), self.mod_v, self.mod_b
-        )
-        outputs = graph.read_outputs(X.view(T * B, graph.num_nodes, 1))
-        return Run(outputs.view(T, B, *outputs.shape[1:]), {**state, "node": X[-1], "edge": hebb}, {})
+
+        def episode(U: Tensor, state: State):
+            if U.dtype != self.w.dtype:
+                raise ShapeError(f"the state is {U.dtype} but the rule's parameters are {self.w.dtype}; convert one")
+            return run_episode(graph, self.oja, self.input_gain * U, state["node"], state["edge"], self.w, self.alpha,
+                               self.eta_table(), self.mod_v, self.mod_b)
+
+        return unroll_lean(self, graph, inputs, state, episode)
