@@ -20,10 +20,10 @@ from typing import Callable
 import torch
 
 from .. import rules
+from .._allocator import release_freed_memory
 from ..build import Network
 from ..errors import ConfigError
 from ..graph import Graph
-from . import reference as ref
 
 RULES = ("static", "hebbian", "mlp", "genome", "lstm_synapse", "plastic")
 IMPLS = ("engine", "dense", "pyg")
@@ -118,8 +118,10 @@ def make_variant(rule_name: str, impl: str, graph: Graph, batch: int, backward: 
     if impl == "engine":
         return Variant(lambda: state, lambda s: rule.step(graph, s, u), lambda s: s["node"], leaves)
 
+    from . import reference as ref  # here, not at the top: torch_geometric takes seconds to import in every memory child
+
     x0, e0 = state["node"], state["edge"]
-    eta = rule.eta if rule_name == "hebbian" and rule.eta is not None else N / max(graph.num_edges, 1)
+    eta = rule.learning_rate(graph) if rule_name == "hebbian" else N / max(graph.num_edges, 1)
     if impl == "dense":
         if len(graph.projections) != 1 or next(iter(graph.projections.values())).layout != "dense":
             raise ConfigError("the hand-written dense reference needs one all-to-all (dense) projection")
@@ -258,6 +260,18 @@ def _peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _reset_peak_rss() -> None:
+    """Start VmHWM afresh at the current RSS (Linux >= 4.0), so set-up transients (imports, graph
+    building) do not hide a run that needs less than they did; set-up's freed memory goes back
+    to the OS first, so the run's reuse of it counts."""
+    release_freed_memory()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _peak_child(spec: dict) -> dict:
     device = torch.device(spec.get("device", "cpu"))
     torch.set_num_threads(spec.get("threads", torch.get_num_threads()))
@@ -269,6 +283,7 @@ def _peak_child(spec: dict) -> dict:
     else:
         v = make_variant(spec["rule"], spec["impl"], graph, spec["batch"], backward)
         run = lambda: run_variant(v, spec["ticks"], backward)  # noqa: E731
+    _reset_peak_rss()
     base = _current_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
