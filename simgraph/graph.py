@@ -350,8 +350,8 @@ class Graph:
 
         On CPU at batch 1, ``index_select``'s backward (``index_add`` along dim 1 of a 3-D tensor)
         is 3x (16 channels) to 37x (1 channel) slower than a CSR product with the 0/1 node-by-edge
-        matrix (``python runs/cpu_primitives.py``); the MLP and genome rules' sparse forward+backward
-        took 1.7x less time with it. At batch 16 the per-episode products measured slower, so only batch 1 uses them.
+        matrix (``python runs/cpu_primitives.py``); the genome rule's sparse forward+backward took
+        1.8x less time with it (``simgraph bench``). At batch 16 the per-episode products measured slower, so only batch 1 uses them.
         """
         idx = self._index32(p, side)
         if (x.shape[0] == 1 and x.requires_grad and torch.is_grad_enabled() and x.device.type == "cpu"
