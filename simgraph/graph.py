@@ -311,7 +311,8 @@ class Graph:
     def prepare(self) -> "Graph":
         """Build every lazily built lookup (CSR tables, segments, int32 ids) now, here and in the
         restricted views already made from this graph. ``torch.compile`` needs this: a lookup built
-        inside a traced step is a data-dependent op (bincount) and breaks the graph."""
+        inside a traced step is a data-dependent op (bincount) and breaks the graph. (The 0/1 scatter
+        matrices of ``_gather`` are left out: traced steps gather with plain ``index_select``.)"""
         self._one_dense_projection()
         for p in self.projections.values():
             if p.layout == "sparse":
@@ -321,8 +322,6 @@ class Graph:
                     self._csr(p, into_post)
                 for side in ("pre", "post"):
                     self._index32(p, side)
-                    if self.device.type == "cpu":
-                        self._scatter_matrix(p, side, torch.get_default_dtype())
         for key, view in list(self._cache.items()):
             if key[0] == "view":
                 view.prepare()
@@ -363,14 +362,14 @@ class Graph:
         """``[N, E_p]`` CSR with a 1 at (node, edge) for sparse ``p``'s pre or post node of every edge."""
         key = ("scatter", p.name, side, dtype)
         if key not in self._cache:
-            idx = self._sparse_index[p.name][0 if side == "pre" else 1]
-            order = torch.argsort(idx, stable=True)
-            counts = torch.bincount(idx, minlength=self.num_nodes)
+            lengths, perm = self._segments(p, into_post=side == "post")  # edges in node order
+            order = perm if perm is not None else torch.arange(p.num_edges, device=lengths.device)
+            counts = lengths.new_zeros(self.num_nodes)
+            counts[(p.post if side == "post" else p.pre).slice] = lengths[0]
             itype = torch.int32 if max(p.num_edges, self.num_nodes) < 2**31 - 1 else torch.int64
-            crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(itype)
-            ones = torch.ones(p.num_edges, dtype=dtype, device=idx.device)
-            self._cache[key] = torch.sparse_csr_tensor(crow, order.to(itype), ones, (self.num_nodes, p.num_edges),
-                                                       check_invariants=False)
+            ones = torch.ones(p.num_edges, dtype=dtype, device=lengths.device)
+            self._cache[key] = torch.sparse_csr_tensor(_row_pointers(counts, itype), order.to(itype), ones,
+                                                       (self.num_nodes, p.num_edges), check_invariants=False)
         return self._cache[key]
 
     def _one_dense_projection(self) -> bool:
@@ -389,11 +388,9 @@ class Graph:
             pre_idx, post_idx = self._sparse_index[p.name]
             (src, s0), (tgt, t0) = ((pre_idx, p.pre), (post_idx, p.post)) if into_post else ((post_idx, p.post), (pre_idx, p.pre))
             src, tgt = src - s0.start, tgt - t0.start  # local ids, in edge order
-            # edges are sorted by post: rows into post need no permutation, rows into pre do
-            perm = None if into_post else torch.argsort(tgt, stable=True)
+            lengths, perm = self._segments(p, into_post)  # rows into pre need the edges permuted, rows into post not
             itype = torch.int32 if max(p.num_edges, s0.size, t0.size) < 2**31 - 1 else torch.int64
-            counts = torch.bincount(tgt, minlength=t0.size)
-            crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(itype)
+            crow = _row_pointers(lengths[0], itype)
             col = (src if perm is None else src[perm]).to(itype)
             # into post with k synapses per post neuron, the target of edge e is e // k: no gather needed
             k = self._uniform_indegree(p)
@@ -561,6 +558,11 @@ class _CSR:
         else:
             out = (xs * gt.contiguous().index_select(0, self.tgt)).sum(1)
         return out.reshape(1, -1, C)
+
+
+def _row_pointers(counts: Tensor, itype: torch.dtype) -> Tensor:
+    """CSR ``crow`` from the number of entries in each row."""
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(itype)
 
 
 def _csr_apply(w: Tensor, x: Tensor, m: _CSR) -> Tensor:

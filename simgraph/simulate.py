@@ -66,6 +66,16 @@ def check_inputs(graph: Graph, rule: Rule, inputs: Tensor, name: str = "inputs")
     return inputs
 
 
+def initial_state(rule: Rule, graph: Graph, state: State | None, batch_size: int) -> State:
+    """``state`` checked against the rule, the graph and the batch size (default: ``rule.init_state``)."""
+    if state is None:
+        state = rule.init_state(graph, batch_size)
+    rule.check_state(graph, state)
+    if state["node"].shape[0] != batch_size:
+        raise ShapeError(f"state has batch {state['node'].shape[0]} but inputs have batch {batch_size}")
+    return state
+
+
 def simulate(
     rule: Rule,
     graph: Graph,
@@ -116,11 +126,7 @@ def simulate(
         if not isinstance(B, int) or isinstance(B, bool) or B < 1:
             raise ShapeError(f"without inputs, batch_size must be a positive int, got {B!r}")
         T = ticks
-    if state is None:
-        state = rule.init_state(graph, B)
-    rule.check_state(graph, state)
-    if state["node"].shape[0] != B:
-        raise ShapeError(f"state has batch {state['node'].shape[0]} but inputs have batch {B}")
+    state = initial_state(rule, graph, state, B)
     rows = {}
     for mon in monitors:
         if mon.field not in state:

@@ -30,9 +30,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 from ..graph import Graph
-from ..simulate import Run, check_inputs
+from ..simulate import Run, check_inputs, initial_state
 from .base import Rule, State
 from .static import drive
 
@@ -237,10 +237,7 @@ def unroll_lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None, e
     rule.check_graph(graph)
     inputs = check_inputs(graph, rule, inputs)
     T, B = inputs.shape[:2]
-    state = rule.init_state(graph, B) if state is None else state
-    rule.check_state(graph, state)
-    if state["node"].shape[0] != B:
-        raise ShapeError(f"state has batch {state['node'].shape[0]} but inputs have batch {B}")
+    state = initial_state(rule, graph, state, B)
     inputs = inputs.to(state["node"].dtype)  # the state decides the precision, as in sg.simulate
     U = graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, -1)
     X, edge = episode(U, state)
