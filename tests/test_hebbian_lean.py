@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import simgraph as sg
-from simgraph.errors import ShapeError
+from simgraph.errors import ConfigError, ShapeError
 from simgraph.rules import HebbianRule
 
 D = torch.float64
@@ -83,3 +83,7 @@ def test_lean_refuses_bad_input_like_simulate():
         HebbianRule().unroll(graph, torch.full((5, 2, 9), float("nan")))
     with pytest.raises(ShapeError, match="batch"):
         HebbianRule().unroll(graph, torch.randn(5, 2, 9), state=HebbianRule().init_state(graph, 3))
+    with pytest.raises(ConfigError, match="lean must be"):
+        HebbianRule().unroll(graph, torch.randn(5, 2, 9), lean="yes")
+    with pytest.raises(ConfigError, match="lean must be"):
+        sg.rules.PlasticRule(graph).unroll(graph, torch.randn(5, 2, 9), lean=1)

@@ -58,6 +58,8 @@ class HebbianRule(Rule):
 
         ``lean=True`` stores only node activity for backprop (O(T N + E) instead of O(T E)).
         """
+        if not isinstance(lean, bool):
+            raise ConfigError(f"HebbianRule.unroll lean must be True or False, got {lean!r}")
         if not lean:
             return simulate(self, graph, inputs, state=state)
 

@@ -123,6 +123,8 @@ class PlasticRule(Rule):
         ``lean`` (default: the rule's setting) stores only node activity for backprop.
         """
         lean = self.lean if lean is None else lean
+        if not isinstance(lean, bool):
+            raise ConfigError(f"PlasticRule.unroll lean must be True, False or None, got {lean!r}")
         if not lean:
             return simulate(self, graph, inputs, state=state)
 
