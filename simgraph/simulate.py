@@ -87,6 +87,7 @@ def simulate(
     monitors: Sequence[Monitor] = (),
     checkpoint_every: int = 0,
     compile: bool | dict = False,
+    lean: bool = False,
 ) -> Run:
     """Run ``rule`` on ``graph``.
 
@@ -106,7 +107,19 @@ def simulate(
     GPU ``compile={"mode": "reduce-overhead"}`` adds CUDA graphs); a dict is passed to
     ``torch.compile``. The first call pays the compilation (tens of seconds on CPU); later calls
     with the same rule reuse it.
+
+    ``lean=True`` runs the whole episode through the rule's ``lean_episode`` (rules whose edge update
+    can be undone: Hebbian, plastic), whose backward pass recomputes each tick's edge state by
+    undoing the updates instead of storing them: memory grows with ticks x neurons, not ticks x
+    synapses. Same values and gradients as the plain path; it takes ``inputs`` and ``state`` only.
     """
+    if not isinstance(lean, bool):
+        raise ConfigError(f"simulate lean must be True or False, got {lean!r}")
+    if lean:
+        if monitors or checkpoint_every or compile is not False or inputs is None:
+            raise ConfigError("simulate(lean=True) runs the whole episode in one function: it needs inputs and takes "
+                              "no monitors, checkpoint_every or compile; drop those or use lean=False")
+        return _lean(rule, graph, inputs, state)
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
         raise ShapeError(f"checkpoint_every must be a non-negative int (0 = off), got {checkpoint_every!r}")
     if not isinstance(rule, Rule):
@@ -169,6 +182,29 @@ def simulate(
     else:  # k >= T: the one chunk would be the last, whose recomputation saves nothing (see _checkpointed)
         state, outputs = ticks(state, 0, T)
     return Run(torch.stack(outputs), state, buffers)
+
+
+def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
+    """Check and prepare an episode as the plain path does, then ``rule.lean_episode(graph, U, state) -> (X, edge)``.
+
+    ``U [T, B, N, input_dim]`` is the per-node input and ``X [T, B, N, node_dim]`` every tick's node
+    state; the outputs are the output populations' rows of ``X`` (the rule's ``readout`` must be the
+    default one: the first ``output_dim`` node channels).
+    """
+    if not isinstance(rule, Rule):
+        raise ShapeError(f"simulate needs a simgraph rule (a simgraph.rules.Rule), got {type(rule).__name__}")
+    if not callable(getattr(rule, "lean_episode", None)):
+        raise ConfigError(f"{type(rule).__name__} has no lean_episode (its edge update cannot be undone); use "
+                          "lean=False, or checkpoint_every=k to save memory by recomputation")
+    rule.check_graph(graph)
+    inputs = check_inputs(graph, rule, inputs)
+    T, B = inputs.shape[:2]
+    state = initial_state(rule, graph, state, B)
+    inputs = inputs.to(state["node"].dtype)  # the state decides the precision, as on the plain path
+    U = graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, -1)
+    X, edge = rule.lean_episode(graph, U, state)
+    outputs = graph.read_outputs(X.reshape(T * B, graph.num_nodes, -1))[..., : rule.output_dim]
+    return Run(outputs.view(T, B, *outputs.shape[1:]), {**state, "node": X[-1], "edge": edge}, {})
 
 
 def _checkpointed(rule: Rule, ticks, state: State, inputs: Tensor | None, T: int, k: int) -> tuple[State, list[Tensor]]:

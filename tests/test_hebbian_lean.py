@@ -1,4 +1,4 @@
-"""HebbianRule.unroll(lean=True): backprop that subtracts the writes again instead of storing them
+"""sg.simulate(HebbianRule(), ..., lean=True): backprop that subtracts the writes again instead of storing them
 gives the same values and gradients as plain autograd, on every layout, and stores no [T, E]."""
 
 import pytest
@@ -32,7 +32,7 @@ def episode_grads(rule, graph, lean, shared_w0, B=3, T=7):
     u = torch.randn(T, B, graph.num_inputs, generator=g, dtype=D).requires_grad_()
     x0 = (0.3 * torch.randn(B, graph.num_nodes, 1, generator=g, dtype=D)).requires_grad_()
     w0 = (0.2 * torch.randn(1 if shared_w0 else B, graph.num_edges, 1, generator=g, dtype=D)).requires_grad_()
-    run = rule.unroll(graph, u, state={"node": x0, "edge": w0.expand(B, -1, -1) if shared_w0 else w0}, lean=lean)
+    run = sg.simulate(rule, graph, u, state={"node": x0, "edge": w0.expand(B, -1, -1) if shared_w0 else w0}, lean=lean)
     weights = torch.linspace(-1, 2, run.outputs.shape[2], dtype=D).view(1, 1, -1, 1)
     loss = (run.outputs * weights).pow(2).sum() + (run.state["edge"] * torch.linspace(0, 1, graph.num_edges, dtype=D).view(1, -1, 1)).sum()
     loss.backward()
@@ -54,7 +54,7 @@ def test_lean_backprop_equals_autograd(kind, learn_from, shared_w0):
 def test_lean_matches_simulate_in_float32_and_default_eta():
     graph = net("mixed")
     u = torch.randn(12, 4, graph.num_inputs)
-    a, b = sg.simulate(HebbianRule(), graph, u), HebbianRule().unroll(graph, u)
+    a, b = sg.simulate(HebbianRule(), graph, u), sg.simulate(HebbianRule(), graph, u, lean=True)
     torch.testing.assert_close(b.outputs, a.outputs)
     torch.testing.assert_close(b.state["edge"], a.state["edge"])
 
@@ -68,7 +68,7 @@ def test_lean_saves_no_edge_tensor_per_tick():
     for lean in (False, True):
         numel = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: numel.append(t.numel()) or t, lambda t: t):
-            HebbianRule(learn_from="activity").unroll(graph, torch.randn(T, B, 9), state={"node": torch.zeros(B, 9, 1), "edge": w0}, lean=lean)
+            sg.simulate(HebbianRule(learn_from="activity"), graph, torch.randn(T, B, 9), state={"node": torch.zeros(B, 9, 1), "edge": w0}, lean=lean)
         saved[lean] = sum(numel)
     edge_floats = B * graph.num_edges
     assert saved[False] >= T * edge_floats  # plain autograd keeps a matrix per tick
@@ -78,12 +78,12 @@ def test_lean_saves_no_edge_tensor_per_tick():
 def test_lean_refuses_bad_input_like_simulate():
     graph = net("dense")
     with pytest.raises(ShapeError, match="inputs must have shape"):
-        HebbianRule().unroll(graph, torch.randn(5, 2, 4))
+        sg.simulate(HebbianRule(), graph, torch.randn(5, 2, 4), lean=True)
     with pytest.raises(ShapeError, match="NaN"):
-        HebbianRule().unroll(graph, torch.full((5, 2, 9), float("nan")))
+        sg.simulate(HebbianRule(), graph, torch.full((5, 2, 9), float("nan")), lean=True)
     with pytest.raises(ShapeError, match="batch"):
-        HebbianRule().unroll(graph, torch.randn(5, 2, 9), state=HebbianRule().init_state(graph, 3))
+        sg.simulate(HebbianRule(), graph, torch.randn(5, 2, 9), state=HebbianRule().init_state(graph, 3), lean=True)
     with pytest.raises(ConfigError, match="lean must be"):
-        HebbianRule().unroll(graph, torch.randn(5, 2, 9), lean="yes")
+        sg.simulate(HebbianRule(), graph, torch.randn(5, 2, 9), lean="yes")
     with pytest.raises(ConfigError, match="lean must be"):
-        sg.rules.PlasticRule(graph).unroll(graph, torch.randn(5, 2, 9), lean=1)
+        sg.simulate(sg.rules.PlasticRule(graph), graph, torch.randn(5, 2, 9), lean=1)

@@ -25,7 +25,7 @@ def mixed_net(layout="dense", seed=0):
 
 def grads(rule, graph, u, lean):
     rule.zero_grad()
-    run = rule.unroll(graph, u, lean=lean)
+    run = sg.simulate(rule, graph, u, lean=lean)
     weights = torch.linspace(-1, 2, run.outputs.shape[2], dtype=D).view(1, 1, -1, 1)
     ((run.outputs * weights).pow(2).sum() + run.state["edge"].sum()).backward()
     return run.outputs.detach(), {k: p.grad.clone() for k, p in rule.named_parameters()}
@@ -57,7 +57,7 @@ def test_matches_direct_equations(kw, lean):
     ref = direct(rule, u, n, kw.get("oja", False), kw.get("neuromodulated", False))
     ref_grads = torch.autograd.grad(ref.pow(2).sum(), list(rule.parameters()))
     rule.zero_grad()
-    out = rule.unroll(graph, u, lean=lean).outputs[..., 0]
+    out = sg.simulate(rule, graph, u, lean=lean).outputs[..., 0]
     out.pow(2).sum().backward()
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     for g_ref, p in zip(ref_grads, rule.parameters()):
@@ -69,7 +69,7 @@ def test_simulate_runs_the_same_step():
     graph = topologies.fully_recurrent(5)
     rule = PlasticRule(graph, init_std=0.3).double()
     u = torch.randn(7, 3, 5, dtype=D)
-    torch.testing.assert_close(sg.simulate(rule, graph, u).outputs, rule.unroll(graph, u, lean=True).outputs)
+    torch.testing.assert_close(sg.simulate(rule, graph, u).outputs, sg.simulate(rule, graph, u, lean=True).outputs)
 
 
 VARIANTS = {
@@ -160,18 +160,18 @@ def test_rule_graph_and_input_errors():
     graph = topologies.fully_recurrent(4)
     rule = PlasticRule(graph)
     with pytest.raises(GraphError, match="built for a graph"):
-        rule.unroll(topologies.fully_recurrent(5), torch.zeros(3, 1, 5))
+        sg.simulate(rule, topologies.fully_recurrent(5), torch.zeros(3, 1, 5), lean=True)
     with pytest.raises(GraphError, match="built for a graph"):
-        sg.simulate(rule, topologies.fully_recurrent(5), torch.zeros(3, 1, 5))
+        sg.simulate(rule, topologies.fully_recurrent(5), torch.zeros(3, 1, 5), lean=True)
     with pytest.raises(GraphError):
         PlasticRule("not a graph")
     with pytest.raises(ShapeError):
-        rule.unroll(graph, torch.zeros(3, 1, 7))
+        sg.simulate(rule, graph, torch.zeros(3, 1, 7), lean=True)
     u = torch.randn(3, 1, 4)  # inputs take the state's precision, as in sg.simulate
-    torch.testing.assert_close(rule.unroll(graph, u.to(D)).outputs, rule.unroll(graph, u).outputs)
+    torch.testing.assert_close(sg.simulate(rule, graph, u.to(D), lean=True).outputs, sg.simulate(rule, graph, u, lean=True).outputs)
     state64 = {k: v.to(D) for k, v in rule.init_state(graph, 1).items()}
     with pytest.raises(ShapeError, match="float64"):
-        rule.unroll(graph, u, state=state64)
+        sg.simulate(rule, graph, u, state=state64, lean=True)
 
 
 # ---------------------------------------------------------------------- tasks
@@ -268,7 +268,7 @@ def test_plastic_rule_learns_a_small_completion_task():
     errs = []
     for i in range(60):
         ep = task.sample(16, seed=i)
-        out = rule.unroll(graph, ep.inputs).outputs
+        out = sg.simulate(rule, graph, ep.inputs, lean=True).outputs
         loss = task.loss(out, ep)
         opt.zero_grad()
         loss.backward()

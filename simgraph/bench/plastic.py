@@ -46,11 +46,12 @@ def _dense_model(n: int, seed: int):
 
 def _simgraph_model(n: int, seed: int):
     import topologies
+    import simgraph as sg
     from simgraph.rules import PlasticRule
 
     graph = topologies.fully_recurrent(n, autapses=True, seed=seed)
     rule = PlasticRule(graph, eta=0.01, input_gain=20.0, seed=seed)
-    return list(rule.parameters()), lambda inputs: rule.unroll(graph, inputs).outputs[..., 0]
+    return list(rule.parameters()), lambda inputs: sg.simulate(rule, graph, inputs, lean=rule.lean).outputs[..., 0]
 
 
 def worker(variant: str, n: int, episodes: int, warmup: int, threads: int, seed: int = 0) -> dict:

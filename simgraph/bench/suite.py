@@ -208,7 +208,7 @@ def episode_loss(rule_name: str, graph: Graph, ticks: int, batch: int, how: str)
     """A closure running one episode with gradients and returning a loss to backpropagate.
 
     ``how``: ``plain`` autograd, ``checkpoint`` (``sg.simulate(checkpoint_every=sqrt(T))``) or
-    ``lean`` (the rule's ``unroll``, which runs the edge update backwards). Rules without
+    ``lean`` (``sg.simulate(lean=True)``: the rule's ``lean_episode``, which runs the edge update backwards). Rules without
     meta-parameters (Hebbian) differentiate their initial synapses.
     """
     from ..simulate import simulate
@@ -221,7 +221,7 @@ def episode_loss(rule_name: str, graph: Graph, ticks: int, batch: int, how: str)
         w0 = (0.01 * torch.randn(1, graph.num_edges, 1, generator=g)).to(graph.device).requires_grad_()
         state = {"node": torch.zeros(batch, graph.num_nodes, 1, device=graph.device), "edge": w0.expand(batch, -1, -1)}
     if how == "lean":
-        return lambda: rule.unroll(graph, u, state=state, lean=True).outputs.square().sum()
+        return lambda: simulate(rule, graph, u, state=state, lean=True).outputs.square().sum()
     every = checkpoint_interval(ticks) if how == "checkpoint" else 0
     return lambda: simulate(rule, graph, u, state=state, checkpoint_every=every).outputs.square().sum()
 

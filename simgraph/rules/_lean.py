@@ -32,7 +32,6 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..graph import Graph
-from ..simulate import Run, check_inputs, initial_state
 from .base import Rule, State
 from .static import drive
 
@@ -226,20 +225,3 @@ class HebbianEpisode(torch.autograd.Function):
         if need_w0 and ctx.w0_batch == 1 and G.shape[0] > 1:
             G = G.sum(0, keepdim=True)
         return None, None, None, None, None, gU, gx if need_x0 else None, G if need_w0 else None
-
-
-def unroll_lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None, episode) -> Run:
-    """Check and prepare an episode like ``sg.simulate`` does, then run ``episode(U, state) -> (X, edge)``.
-
-    ``U [T, B, N, input_dim]`` is the per-node input and ``X [T, B, N, node_dim]`` every tick's node
-    state; the outputs are the output populations' rows of ``X``.
-    """
-    rule.check_graph(graph)
-    inputs = check_inputs(graph, rule, inputs)
-    T, B = inputs.shape[:2]
-    state = initial_state(rule, graph, state, B)
-    inputs = inputs.to(state["node"].dtype)  # the state decides the precision, as in sg.simulate
-    U = graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, -1)
-    X, edge = episode(U, state)
-    outputs = graph.read_outputs(X.reshape(T * B, graph.num_nodes, -1))
-    return Run(outputs.view(T, B, *outputs.shape[1:]), {**state, "node": X[-1], "edge": edge}, {})

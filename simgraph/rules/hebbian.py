@@ -8,9 +8,10 @@ so after a write phase ``w`` is the classic Hopfield matrix ``sum_k p_k p_k^T`` 
 ``eta`` and presentation ticks); a partial cue then relaxes to the nearest stored pattern.
 ``eta`` defaults to ``1 / mean indegree`` (the 1/N of a fully connected Hopfield net).
 
-``rule.unroll(graph, inputs)`` runs a whole episode; its backward pass subtracts the writes again
-tick by tick instead of storing every tick's ``[B, E]`` matrix (``lean=False``: plain autograd
-through ``sg.simulate``, the reference the tests compare against).
+``sg.simulate(rule, graph, inputs, lean=True)`` runs a whole episode through :meth:`lean_episode`,
+whose backward pass subtracts the writes again tick by tick instead of storing every tick's
+``[B, E]`` matrix (``lean=False``, the default: plain autograd through ``step``, the reference the
+tests compare against).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, unknown
 from ..graph import Graph
-from ..simulate import Run, simulate
-from ._lean import HebbianEpisode, unroll_lean
+from ._lean import HebbianEpisode
 from .base import Rule, State, zeros_state
 from .static import drive
 
@@ -53,18 +53,9 @@ class HebbianRule(Rule):
         """``eta``, by default ``1 / mean indegree`` of ``graph``."""
         return self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
 
-    def unroll(self, graph: Graph, inputs: Tensor, state: State | None = None, lean: bool = True) -> Run:
-        """Run ``inputs [T, B, n_in]`` through the net; same result as ``sg.simulate(rule, graph, inputs)``.
-
-        ``lean=True`` stores only node activity for backprop (O(T N + E) instead of O(T E)).
-        """
-        if not isinstance(lean, bool):
-            raise ConfigError(f"HebbianRule.unroll lean must be True or False, got {lean!r}")
-        if not lean:
-            return simulate(self, graph, inputs, state=state)
-
-        def episode(U: Tensor, state: State):
-            return HebbianEpisode.apply(graph, self.beta, self.input_gain, self.learning_rate(graph),
-                                        self.learn_from == "activity", U, state["node"], state["edge"])
-
-        return unroll_lean(self, graph, inputs, state, episode)
+    def lean_episode(self, graph: Graph, U: Tensor, state: State) -> tuple[Tensor, Tensor]:
+        """The whole episode at once for ``sg.simulate(..., lean=True)``: per-node inputs ``U [T, B, N, 1]``
+        -> every tick's node state and the final weights. Backward subtracts each tick's write
+        again instead of storing it (O(T N + E) saved instead of O(T E))."""
+        return HebbianEpisode.apply(graph, self.beta, self.input_gain, self.learning_rate(graph),
+                                    self.learn_from == "activity", U, state["node"], state["edge"])

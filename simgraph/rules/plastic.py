@@ -15,9 +15,10 @@ network gate its own plasticity (backpropamine): ``m(t) = tanh(v . x(t) + b)`` w
 ``v [N, 1]`` and ``b``, and every ``eta x_i(t)`` in the write becomes ``eta m(t) x_i(t)``
 (m < 0 un-learns). ``plastic=False`` pins alpha at zero: the same network without plasticity.
 
-``rule.unroll(graph, inputs)`` runs a whole episode; with ``lean=True`` (default) its backward
-pass reconstructs the trace tick by tick instead of storing it (see ``_lean.py``). ``step`` is the
-same tick in plain autograd, for ``sg.simulate`` and as the reference the tests compare against.
+``sg.simulate(rule, graph, inputs, lean=True)`` runs a whole episode through :meth:`lean_episode`,
+whose backward pass reconstructs the trace tick by tick instead of storing it (see ``_lean.py``);
+the training loop takes that path when the rule's ``lean`` is True (default). ``step`` is the same
+tick in plain autograd, for ``sg.simulate`` and as the reference the tests compare against.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, GraphError, ShapeError
 from ..graph import Graph
-from ..simulate import Run, simulate
-from ._lean import modulation, run_episode, unroll_lean, write_trace
+from ._lean import modulation, run_episode, write_trace
 from .base import Rule, State
 
 
@@ -117,21 +117,10 @@ class PlasticRule(Rule):
         return {**state, "node": x, "edge": hebb}
 
     # ------------------------------------------------------------------ a whole episode
-    def unroll(self, graph: Graph, inputs: Tensor, state: State | None = None, lean: bool | None = None) -> Run:
-        """Run ``inputs [T, B, n_in]`` through the net; same result as ``sg.simulate(rule, graph, inputs)``.
-
-        ``lean`` (default: the rule's setting) stores only node activity for backprop.
-        """
-        lean = self.lean if lean is None else lean
-        if not isinstance(lean, bool):
-            raise ConfigError(f"PlasticRule.unroll lean must be True, False or None, got {lean!r}")
-        if not lean:
-            return simulate(self, graph, inputs, state=state)
-
-        def episode(U: Tensor, state: State):
-            if U.dtype != self.w.dtype:
-                raise ShapeError(f"the state is {U.dtype} but the rule's parameters are {self.w.dtype}; convert one")
-            return run_episode(graph, self.oja, self.input_gain * U, state["node"], state["edge"], self.w, self.alpha,
-                               self.eta_table(), self.mod_v, self.mod_b)
-
-        return unroll_lean(self, graph, inputs, state, episode)
+    def lean_episode(self, graph: Graph, U: Tensor, state: State) -> tuple[Tensor, Tensor]:
+        """The whole episode at once for ``sg.simulate(..., lean=True)``: backward undoes each tick's
+        trace update instead of storing it (see ``_lean.PlasticEpisode``)."""
+        if U.dtype != self.w.dtype:
+            raise ShapeError(f"the state is {U.dtype} but the rule's parameters are {self.w.dtype}; convert one")
+        return run_episode(graph, self.oja, self.input_gain * U, state["node"], state["edge"], self.w, self.alpha,
+                           self.eta_table(), self.mod_v, self.mod_b)

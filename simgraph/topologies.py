@@ -1,0 +1,109 @@
+"""Ready-made networks, one small function each. Every function returns a built ``simgraph.Graph``.
+
+This module sits on the build layer (it imports only ``build``, ``graph`` and ``errors``), so
+``import topologies`` / ``simgraph.topologies`` works without the training layer.
+
+All take ``seed`` (same seed, same graph) and ``device``. Neuron types and synapse types are
+named so that typed rules (embeddings per type) can tell the parts apart.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import networkx as nx
+
+from .build import Network
+from .errors import GraphError
+from .graph import Graph
+
+
+def layered(sizes: Sequence[int] = (8, 32, 4), seed: int = 0, device=None) -> Graph:
+    """Feed-forward layers ``layer0 -> layer1 -> ...``, all-to-all (dense) between neighbours.
+
+    Neuron types: ``input``, ``hidden``, ``output``; synapse type ``feedforward``.
+    """
+    if len(sizes) < 2:
+        raise GraphError(f"layered needs at least two layer sizes, got {list(sizes)}")
+    net = Network(seed)
+    last = len(sizes) - 1
+    for i, n in enumerate(sizes):
+        net.population(f"layer{i}", n, neuron_type="input" if i == 0 else "output" if i == last else "hidden")
+    for i in range(last):
+        net.connect(f"layer{i}", f"layer{i + 1}", "all_to_all", synapse_type="feedforward")
+    return net.inputs("layer0").outputs(f"layer{last}").build(device)
+
+
+def fully_recurrent(n: int = 64, autapses: bool = True, seed: int = 0, device=None) -> Graph:
+    """One population ``neurons``, every pair connected (dense with autapses); input = output = all."""
+    net = Network(seed).population("neurons", n, neuron_type="neuron")
+    net.connect("neurons", "neurons", "all_to_all", allow_autapses=autapses, synapse_type="recurrent")
+    return net.inputs("neurons").outputs("neurons").build(device)
+
+
+def sparse_random(n: int = 100, p: float = 0.1, seed: int = 0, device=None) -> Graph:
+    """Erdos-Renyi recurrent net: each ordered pair connected with probability ``p``, no autapses."""
+    net = Network(seed).population("neurons", n, neuron_type="neuron")
+    net.connect("neurons", "neurons", "pairwise_bernoulli", p=p, allow_autapses=False, synapse_type="recurrent")
+    return net.inputs("neurons").outputs("neurons").build(device)
+
+
+def small_world(n: int = 100, k: int = 10, p: float = 0.1, seed: int = 0, device=None) -> Graph:
+    """Watts-Strogatz small-world ring (networkx's generator), both directions of each link."""
+    if not (isinstance(k, int) and 2 <= k < n):
+        raise GraphError(f"small_world needs an int 2 <= k < n, got k={k!r} for n={n!r}")
+    ring = nx.connected_watts_strogatz_graph(n, k, p, seed=seed)
+    src, dst = zip(*[(u, v) for u, v in ring.edges()] + [(v, u) for u, v in ring.edges()])
+    net = Network(seed).population("neurons", n, neuron_type="neuron")
+    net.connect("neurons", "neurons", "explicit", pre_idx=list(src), post_idx=list(dst), synapse_type="recurrent")
+    return net.inputs("neurons").outputs("neurons").build(device)
+
+
+def modular(modules: int = 4, size: int = 16, p_within: float = 0.5, p_between: float = 0.05, seed: int = 0, device=None) -> Graph:
+    """``modules`` populations densely wired inside (``p_within``) and sparsely between (``p_between``).
+
+    Synapse types ``local`` and ``long_range``; all modules are inputs and outputs.
+    """
+    net = Network(seed)
+    names = [f"module{m}" for m in range(modules)]
+    for name in names:
+        net.population(name, size, neuron_type="neuron")
+    for a in names:
+        for b in names:
+            if a == b:
+                net.connect(a, b, "pairwise_bernoulli", p=p_within, allow_autapses=False, synapse_type="local")
+            else:
+                net.connect(a, b, "pairwise_bernoulli", p=p_between, synapse_type="long_range")
+    return net.inputs(*names).outputs(*names).build(device)
+
+
+def hopfield(n: int = 64, seed: int = 0, device=None) -> Graph:
+    """Hopfield-style auto-associator: every neuron to every other neuron (no autapses), input = output."""
+    return fully_recurrent(n, autapses=False, seed=seed, device=device)
+
+
+def recall_network(
+    n_in: int = 16, n_memory: int = 64, n_out: int = 16, p_recurrent: float = 1.0, seed: int = 0, device=None
+) -> Graph:
+    """Input -> memory -> output: the cue/pattern enters ``input``, is stored in a recurrent
+    ``memory`` population (all-to-all, or ``pairwise_bernoulli(p_recurrent)``), and read out of
+    ``output``. Three neuron types and three synapse types (afferent, recurrent, efferent).
+    """
+    net = Network(seed)
+    net.population("input", n_in, neuron_type="input")
+    net.population("memory", n_memory, neuron_type="memory")
+    net.population("output", n_out, neuron_type="output")
+    net.connect("input", "memory", "all_to_all", synapse_type="afferent")
+    if p_recurrent >= 1.0:
+        net.connect("memory", "memory", "all_to_all", synapse_type="recurrent")
+    else:
+        net.connect("memory", "memory", "pairwise_bernoulli", p=p_recurrent, allow_autapses=False, synapse_type="recurrent")
+    net.connect("memory", "output", "all_to_all", synapse_type="efferent")
+    return net.inputs("input").outputs("output").build(device)
+
+
+TOPOLOGIES = {
+    f.__name__: f for f in (layered, fully_recurrent, sparse_random, small_world, modular, hopfield, recall_network)
+}
+
+__all__ = ["TOPOLOGIES", *TOPOLOGIES]
