@@ -98,6 +98,10 @@ class Graph:
     edge_index: Tensor  # [2, E] long, global node ids
     seed: int | None = None
     node_labels: tuple | None = None  # original node names, e.g. after from_networkx
+    # inputs/outputs chosen neuron by neuron (Graph.with_io): global node ids in input/output order.
+    # None: the whole populations named in ``inputs`` / ``outputs``, in that order.
+    input_ids: Tensor | None = None
+    output_ids: Tensor | None = None
     # per sparse projection: (pre ids, post ids), global node ids, sorted by (post, pre)
     _sparse_index: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
     _in_degree: Tensor | None = field(default=None, repr=False)  # [N] float
@@ -129,11 +133,93 @@ class Graph:
 
     @property
     def num_inputs(self) -> int:
+        if self.input_ids is not None:
+            return int(self.input_ids.shape[0])
         return sum(self.populations[p].size for p in self.inputs)
 
     @property
     def num_outputs(self) -> int:
+        if self.output_ids is not None:
+            return int(self.output_ids.shape[0])
         return sum(self.populations[p].size for p in self.outputs)
+
+    @property
+    def input_nodes(self) -> Tensor:
+        """Global ids of the input neurons, in input order ``[n_in]``."""
+        return self.input_ids if self.input_ids is not None else self._cached(("nodes", "in"), lambda: self.nodes(*self.inputs))
+
+    @property
+    def output_nodes(self) -> Tensor:
+        """Global ids of the output neurons, in output order ``[n_out]``."""
+        return self.output_ids if self.output_ids is not None else self._cached(("nodes", "out"), lambda: self.nodes(*self.outputs))
+
+    def input_mask(self) -> Tensor:
+        """``[1, N, 1]`` bool: which neurons receive external input."""
+        return self._cached(("iomask", "in"), lambda: self._mask(self.input_nodes))
+
+    def output_mask(self) -> Tensor:
+        """``[1, N, 1]`` bool: which neurons are read out."""
+        return self._cached(("iomask", "out"), lambda: self._mask(self.output_nodes))
+
+    def _mask(self, ids: Tensor) -> Tensor:
+        m = torch.zeros(self.num_nodes, dtype=torch.bool, device=self.device)
+        m[ids] = True
+        return m.view(1, -1, 1)
+
+    def _cached(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def with_io(self, inputs: Sequence | None = None, outputs: Sequence | None = None) -> "Graph":
+        """A copy whose input and/or output neurons are chosen one by one (None keeps the current set).
+
+        Each item is a population name (all its neurons), ``"pop[a:b]"`` (neurons ``a..b-1`` of a
+        population), a node label (``graph.node_labels``, e.g. after ``from_networkx``) or an int
+        node id (when the graph has no labels). Inputs are fed, and outputs read, in the order given.
+        """
+        changes = {}
+        for what, items in (("inputs", inputs), ("outputs", outputs)):
+            if items is None:
+                continue
+            ids = self._select(items, what)
+            pops = tuple(p.name for p in self.populations.values() if bool(((ids >= p.start) & (ids < p.stop)).any()))
+            changes[what], changes["input_ids" if what == "inputs" else "output_ids"] = pops, ids
+        return dataclasses.replace(self, **changes, _cache={})
+
+    def _select(self, items, what: str) -> Tensor:
+        if isinstance(items, (str, int)) or not isinstance(items, (list, tuple)):
+            items = [items]
+        labels = {label: i for i, label in enumerate(self.node_labels)} if self.node_labels is not None else None
+        ids: list[int] = []
+        for item in items:
+            if isinstance(item, str) and item in self.populations:
+                ids.extend(range(self.populations[item].start, self.populations[item].stop))
+            elif labels is not None and _hashable(item) and item in labels:
+                ids.append(labels[item])
+            elif isinstance(item, str) and item.endswith("]") and "[" in item and item.split("[")[0] in self.populations:
+                pop = self.populations[item.split("[")[0]]
+                a, sep, b = item[item.index("[") + 1 : -1].partition(":")
+                try:
+                    lo, hi = (int(a) if a else 0), (int(b) if b else pop.size) if sep else int(a) + 1
+                except ValueError:
+                    raise ShapeError(f"graph {what}: {item!r} is not pop[a:b] with int bounds") from None
+                if not 0 <= lo < hi <= pop.size:
+                    raise ShapeError(f"graph {what}: {item!r} selects no neurons or leaves population "
+                                     f"{pop.name!r} (size {pop.size})")
+                ids.extend(range(pop.start + lo, pop.start + hi))
+            elif labels is None and isinstance(item, int) and not isinstance(item, bool):
+                if not 0 <= item < self.num_nodes:
+                    raise ShapeError(f"graph {what}: node id {item} is out of range for {self.num_nodes} neurons")
+                ids.append(item)
+            else:
+                known = list(self.populations) + ([] if labels is None else [str(k) for k in list(labels)[:2000]])
+                raise unknown(f"population or node label in graph {what}", item, known)
+        if not ids:
+            raise ShapeError(f"graph {what} select no neurons: {list(items)!r}")
+        if len(set(ids)) != len(ids):
+            raise ShapeError(f"graph {what} name a neuron twice: {list(items)!r}")
+        return torch.tensor(ids, dtype=torch.long, device=self.device)
 
     def population(self, name: str) -> Population:
         if name not in self.populations:
@@ -188,6 +274,8 @@ class Graph:
             _sparse_index={k: (move(a), move(b)) for k, (a, b) in self._sparse_index.items()},
             _in_degree=move(self._in_degree),
             _out_degree=move(self._out_degree),
+            input_ids=move(self.input_ids),
+            output_ids=move(self.output_ids),
             _cache={},  # rebuilt lazily on the new device
         )
 
@@ -487,6 +575,8 @@ class Graph:
     def scatter_inputs(self, u: Tensor) -> Tensor:
         """External input per input neuron ``[B, n_in, D]`` -> per node ``[B, N, D]`` (zeros elsewhere)."""
         B, _, D = u.shape
+        if self.input_ids is not None:
+            return u.new_zeros(B, self.num_nodes, D).index_copy(1, self.input_ids, u)
         if self.num_inputs == self.num_nodes and len(self.inputs) == 1:
             return u  # one input population spanning the whole network: nothing to scatter
         out = u.new_zeros(B, self.num_nodes, D)
@@ -499,8 +589,14 @@ class Graph:
 
     def read_outputs(self, x: Tensor) -> Tensor:
         """Node tensor ``[B, N, D]`` -> the output populations' rows ``[B, n_out, D]``."""
+        if self.output_ids is not None:
+            return x.index_select(1, self.output_ids)
         parts = [x[:, self.populations[name].slice] for name in self.outputs]
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+    def write_outputs(self, x: Tensor, rows: Tensor) -> Tensor:
+        """``x [B, N, D]`` with the output neurons' rows replaced by ``rows [B, n_out, D]`` (out of place)."""
+        return x.index_copy(1, self.output_nodes, rows.to(x.dtype))
 
 
 # ---------------------------------------------------------------------- matrix products
@@ -643,6 +739,14 @@ class _CSRPropagate(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------- helpers
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
 def degrees(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     """In- and out-degree per node, ``[N]`` float each, from ``edge_index [2, E]``."""
     return (torch.bincount(edge_index[1], minlength=num_nodes).float(),

@@ -121,7 +121,7 @@ class GenomeRule(SweepRule):
     # ------------------------------------------------------------------ pieces
     def _clamp(self, graph: Graph, a: Tensor, inputs: Tensor) -> Tensor:
         """Input neurons: state 0 = the input value, other states 0."""
-        m = node_mask(graph, graph.inputs)
+        m = graph.input_mask()
         u = F.pad(inputs.to(a.dtype), (0, self.k - inputs.shape[-1]))
         return torch.where(m, u, a)
 
@@ -137,11 +137,7 @@ class GenomeRule(SweepRule):
         else:  # softmax_error: the cross-entropy gradient, for comparisons with SGD on that loss
             s1 = torch.softmax(out[..., 0], -1) - t
         out = torch.cat([out[..., :1], s1.unsqueeze(-1), out[..., 2:]], -1)
-        rows, i = {}, 0
-        for name in graph.outputs:
-            rows[name] = out[:, i : i + graph.population(name).size]
-            i += graph.population(name).size
-        return torch.cat([rows.get(n, a[:, p.slice]) for n, p in graph.populations.items()], 1)
+        return graph.write_outputs(a, out)
 
     def _act(self, graph: Graph, names: tuple[str, ...], x: Tensor) -> Tensor:
         return torch.stack([ACTIVATIONS[n](x[..., c]) for c, n in enumerate(names)], -1)
@@ -155,10 +151,10 @@ class GenomeRule(SweepRule):
         if ph.direction in ("forward", "both"):
             h = view.propagate(w_f, a @ self.nu.T)
             z = self.f_fwd * a + self.eta_fwd * h
-            out = node_mask(graph, graph.outputs)
+            out = graph.output_mask()
             new = torch.where(out, self._act(graph, self.output_sigma, z), self._act(graph, self.sigma, z))
             # neurons that got no forward input this phase (e.g. inputs in "both") keep their state
-            new = torch.where(node_mask(graph, graph.inputs), a, new)
+            new = torch.where(graph.input_mask(), a, new)
         if ph.direction in ("backward", "both"):
             m = view.propagate_back(w_b, a @ self.mu.T)
             new = self._act(graph, self.backward_sigma, self.f_bwd * new + self.eta_bwd * m + self.gamma * new * m)

@@ -145,7 +145,7 @@ class LSTMSynapseRule(SweepRule):
     def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
         M = self.message
         x = state["node"]
-        fwd = torch.where(node_mask(graph, graph.inputs), F.pad(inputs.to(x.dtype), (0, M - inputs.shape[-1])), x[..., :M])
+        fwd = torch.where(graph.input_mask(), F.pad(inputs.to(x.dtype), (0, M - inputs.shape[-1])), x[..., :M])
         x, s = torch.cat([fwd, torch.zeros_like(fwd)], -1), state["edge"]  # clear stale errors
         for ph in split_phases(self.schedule, graph)[0]:
             x, s = self._phase(graph, ph, x, s)
@@ -157,12 +157,7 @@ class LSTMSynapseRule(SweepRule):
         if target.dim() != 2 or target.shape[1] != n_out:
             raise ShapeError(f"target must be one-hot [B, {n_out}] (one column per output neuron), got {list(target.shape)}")
         err = torch.softmax(self.readout(graph, {"node": x}), -1) - target.to(x.dtype)  # [B, n_out]
-        rows, i = {}, 0
-        for name in graph.outputs:
-            pop = graph.population(name)
-            rows[name] = F.pad(err[:, i : i + pop.size].unsqueeze(-1), (0, M - 1))
-            i += pop.size
-        bwd = torch.cat([rows.get(n, x[:, p.slice, M:]) for n, p in graph.populations.items()], 1)
+        bwd = graph.write_outputs(x[..., M:], F.pad(err.unsqueeze(-1), (0, M - 1)))
         return torch.cat([x[..., :M], bwd], -1)
 
     def _phase(self, graph: Graph, ph, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
