@@ -19,8 +19,12 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0) -
     """The graph as a ``networkx.MultiDiGraph`` (nodes 0..N-1, edge keys = edge ids).
 
     Node attributes: ``population``, ``type`` (neuron type); edge attributes: ``projection``, ``type``
-    (synapse type). With ``state``, every tensor field of shape ``[B, N, D]`` or ``[B, E, D]`` is
-    attached for episode ``batch_index`` as a list of floats under its field name.
+    (synapse type). With ``state``, episode ``batch_index`` of each field is attached as a list of
+    floats under the field's name: ``state["node"]`` (``[B, N, D]``, or ``[N, D]`` shared by all
+    episodes) on the nodes and ``state["edge"]`` (``[B, E, D]`` or ``[E, D]``) on the edges, decided
+    by the key, never by the shape (a wrong shape is an error). Another field goes on the nodes if it
+    is ``[B, N, D]``, on the edges if it is ``[B, E, D]``; other shapes are left out, and a field that
+    fits both (``N == E``) is refused: drop it from the dict, or attach it yourself.
     Graph attributes record the populations, inputs and outputs so :func:`from_networkx` can
     rebuild the same network.
     """
@@ -33,15 +37,22 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0) -
     N, E = graph.num_nodes, graph.num_edges
     node_fields, edge_fields = {}, {}
     for key, value in (state or {}).items():
-        if not isinstance(value, Tensor) or value.dim() != 3:
-            continue
-        if not -value.shape[0] <= batch_index < value.shape[0]:
-            raise ShapeError(f"batch_index {batch_index} out of range for state[{key!r}] with batch {value.shape[0]}")
-        rows = value[batch_index].detach().cpu().tolist()
-        if value.shape[1] == N:
-            node_fields[key] = rows
-        elif value.shape[1] == E:
-            edge_fields[key] = rows
+        if key in ("node", "edge"):
+            value = _state_field(graph, value, key, "to_networkx")
+            on_nodes = key == "node"
+        elif isinstance(value, Tensor) and value.dim() == 3 and value.shape[1] in (N, E):
+            if N == E:
+                raise ShapeError(f"to_networkx: state[{key!r}] has shape {list(value.shape)} and this graph has as many "
+                                 f"nodes as edges ({N}), so it could belong to either; drop it from the state dict "
+                                 "(only 'node' and 'edge' are placed by their key) and attach it yourself")
+            on_nodes = value.shape[1] == N
+        else:
+            continue  # not a per-node or per-edge field (documented)
+        if value.dim() == 3:
+            if not -value.shape[0] <= batch_index < value.shape[0]:
+                raise ShapeError(f"batch_index {batch_index} out of range for state[{key!r}] with batch {value.shape[0]}")
+            value = value[batch_index]
+        (node_fields if on_nodes else edge_fields)[key] = value.detach().cpu().tolist()
     pop_of = [None] * N
     for pop in graph.populations.values():
         pop_of[pop.start : pop.stop] = [pop.name] * pop.size
@@ -72,22 +83,32 @@ def from_networkx(
     edge_type_attr: str = "type",
     population_attr: str | None = None,
     projection_attr: str | None = None,
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
+    inputs: list[str] | str | None = None,
+    outputs: list[str] | str | None = None,
     seed: int | None = 0,
 ) -> Graph:
     """Build a typed :class:`Graph` from any networkx graph.
 
     Nodes are grouped into populations by ``population_attr`` (default: one population per
-    neuron type, named after it); edges into projections by ``projection_attr`` (default: one per
-    (pre population, post population, synapse type)). Undirected graphs get both directions.
-    Missing type attributes fall back to ``"default"``. The original node labels, in simgraph's
-    node order, are kept in ``graph.node_labels``. Graphs made by :func:`to_networkx` round-trip.
+    neuron type, named after it; for a graph made by :func:`to_networkx`, its ``population``
+    attribute); edges into projections by ``projection_attr`` (default: one per (pre population,
+    post population, synapse type); for a graph made by :func:`to_networkx`, its ``projection``
+    attribute). Undirected graphs get both directions of every edge, and one autapse per
+    self-loop. Missing type attributes fall back to ``"default"``. ``inputs`` and ``outputs`` name
+    populations: a list, or one name as a string. The original node labels, in simgraph's node
+    order, are kept in ``graph.node_labels``. Graphs made by :func:`to_networkx` round-trip, with
+    no attribute names given.
     """
     if not isinstance(G, nx.Graph):
         raise GraphError(f"from_networkx needs a networkx graph, got {type(G).__name__}")
     if G.number_of_nodes() == 0:
         raise GraphError("from_networkx: the graph has no nodes")
+    inputs = _names(inputs if inputs is not None else G.graph.get("inputs", []), "inputs")
+    outputs = _names(outputs if outputs is not None else G.graph.get("outputs", []), "outputs")
+    if population_attr is None and G.graph.get("populations") and all("population" in d for _, d in G.nodes(data=True)):
+        population_attr = "population"  # exported by to_networkx: keep its populations
+        if projection_attr is None and all("projection" in d for *_, d in G.edges(data=True)):
+            projection_attr = "projection"  # and its projections
     pop_key = population_attr or node_type_attr
     groups: "OrderedDict[str, list]" = OrderedDict()
     types: dict[str, str] = {}
@@ -122,7 +143,7 @@ def from_networkx(
         edges = list(G.edges(data=True))
     projections: "OrderedDict[tuple, tuple[list, list]]" = OrderedDict()
     for u, v, data in edges:
-        directions = [(u, v)] if G.is_directed() else [(u, v), (v, u)]
+        directions = [(u, v)] if G.is_directed() or u == v else [(u, v), (v, u)]  # a self-loop is one autapse
         for a, b in directions:
             (pa, ia), (pb, ib) = where[a], where[b]
             stype = str(data.get(edge_type_attr, "default"))
@@ -138,9 +159,33 @@ def from_networkx(
             name = f"{name}:{stype}" if names_used[name] == 1 else f"{name}:{stype}:{names_used[name]}"
         names_used.setdefault(name, 0)
         net.connect(pa, pb, "explicit", pre_idx=pre, post_idx=post, synapse_type=stype, name=name)
-    net.inputs(*(inputs if inputs is not None else G.graph.get("inputs", [])))
-    net.outputs(*(outputs if outputs is not None else G.graph.get("outputs", [])))
+    net.inputs(*inputs)
+    net.outputs(*outputs)
     return dataclasses.replace(net.build(), node_labels=tuple(labels))
+
+
+def _names(names, what: str) -> list:
+    """Population names for ``inputs``/``outputs``: a list or tuple, or one name as a string."""
+    if names is None:
+        return []
+    if isinstance(names, str):
+        return [names]  # one name, not its letters
+    if not isinstance(names, (list, tuple)):
+        raise GraphError(f"from_networkx: {what} must be a list of population names or one name, got {names!r}")
+    return list(names)
+
+
+def _state_field(graph: Graph, value, key: str, who: str) -> Tensor:
+    """``state[key]`` for ``key`` "node" (``[B, N, D]`` or ``[N, D]``) or "edge" (``[B, E, D]`` or ``[E, D]``)."""
+    n, rows = (graph.num_nodes, "N nodes") if key == "node" else (graph.num_edges, "E edges")
+    if not isinstance(value, Tensor):
+        raise ShapeError(f"{who}: state[{key!r}] must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() not in (2, 3) or value.shape[-2] != n:
+        raise ShapeError(f"{who}: state[{key!r}] must have shape [B, {n}, D] or [{n}, D] (B episodes, {rows}), "
+                         f"got {list(value.shape)}")
+    if value.device.type != graph.device.type:
+        raise ShapeError(f"{who}: state[{key!r}] is on {value.device} but the graph is on {graph.device}; move one with .to()")
+    return value
 
 
 def to_pyg(graph: Graph, state: dict | None = None, hetero: bool = False):
@@ -148,13 +193,27 @@ def to_pyg(graph: Graph, state: dict | None = None, hetero: bool = False):
 
     ``Data``: ``edge_index``, ``node_type``, ``edge_type``, ``num_nodes`` and, with ``state``,
     ``x = state['node']`` and ``edge_attr = state['edge']`` transposed to PyG's ``[N, B, D]`` /
-    ``[E, B, D]`` (batch second). ``HeteroData``: one node store per neuron type, one edge store per
-    (pre type, synapse type, post type), with local indices and, with ``state``, ``x``/``edge_attr``.
+    ``[E, B, D]`` (batch second); an unbatched ``[N, D]`` / ``[E, D]`` tensor is kept as it is.
+    ``HeteroData``: one node store per neuron type, one edge store per (pre type, synapse type,
+    post type), with local indices and, with ``state``, ``x``/``edge_attr``. ``state`` must hold
+    ``"node"`` and ``"edge"``; other fields are not exported.
     """
+    if not isinstance(graph, Graph):
+        raise ShapeError(f"to_pyg needs a simgraph Graph, got {type(graph).__name__}")
+    if not isinstance(hetero, (bool, np.bool_)):
+        raise ShapeError(f"to_pyg: hetero must be True or False, got {hetero!r}")
+    if state is not None:
+        if not isinstance(state, dict):
+            raise ShapeError(f"to_pyg: state must be a dict of tensors with 'node' and 'edge' (or None), got "
+                             f"{type(state).__name__}")
+        for key in ("node", "edge"):
+            if key not in state:
+                raise ShapeError(f"to_pyg: state is missing field {key!r} (has {sorted(map(str, state))}); pass the state "
+                                 "of a run (run.state) or None")
     from torch_geometric.data import Data, HeteroData
 
-    x = state["node"].transpose(0, 1) if state is not None else None
-    e = state["edge"].transpose(0, 1) if state is not None else None
+    x = _batch_second(_state_field(graph, state["node"], "node", "to_pyg")) if state is not None else None
+    e = _batch_second(_state_field(graph, state["edge"], "edge", "to_pyg")) if state is not None else None
     if not hetero:
         data = Data(edge_index=graph.edge_index, node_type=graph.node_type, edge_type=graph.edge_type, num_nodes=graph.num_nodes)
         if state is not None:
@@ -182,3 +241,7 @@ def to_pyg(graph: Graph, state: dict | None = None, hetero: bool = False):
             if e is not None:
                 store.edge_attr = e[p.slice]
     return data
+
+
+def _batch_second(t: Tensor) -> Tensor:
+    return t.transpose(0, 1) if t.dim() == 3 else t

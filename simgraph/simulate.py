@@ -19,29 +19,89 @@ from .rules.base import Rule, State
 
 @dataclass
 class Monitor:
-    """Record ``state[field]`` every ``every`` ticks into a preallocated buffer.
+    """Record ``state[field]`` every ``every`` ticks into a preallocated buffer of its own.
 
-    ``populations`` restricts a node field to those populations' rows. Recording is a device-side
-    copy (no ``.item()``, no host sync in the loop); values are detached.
+    **Which ticks.** Ticks count from 0; row ``k`` of the record is the state *after* tick
+    ``k * every``. A run of ``T`` ticks gives ``(T - 1) // every + 1`` rows: ``every=1`` records the
+    state after every tick (its last row is ``run.state[field]``), ``every=3`` over 10 ticks the
+    states after ticks 0, 3, 6, 9.
+
+    **Which rows.** ``populations`` (a list of population names) restricts the record:
+
+    - ``field="node"``: the neurons of those populations, population by population in the order
+      listed, each in node-id order: ``[rows, B, n, D]``;
+    - ``field="edge"``: the synapses of every projection whose *post* (target) population is
+      listed, in edge-id order: ``[rows, B, n, D]`` (``[rows, n, D]`` for an unbatched ``[E, D]``
+      edge state);
+    - any other field is refused with ``populations`` (simgraph cannot tell which of its axes
+      holds neurons or synapses): record it whole.
+
+    ``monitor.ids(graph)`` gives the node or edge ids recorded (None: all of them).
+
+    **Keys.** ``run.records`` is keyed by ``name`` when given, else by ``field``
+    (``run.records["node"]``). Two monitors with the same key, e.g. ``Monitor("node", every=1)`` and
+    ``Monitor("node", every=5)``, are refused: name them, ``Monitor("node", every=5, name="node/5")``.
+
+    Recording is a device-side copy (no ``.item()``, no host sync in the loop); values are detached.
     """
 
     field: str
     every: int = 1
     populations: Sequence[str] | None = None
+    name: str | None = None
 
     def __post_init__(self):
-        if not isinstance(self.field, str):
-            raise ShapeError(f"Monitor field must be a state field name (a string), got {self.field!r}")
-        if self.populations is not None and (isinstance(self.populations, str) or not isinstance(self.populations, (list, tuple))):
-            raise ShapeError(f"Monitor({self.field!r}): populations must be a list of population names, got {self.populations!r}")
-        if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
+        from .errors import is_int
+
+        if not isinstance(self.field, str) or not self.field:
+            raise ShapeError(f"Monitor field must be a state field name (a non-empty string such as 'node'), got {self.field!r}")
+        if self.populations is not None:
+            if isinstance(self.populations, str) or not isinstance(self.populations, (list, tuple)):
+                raise ShapeError(f"Monitor({self.field!r}): populations must be a list of population names (or None for "
+                                 f"the whole network), got {self.populations!r}")
+            if not self.populations or not all(isinstance(p, str) for p in self.populations):
+                raise ShapeError(f"Monitor({self.field!r}): populations must be a non-empty list of population names (or "
+                                 f"None for the whole network), got {self.populations!r}")
+            if len(set(self.populations)) != len(self.populations):
+                raise ShapeError(f"Monitor({self.field!r}): populations names a population twice: {list(self.populations)}")
+        if not is_int(self.every) or self.every < 1:
             raise ShapeError(f"Monitor({self.field!r}): every must be a positive int, got {self.every!r}")
+        self.every = int(self.every)
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise ShapeError(f"Monitor({self.field!r}): name must be a non-empty string (the key in run.records) or None, "
+                             f"got {self.name!r}")
+
+    @property
+    def key(self) -> str:
+        """This monitor's key in ``run.records``: ``name``, else ``field``."""
+        return self.name if self.name is not None else self.field
+
+    def ids(self, graph: Graph) -> Tensor | None:
+        """The node ids (``field="node"``) or edge ids (``field="edge"``) this monitor records on
+        ``graph``, in record order; None when it records the whole field."""
+        if self.populations is None:
+            return None
+        for p in self.populations:
+            graph.population(p)  # unknown names: an error with a suggestion
+        if self.field == "node":
+            return graph.nodes(*self.populations)
+        if self.field == "edge":
+            parts = [torch.arange(p.start, p.stop) for p in sorted(graph.projections.values(), key=lambda p: p.start)
+                     if p.post.name in self.populations]
+            if not parts:
+                raise ConfigError(f"Monitor('edge', populations={list(self.populations)}): no projection ends in these "
+                                  "populations, so there are no synapses to record; list populations that receive synapses "
+                                  "(an edge monitor records the synapses into its populations) or drop populations")
+            return torch.cat(parts).to(graph.device)
+        raise ConfigError(f"Monitor({self.field!r}, populations=...): populations restricts only the 'node' and 'edge' "
+                          f"fields (simgraph cannot tell which axis of {self.field!r} holds neurons or synapses); drop "
+                          "populations to record the whole field")
 
 
 class Run(NamedTuple):
     outputs: Tensor  # [T, B, n_out, output_dim]
     state: State  # the state after the last tick
-    records: dict[str, Tensor]  # field -> [T // every, ...]
+    records: dict[str, Tensor]  # Monitor.key (name, else field) -> [(T - 1) // every + 1, ...]: see Monitor
 
 
 def check_inputs(graph: Graph, rule: Rule, inputs: Tensor, name: str = "inputs") -> Tensor:
@@ -67,13 +127,37 @@ def check_inputs(graph: Graph, rule: Rule, inputs: Tensor, name: str = "inputs")
 
 
 def initial_state(rule: Rule, graph: Graph, state: State | None, batch_size: int) -> State:
-    """``state`` checked against the rule, the graph and the batch size (default: ``rule.init_state``)."""
+    """``state`` checked against the rule, the graph and the batch size (default: ``rule.init_state``);
+    a given state must hold no NaN or inf (:class:`simgraph.errors.NonFiniteStateError` otherwise)."""
+    given = state is not None
     if state is None:
         state = rule.init_state(graph, batch_size)
     rule.check_state(graph, state)
     if state["node"].shape[0] != batch_size:
         raise ShapeError(f"state has batch {state['node'].shape[0]} but inputs have batch {batch_size}")
+    if given:
+        check_finite_state(state)
     return state
+
+
+def check_finite_state(state: State, name: str = "state") -> None:
+    """Raise :class:`simgraph.errors.NonFiniteStateError` naming the field and the first bad index if a floating
+    tensor of ``state`` holds NaN or inf (one host sync for all fields)."""
+    from .errors import NonFiniteStateError
+
+    fields = [(k, v) for k, v in state.items() if isinstance(v, Tensor) and (v.is_floating_point() or v.is_complex())]
+    # detached: isfinite is abs() != inf underneath, and abs() of a tensor needing a gradient would be recorded
+    if not fields or bool(torch.stack([torch.isfinite(v.detach()).all() for _, v in fields]).all()):
+        return
+    for key, v in fields:
+        bad = ~torch.isfinite(v.detach())
+        if bool(bad.any()):
+            where = [int(i) for i in torch.nonzero(bad)[0]]
+            kind = "NaN" if bool(torch.isnan(v.detach()).any()) else "inf"
+            raise NonFiniteStateError(
+                f"{name}[{key!r}] holds {kind} (first at index {where}); pass a finite state: a state from a run "
+                "that diverged cannot be continued (rerun it, or find the tick where it diverged)"
+            )
 
 
 def simulate(
@@ -140,12 +224,7 @@ def simulate(
             raise ShapeError(f"without inputs, batch_size must be a positive int, got {B!r}")
         T = ticks
     state = initial_state(rule, graph, state, B)
-    rows = {}
-    for mon in monitors:
-        if mon.field not in state:
-            raise unknown("state field in Monitor", mon.field, state)
-        if mon.populations is not None:
-            rows[mon.field] = graph.nodes(*mon.populations)
+    plans = _plan_monitors(graph, state, monitors)
     buffers: dict[str, Tensor] = {}
 
     step = _compiled_step(rule, graph, state, compile) if compile is not False else rule.step
@@ -166,15 +245,10 @@ def simulate(
                 x = graph.scatter_inputs(inputs[t] if u is None else u[t - start])
             state = step(graph, state, x)
             outs.append(rule.readout(graph, state))
-            for mon in monitors if record else ():  # backward's recomputation would write the same values again
+            for mon, ids in plans if record else ():  # backward's recomputation would write the same values again
                 if t % mon.every:
                     continue
-                value = state[mon.field].detach()
-                if mon.field in rows:
-                    value = value.index_select(1, rows[mon.field])
-                if mon.field not in buffers:
-                    buffers[mon.field] = value.new_empty(((T - 1) // mon.every + 1, *value.shape))
-                buffers[mon.field][t // mon.every].copy_(value)
+                _record(buffers, mon, ids, state, t, T, rule)
         return state, outs
 
     if checkpoint_every and torch.is_grad_enabled() and T > checkpoint_every:
@@ -205,6 +279,45 @@ def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
     X, edge = rule.lean_episode(graph, U, state)
     outputs = graph.read_outputs(X.reshape(T * B, graph.num_nodes, -1))[..., : rule.output_dim]
     return Run(outputs.view(T, B, *outputs.shape[1:]), {**state, "node": X[-1], "edge": edge}, {})
+
+
+def _plan_monitors(graph: Graph, state: State, monitors: Sequence[Monitor]) -> list[tuple[Monitor, Tensor | None]]:
+    """Each monitor with the ids it records (see :class:`Monitor`); refuses unknown fields and shared keys."""
+    plans, keys = [], {}
+    for mon in monitors:
+        if mon.field not in state:
+            raise unknown("state field in Monitor", mon.field, state)
+        if mon.key in keys:
+            raise ConfigError(
+                f"two monitors would record into run.records[{mon.key!r}]: {keys[mon.key]} and {mon}; give each a "
+                f"distinct name=, e.g. Monitor({mon.field!r}, every={mon.every}, name='{mon.field}/{mon.every}')"
+            )
+        keys[mon.key] = mon
+        plans.append((mon, mon.ids(graph)))
+    return plans
+
+
+def _record(buffers: dict[str, Tensor], mon: Monitor, ids: Tensor | None, state: State, t: int, T: int, rule: Rule) -> None:
+    """Copy ``state[mon.field]`` (the rows ``ids``) into row ``t // mon.every`` of the monitor's buffer."""
+    value = state.get(mon.field)
+    if not isinstance(value, Tensor):
+        raise ShapeError(f"{type(rule).__name__}.step dropped the state field {mon.field!r} that {mon} records")
+    value = value.detach()
+    if ids is not None:  # node fields are [B, N, D]; edge fields [B, E, D] or [E, D]
+        value = value.index_select(1 if mon.field == "node" else value.dim() - 2, ids)
+    buf = buffers.get(mon.key)
+    if buf is None:
+        rows = (T - 1) // mon.every + 1
+        try:
+            buf = buffers[mon.key] = value.new_empty((rows, *value.shape))
+        except (RuntimeError, MemoryError):  # torch's OutOfMemoryError is a RuntimeError
+            size = rows * value.numel() * value.element_size()
+            raise ShapeError(f"{mon} needs a buffer of {size:,} bytes ({rows} rows of {list(value.shape)}), more than "
+                             "could be allocated; record less often (every=), fewer populations, or fewer ticks") from None
+    elif buf.shape[1:] != value.shape:
+        raise ShapeError(f"state[{mon.field!r}] changed shape from {list(buf.shape[1:])} to {list(value.shape)} at tick {t}; "
+                         f"{mon} needs one shape for the whole run")
+    buf[t // mon.every].copy_(value)
 
 
 def _checkpointed(rule: Rule, ticks, state: State, inputs: Tensor | None, T: int, k: int) -> tuple[State, list[Tensor]]:

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -96,8 +98,14 @@ def test_types_populations_and_device_move():
     assert g.node_type.tolist() == [0] * 3 + [1] * 4 + [0] * 2
     assert g.num_inputs == 3 and g.num_outputs == 2
     assert g.to("cpu").device.type == "cpu"
-    with pytest.raises(Exception):
-        g.num_nodes = 5  # immutable
+    # immutable: a field cannot be rebound (a frozen dataclass), and a size is derived, not settable
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.edge_index = torch.zeros(2, 0, dtype=torch.long)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.inputs = ("y",)
+    with pytest.raises(AttributeError, match="num_nodes"):
+        g.num_nodes = 5
+    assert g.num_nodes == 9 and g.inputs == ("x",) and g.edge_index.shape[1] == g.num_edges > 0
 
 
 # ---------------------------------------------------------------------- errors

@@ -39,10 +39,27 @@ def test_es_improves_a_non_differentiable_fitness():
 
 
 def test_es_mirrored_pairs_give_zero_step_on_a_flat_fitness():
+    """A fitness even around theta (here theta = 0, so that the mirrors -x and +x are exact in floating
+    point) scores both candidates of a mirrored pair the same, so the step is exactly zero; were the
+    candidates not paired as mirrors, or the step not built from the pair differences, it would not be.
+    (A constant fitness would give zero whatever the pairing.)"""
     rule = small_rule()
-    theta = parameters_to_vector(rule.parameters()).detach().clone()
-    es(rule, lambda r: 1.0, generations=3, pairs=4, rank_shaping=False)
-    assert torch.equal(parameters_to_vector(rule.parameters()).detach(), theta)
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.zero_()
+    seen = []
+
+    def even(r):
+        v = parameters_to_vector(r.parameters()).detach().double()
+        seen.append(v.clone())
+        return float(v.square().sum() + v.abs().pow(3).sum())  # not constant: candidates differ, pairs tie
+
+    es(rule, even, generations=3, pairs=4, rank_shaping=False)
+    assert torch.count_nonzero(parameters_to_vector(rule.parameters()).detach()) == 0
+    assert len(seen) == 3 * 8
+    for a, b in zip(seen[0::2], seen[1::2]):
+        assert torch.equal(a, -b) and bool(a.abs().sum() > 0)  # candidate 2i+1 mirrors candidate 2i
+    assert len({float(v.square().sum()) for v in seen[0:8:2]}) == 4  # the four pairs of a generation score differently
 
 
 def test_es_ranks_and_bad_settings():

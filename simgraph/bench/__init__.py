@@ -56,6 +56,10 @@ def _args(argv):
         raise ConfigError(f"--threads must be >= 1, got {a.threads}")
     if a.repeats is not None and a.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {a.repeats}")
+    try:
+        torch.device(a.device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"--device must be 'cpu' or 'cuda[:i]', got {a.device!r}") from None
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {a.device} asked for but CUDA is not available")
     a.rules, a.batches = rules, batches

@@ -65,8 +65,19 @@ class GenomeRule(SweepRule):
         seed: int = 0,
     ):
         super().__init__()
-        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        from ..errors import check_bool, check_number, check_seed, is_int
+
+        if not is_int(k) or k < 2:
             raise ConfigError(f"GenomeRule k must be an int >= 2 (activation and label states), got {k!r}")
+        k = int(k)
+        for what, names in (("sigma", sigma), ("output_sigma", output_sigma), ("backward_sigma", backward_sigma)):
+            if names is not None and (isinstance(names, str) or not isinstance(names, (tuple, list))):  # not letters of a string
+                raise ConfigError(f"GenomeRule {what} must be a tuple of {k} activation names (one per state), got {names!r}")
+        symmetric, normalize = check_bool("GenomeRule symmetric", symmetric), check_bool("GenomeRule normalize", normalize)
+        oja, init_scale = check_number("GenomeRule oja", oja), check_number("GenomeRule init_scale", init_scale)
+        if saturation is not None:
+            saturation = check_number("GenomeRule saturation (None: no saturation)", saturation, positive=True)
+        seed = check_seed("GenomeRule seed", seed)
         sigma = tuple(sigma or ("tanh",) * k)
         output_sigma = tuple(output_sigma or sigma)
         backward_sigma = tuple(backward_sigma or ("identity",) * k)
@@ -74,13 +85,11 @@ class GenomeRule(SweepRule):
             if len(names) != k:
                 raise ConfigError(f"GenomeRule {what} needs one activation per state (k={k}), got {names}")
             for n in names:
-                if n not in ACTIVATIONS:
+                if not isinstance(n, str) or n not in ACTIVATIONS:
                     raise unknown(f"activation in GenomeRule {what}", n, ACTIVATIONS)
         check_schedule(schedule)
         if injection not in INJECTIONS:
             raise unknown("GenomeRule injection", injection, INJECTIONS)
-        if saturation is not None and not saturation > 0:
-            raise ConfigError(f"GenomeRule saturation must be positive or None, got {saturation!r}")
         self.k, self.symmetric, self.injection = k, bool(symmetric), injection
         self.sigma, self.output_sigma, self.backward_sigma = sigma, output_sigma, backward_sigma
         self.schedule, self.normalize, self.oja, self.saturation = schedule, bool(normalize), float(oja), saturation

@@ -31,11 +31,14 @@ SOURCES = ("input", "activity")
 class HebbianRule(Rule):
     def __init__(self, eta: float | None = None, beta: float = 1.0, input_gain: float = 1.0, learn_from: str = "input"):
         super().__init__()
-        if learn_from not in SOURCES:
+        from ..errors import check_number
+
+        if not isinstance(learn_from, str) or learn_from not in SOURCES:
             raise unknown("HebbianRule learn_from", learn_from, SOURCES)
-        if eta is not None and not eta > 0:
-            raise ConfigError(f"HebbianRule eta must be positive, got {eta!r}")
-        self.eta, self.beta, self.input_gain, self.learn_from = eta, float(beta), float(input_gain), learn_from
+        if eta is not None:  # None: 1 / mean indegree of the graph (learning_rate)
+            eta = check_number("HebbianRule eta (None: 1 / mean indegree)", eta, positive=True)
+        beta, input_gain = check_number("HebbianRule beta", beta), check_number("HebbianRule input_gain", input_gain)
+        self.eta, self.beta, self.input_gain, self.learn_from = eta, beta, input_gain, learn_from
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
         return zeros_state(graph, batch_size, 1, 1)

@@ -44,6 +44,10 @@ class LSTMCell(nn.Module):
 
     def __init__(self, hidden: int = 16, message: int = 8, forget_bias: float = 5.0, input_bias: float = -5.0):
         super().__init__()
+        from ..errors import check_int, check_number
+
+        hidden, message = check_int("LSTMCell hidden", hidden, 1), check_int("LSTMCell message", message, 1)
+        forget_bias, input_bias = check_number("LSTMCell forget_bias", forget_bias), check_number("LSTMCell input_bias", input_bias)
         self.hidden, self.message = hidden, message
         self.w_fwd = nn.Linear(message, 4 * hidden, bias=False)
         self.w_bwd = nn.Linear(message, 4 * hidden)
@@ -74,9 +78,12 @@ class BackpropCell(nn.Module):
 
     def __init__(self, lr: float = 0.1, hidden: int = 16, message: int = 8):
         super().__init__()
-        if hidden < 3 or message < 2:
-            raise ConfigError(f"BackpropCell needs hidden >= 3 and message >= 2, got {hidden}, {message}")
-        self.hidden, self.message, self.lr = hidden, message, float(lr)
+        from ..errors import check_number, is_int
+
+        lr = check_number("BackpropCell lr", lr)
+        if not is_int(hidden) or not is_int(message) or hidden < 3 or message < 2:
+            raise ConfigError(f"BackpropCell needs ints hidden >= 3 and message >= 2, got {hidden!r}, {message!r}")
+        self.hidden, self.message, self.lr = int(hidden), int(message), lr
         self.out_f, self.out_b = nn.Linear(hidden, message), nn.Linear(hidden, message)
         with torch.no_grad():
             for lin in (self.out_f, self.out_b):
@@ -114,10 +121,14 @@ class LSTMSynapseRule(SweepRule):
         seed: int = 0,
     ):
         super().__init__()
+        from ..errors import check_number, check_seed, is_int
+
         for name, v in dict(hidden=hidden, message=message, ticks=ticks).items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ConfigError(f"LSTMSynapseRule {name} must be a positive int, got {v!r}")
-        if reduce not in REDUCE:
+        hidden, message, ticks = int(hidden), int(message), int(ticks)
+        init_std, seed = check_number("LSTMSynapseRule init_std", init_std, low=0.0), check_seed("LSTMSynapseRule seed", seed)
+        if not isinstance(reduce, str) or reduce not in REDUCE:
             raise unknown("LSTMSynapseRule reduce", reduce, REDUCE)
         check_schedule(schedule)
         self.cell = cell if cell is not None else LSTMCell(hidden, message)

@@ -47,17 +47,25 @@ class MLPRule(Rule):
         seed: int = 0,
     ):
         super().__init__()
+        from ..errors import check_bool, check_int, check_number, check_seed, is_int
+
         for name, v in dict(num_neuron_types=num_neuron_types, num_synapse_types=num_synapse_types, node_dim=node_dim,
                             edge_dim=edge_dim, hidden=hidden, type_dim=type_dim, input_dim=input_dim,
                             output_dim=output_dim).items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ConfigError(f"MLPRule {name} must be a positive int, got {v!r}")
+        num_neuron_types, num_synapse_types, node_dim, edge_dim, hidden, type_dim, input_dim, output_dim = (
+            check_int("MLPRule", v) for v in (num_neuron_types, num_synapse_types, node_dim, edge_dim, hidden, type_dim,
+                                              input_dim, output_dim))
         if output_dim > node_dim:
             raise ConfigError(f"MLPRule output_dim={output_dim} exceeds node_dim={node_dim}")
+        use_types, plastic = check_bool("MLPRule use_types", use_types), check_bool("MLPRule plastic", plastic)
+        init_edge_std = check_number("MLPRule init_edge_std", init_edge_std, low=0.0)
+        update_scale = check_number("MLPRule update_scale", update_scale)
         self.node_dim, self.edge_dim, self.input_dim, self.output_dim = node_dim, edge_dim, input_dim, output_dim
         self.num_neuron_types, self.num_synapse_types = num_neuron_types, num_synapse_types
         self.use_types, self.plastic = use_types, plastic
-        self.init_edge_std, self.seed = float(init_edge_std), int(seed)
+        self.init_edge_std, self.seed = init_edge_std, check_seed("MLPRule seed", seed)
         z = node_dim + type_dim
 
         self.neuron_embedding = nn.Parameter(torch.randn(num_neuron_types, type_dim) * 0.5)

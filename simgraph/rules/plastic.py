@@ -54,13 +54,20 @@ class PlasticRule(Rule):
             raise GraphError(f"PlasticRule needs the simgraph Graph it will run on, got {type(graph).__name__}")
         if graph.num_edges == 0:
             raise GraphError("PlasticRule needs a graph with at least one synapse")
+        from ..errors import check_bool, check_number, check_seed
+
         for name, val in (("eta", eta), ("input_gain", input_gain), ("init_std", init_std)):
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not torch.isfinite(torch.tensor(float(val))):
-                raise ConfigError(f"PlasticRule {name} must be a finite number, got {val!r}")
+            check_number(f"PlasticRule {name}", val)
+        eta, input_gain, init_std = float(eta), float(input_gain), float(init_std)
         if not 0 <= eta < 1:
             raise ConfigError(f"PlasticRule eta must be in [0, 1) (the trace decays by 1 - eta per tick), got {eta!r}")
         if init_std < 0:
             raise ConfigError(f"PlasticRule init_std must be >= 0, got {init_std!r}")
+        learn_eta, eta_per_type, oja, neuromodulated, plastic, lean = (
+            check_bool(f"PlasticRule {name}", v) for name, v in (("learn_eta", learn_eta), ("eta_per_type", eta_per_type),
+                                                                   ("oja", oja), ("neuromodulated", neuromodulated),
+                                                                   ("plastic", plastic), ("lean", lean)))
+        seed = check_seed("PlasticRule seed", seed)
         self.num_nodes, self.num_edges, self.num_types = graph.num_nodes, graph.num_edges, graph.num_synapse_types
         self.oja, self.input_gain, self.lean, self.plastic = bool(oja), float(input_gain), bool(lean), bool(plastic)
         g = torch.Generator().manual_seed(int(seed))

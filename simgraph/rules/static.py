@@ -17,7 +17,21 @@ class StaticRule(Rule):
 
     def __init__(self, gain: float = 1.0, input_gain: float = 1.0, seed: int = 0, weights: Tensor | None = None):
         super().__init__()
-        self.gain, self.input_gain, self.seed = float(gain), float(input_gain), int(seed)
+        from ..errors import ConfigError, check_number, check_seed
+
+        self.gain, self.input_gain = check_number("StaticRule gain", gain), check_number("StaticRule input_gain", input_gain)
+        self.seed = check_seed("StaticRule seed", seed)
+        if weights is not None:  # the shape is checked against the graph in initial_weights
+            try:
+                w = torch.as_tensor(weights).detach()
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise ConfigError(f"StaticRule weights must be a tensor or array of E numbers (one per synapse), got "
+                                  f"{type(weights).__name__}: {exc}") from None
+            if w.dtype == torch.bool or w.is_complex() or w.numel() == 0:
+                raise ConfigError(f"StaticRule weights must be real numbers, one per synapse; got dtype {w.dtype}, "
+                                  f"shape {list(w.shape)}")
+            if not bool(torch.isfinite(w).all()):
+                raise ConfigError("StaticRule weights contain NaN or inf; pass finite weights")
         self.weights = weights
 
     def initial_weights(self, graph: Graph) -> Tensor:
