@@ -43,7 +43,7 @@ LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 def mlp_online(task: OnlineTask, optimizer: str = "sgd", lr: float = 0.1, *, hidden: Sequence[int] = (32,),
                at: Sequence[int] = (10, 20, 50, 100), batch: int = 32, query: int = 50, seed: int = 12345) -> dict[int, float]:
-    """Query accuracy after ``at`` online steps, on the same episodes as ``learn_to_learn.evaluate``."""
+    """Query accuracy after ``at`` online steps, on the same episodes as ``analysis.accuracy_after``."""
     if optimizer not in OPTIMIZERS:
         raise unknown("optimizer", optimizer, OPTIMIZERS)
     if not lr > 0:

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="meta-train a rule to remember (default: a built-in recall problem)")
-    p.add_argument("config", nargs="?", help="TOML config (runs/*.toml); default: the built-in default")
+    p.add_argument("config", nargs="?", help="TOML config (runs/*.toml): [network], [rule], [task], [train]; default: the built-in recall problem")
     p.add_argument("--out", help="run folder for checkpoints and logs (default: a new runs/out/train-<time>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. train.steps=50")
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:i (under torchrun, cuda means cuda:LOCAL_RANK)")
 
-    p = sub.add_parser("eval", help="score a trained checkpoint on fresh recall episodes")
+    p = sub.add_parser("eval", help="score a trained checkpoint on fresh episodes of its task (or a changed one)")
     p.add_argument("run", help="run folder written by simgraph train")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change the task, e.g. task.num_patterns=8")
     p.add_argument("--episodes", type=int, default=512)
@@ -76,58 +76,70 @@ def _train_config(args):
 
 
 def _train_ranks(args, cfg, device, dist) -> int:
-    from .train import evaluate, train
     from .baselines import hebbian_baseline
+    from .tasks import RecallTask
+    from .train import evaluate, train
 
     main = dist.is_main()
     out = Path(args.out) if args.out else Path("runs/out") / time.strftime("train-%Y%m%d-%H%M%S")
+    _check_out(out, args.resume)
     if dist.active() and not args.out:
         out = Path(dist.broadcast_object(str(out)))  # one folder, even if the ranks' clocks differ
+    task = cfg.make_task()
     if main:
-        print(f"simgraph train: {cfg.rule.kind} rule on {cfg.network.topology}, task {cfg.make_task()}"
+        net = cfg.network.file or cfg.network.builder or cfg.network.topology or "fully_recurrent"
+        print(f"simgraph train: {cfg.rule.kind} rule on {net}, {cfg.train.estimator}, task {task}"
               + (f", {dist.world()} processes" if dist.active() else ""), file=sys.stderr)
         print(f"run folder: {out}", file=sys.stderr)
     started = time.time()
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress, on_log=_log_line, device=device)
-    task = cfg.make_task()
+    recall = isinstance(task, RecallTask)
     frozen = None
-    if not args.no_baselines and cfg.rule.kind == "mlp":
+    if not args.no_baselines and cfg.rule.kind == "mlp" and recall:
         if main:
             print("training the frozen-synapse baseline with the same budget ...", file=sys.stderr)
         frozen = train(cfg.override(**{"rule.kind": "frozen"}), out / "frozen", resume=args.resume,
                        progress=not args.no_progress, on_log=_log_line, device=device)
     if not main:
         return 0
-    scores = {cfg.rule.kind: evaluate(result.rule, result.graph, task, 512)["accuracy"]}
-    if not args.no_baselines:
-        if frozen is not None:
-            scores["frozen"] = evaluate(frozen.rule, frozen.graph, task, 512)["accuracy"]
-        beta, acc = hebbian_baseline(result.graph, task)
+    episodes = 512 if recall else cfg.train.eval_batch  # recall: the README's table; others: the eval batch
+    final = evaluate(result.rule, result.graph, task, episodes)
+    scores = {cfg.rule.kind: final[task.metric]}
+    if frozen is not None:
+        scores["frozen"] = evaluate(frozen.rule, frozen.graph, task, episodes)[task.metric]
+    graph = result.graph
+    autoassociative = graph.num_inputs == graph.num_outputs and bool((graph.input_nodes == graph.output_nodes).all())
+    if not args.no_baselines and recall and task.cue == "partial" and autoassociative and cfg.rule.kind == "mlp":
+        beta, acc = hebbian_baseline(graph, task)
         scores[f"hebbian(beta={beta})"] = acc
-    print(f"\nrecall bit accuracy on 512 fresh episodes, K={task.num_patterns} patterns of {task.bits} bits "
-          f"(not-given bits, chance = 0.5):", file=sys.stderr)
+    print(f"\n{task.metric} on {episodes} fresh episodes of {task}:", file=sys.stderr)
     for name, acc in scores.items():
         print(f"  {name:<24s} {acc:.3f}", file=sys.stderr)
-    summary = {"command": "train", "run": str(out), "steps": cfg.train.steps, "num_patterns": task.num_patterns,
-               "bits": task.bits, "accuracy": scores, "seconds": round(time.time() - started, 1)}
+    summary = {"command": "train", "run": str(out), "rule": cfg.rule.kind, "task": cfg.task.kind,
+               "estimator": cfg.train.estimator, "steps": cfg.train.steps, "episodes": episodes, "metrics": final, "accuracy": scores,
+               "seconds": round(time.time() - started, 1)}
+    if recall:
+        summary.update(num_patterns=task.num_patterns, bits=task.bits)
     print(json.dumps(summary))
     return 0
 
 
 def _eval(args) -> int:
     from .train import evaluate, load_rule
+    from .train.config import check_fits
 
+    if isinstance(args.episodes, bool) or args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     rule, graph, cfg = load_rule(args.run)
     changes = _parse_sets(args.set)
     for key in changes:
         if not key.startswith("task."):
             raise ConfigError(f"eval can only change task settings, not {key!r}")
     task = cfg.override(**changes).make_task() if changes else cfg.make_task()
-    if task.num_inputs != graph.num_inputs or task.num_outputs != graph.num_outputs:
-        raise ConfigError(f"task needs {task.num_inputs} inputs/{task.num_outputs} outputs, the trained network has "
-                          f"{graph.num_inputs}/{graph.num_outputs}")
+    check_fits(graph, task)
     metrics = evaluate(rule, graph, task, args.episodes)
-    print(json.dumps({"command": "eval", "run": args.run, "num_patterns": task.num_patterns, "episodes": args.episodes, **metrics}))
+    print(json.dumps({"command": "eval", "run": args.run, "task": {"kind": cfg.task.kind, **task.settings()},
+                      "episodes": args.episodes, **metrics}, default=str))
     return 0
 
 
@@ -136,13 +148,13 @@ def _export(args) -> int:
     import torch
 
     from .interop import to_networkx
-    from .simulate import simulate
     from .train import load_rule
+    from .train.bptt import run_ticks
 
     rule, graph, cfg = load_rule(args.run)
     episode = cfg.make_task().sample(1, seed=0)
     with torch.no_grad():
-        state = simulate(rule, graph, episode.inputs).state
+        _, state = run_ticks(rule, graph, episode, rule.init_state(graph, 1))
     G = to_networkx(graph, state)
     Path(args.out).write_text(json.dumps(nx.node_link_data(G, edges="edges")))
     print(json.dumps({"command": "export", "out": args.out, "nodes": G.number_of_nodes(), "edges": G.number_of_edges()}))
@@ -174,9 +186,21 @@ def _parse_sets(items: list[str]) -> dict:
     return changes
 
 
+def _check_out(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file, not a folder")
+    if resume and not out.is_dir():
+        raise ConfigError(f"--resume: the run folder {str(out)!r} does not exist")
+
+
 def _log_line(row: dict) -> None:
-    print(f"step {row['step']:>5d}  K={row['num_patterns']}  train loss {row['train_loss']:.4f}  "
-          f"eval loss {row['eval_loss']:.4f}  eval acc {row['eval_accuracy']:.3f}", file=sys.stderr)
+    if "eval_loss" not in row:
+        return  # training-batch rows (train.log_every) go to metrics.jsonl only
+    level = " ".join(f"{k}={row[k]}" for k in ("num_patterns",) if k in row)
+    evals = "  ".join(f"eval {k[5:]} {v:.4f}" for k, v in row.items() if k.startswith("eval_") and isinstance(v, float))
+    train_loss = row.get("train_loss")
+    print(f"step {row['step']:>5d}  {level}  train loss {train_loss if train_loss is None else f'{train_loss:.4f}'}  {evals}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

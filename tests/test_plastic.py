@@ -179,8 +179,8 @@ def test_pattern_completion_defaults_are_the_paper():
     task = PatternCompletionTask()
     assert task.ticks == 106 and task.num_inputs == task.num_outputs == 1000
     ep = task.sample(3, seed=0)
-    assert ep.inputs.shape == (106, 3, 1000) and ep.targets.shape == (106, 3, 1000) and ep.mask.shape == (106, 3)
-    assert ep.mask.sum() == 3 and ep.mask[-1].all()
+    assert ep.inputs.shape == (106, 3, 1000) and ep.targets.shape == (106, 3, 1000) and ep.loss_mask.shape == (106, 3, 1000)
+    assert ep.loss_mask.sum() == 3 * 1000 and ep.loss_mask[-1].all() and torch.equal(ep.loss_mask, ep.metric_mask)
     x, target = ep.inputs[:, 0], ep.targets[-1, 0]
     shown = x[:100].reshape(10, 10, 1000)  # 2 repeats x 5 patterns, each 6 on + 4 blank
     assert (shown[:, 6:] == 0).all() and (shown[:, :6] == shown[:, :1]).all()
@@ -202,8 +202,8 @@ def test_pattern_completion_knobs_and_metrics():
     assert task.ticks == 2 * 3 + 2 and ep.inputs.shape == (8, 2, 51) and (ep.inputs[..., 50] == 1).all()
     assert torch.equal(ep.inputs[-1, :, :50], ep.targets[-1])  # nothing zeroed
     perfect = ep.targets.clone()
-    assert task.loss(perfect, ep) == 0 and task.sign_error(perfect, ep) == 0
-    assert task.sign_error(-perfect, ep) == 1 and task.loss(-perfect, ep) == 4 * 50
+    assert task.loss(perfect, ep) == 0 and task.metrics(perfect, ep)["sign_error"] == 0
+    assert task.metrics(-perfect, ep)["sign_error"] == 1 and task.loss(-perfect, ep) == 4 * 50
     with pytest.raises(ShapeError):
         task.loss(perfect[:, :, :10], ep)
 
@@ -230,7 +230,7 @@ def test_oneshot_and_reversal_layout():
     task = OneShotTask()
     ep = task.sample(4, seed=0)
     assert task.ticks == 20 and ep.inputs.shape == (20, 4, 10) and ep.targets.shape == (20, 4, 2)
-    assert ep.mask[-1].all() and ep.mask.sum() == 4
+    assert ep.loss_mask[-1].all() and ep.loss_mask.sum() == 4 * 2
     lab = ep.inputs[..., 8:]
     assert (lab[[1, 2, 3, 4, 5, 7, 8, 9, 10, 11]] == 0).all() and (lab[[0, 6]].abs() == 1).all()  # first tick only
     assert (ep.inputs[12:] [..., 8:] == 0).all() and (ep.inputs[12:, :, :8].abs() == 1).all()  # query: no label
@@ -240,7 +240,7 @@ def test_oneshot_and_reversal_layout():
 
     rev = OneShotTask.reversal_task()
     ep = rev.sample(8, seed=1)
-    assert rev.ticks == 20 and rev.phase_ticks == 10 and ep.mask[[9, 19]].all() and ep.mask.sum() == 16
+    assert rev.ticks == 20 and rev.phase_ticks == 10 and ep.loss_mask[[9, 19]].all() and ep.loss_mask.sum() == 16 * 2
     for b in range(8):
         first = {tuple(ep.inputs[t, b, :8].tolist()): ep.inputs[t, b, 8:] for t in (0, 3)}
         second = {tuple(ep.inputs[t, b, :8].tolist()): ep.inputs[t, b, 8:] for t in (10, 13)}
@@ -273,6 +273,6 @@ def test_plastic_rule_learns_a_small_completion_task():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        errs.append(float(task.sign_error(out, ep)))
+        errs.append(float(task.metrics(out, ep)["sign_error"]))
     first, last = sum(errs[:5]) / 5, sum(errs[-5:]) / 5
     assert first > 0.15 and last < 0.5 * first, errs  # deterministic: seeded init and episodes

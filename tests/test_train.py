@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import torch
 
 from simgraph.cli import main
 from simgraph.errors import CheckpointError, ConfigError, DivergenceError, UnknownNameError
-from simgraph.train import Config, checkpoint, evaluate, load_rule, train, unroll
+from simgraph.train import Curriculum, Config, checkpoint, evaluate, load_rule, train, unroll
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,10 +124,9 @@ def test_nan_is_never_checkpointed_and_stops_a_run(tmp_path):
         ({"train": {"stpes": 3}}, UnknownNameError, "did you mean 'steps'"),
         ({"task": {"num_pattern": 3}}, UnknownNameError, "did you mean 'num_patterns'"),
         ({"train": {"steps": "10"}}, ConfigError, "steps must be int"),
-        ({"train": {"lr": -1.0}}, ConfigError, "lr must be positive"),
+        ({"train": {"lr": -1.0}}, ConfigError, "lr must be a positive"),
         ({"rule": {"kind": "mpl"}}, UnknownNameError, "did you mean 'mlp'"),
         ({"network": {"topology": "smallworld"}}, UnknownNameError, "did you mean 'small_world'"),
-        ({"task": {"cue": "key"}}, ConfigError, "recall_network"),
         ({"task": {"bits": 0}}, ConfigError, "bits must be an int"),
         ({"train": {"curriculum_threshold": 2.0}}, ConfigError, "curriculum_threshold"),
     ],
@@ -136,12 +136,27 @@ def test_config_errors(data, err, match):
         Config.from_dict(data)
 
 
+def test_a_task_that_does_not_fit_the_network_is_refused_before_training():
+    cfg = Config.from_dict({"task": {"cue": "key", "bits": 8}})  # 16 inputs, 8 outputs; fully_recurrent(n=16)
+    with pytest.raises(ConfigError, match=r"needs 16 input and 8 output neurons.*outputs = \[\.\.\.\]"):
+        cfg.make_graph()
+    graph = cfg.override(**{"network.outputs": ["neurons[8:16]"]}).make_graph()
+    assert graph.num_inputs == 16 and graph.num_outputs == 8
+
+
 def test_default_config_is_runs_default_toml():
     from_file = Config.load(ROOT / "runs" / "default.toml")
     default = Config()
     assert from_file.make_task() == default.make_task()
-    for section in ("seed", "network", "rule", "train"):
+    for section in ("seed", "network"):
         assert getattr(from_file, section) == getattr(default, section), section
+    task = default.make_task()  # curriculum: the file says true, the default "on for recall"
+    assert Curriculum.of(from_file.train, task) == Curriculum.of(default.train, task) is not None
+    assert dataclasses.replace(from_file.train, curriculum=None) == default.train
+    assert from_file.rule.kind == default.rule.kind  # the file spells out MLPRule's defaults
+    a, b = from_file.make_rule(from_file.make_graph()), default.make_rule(default.make_graph())
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
 
 
 def test_cli_train_eval_export(tmp_path, capsys):
@@ -155,7 +170,7 @@ def test_cli_train_eval_export(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["command"] == "train" and 0 <= summary["accuracy"]["mlp"] <= 1
     assert main(["eval", str(out), "--set", "task.num_patterns=3", "--episodes", "8"]) == 0
-    assert json.loads(capsys.readouterr().out.strip())["num_patterns"] == 3
+    assert json.loads(capsys.readouterr().out.strip())["task"]["num_patterns"] == 3
     assert main(["export", str(out), "--out", str(tmp_path / "g.json")]) == 0
     assert json.loads((tmp_path / "g.json").read_text())["nodes"]
     capsys.readouterr()

@@ -1,4 +1,5 @@
-"""Learning systems, one file each, all over the same engine (see ``base.Rule``)."""
+"""Learning systems, one file each, all over the same engine (see ``base.Rule``), and a registry
+that names them for configs (``register``, ``build``)."""
 
 from .base import Rule, State, SweepRule
 from .genome import GenomeRule, backprop_genome
@@ -6,7 +7,8 @@ from .hebbian import HebbianRule
 from .lstm_synapse import BackpropCell, LSTMSynapseRule
 from .mlp import MLPRule
 from .plastic import PlasticRule
+from .registry import build, register, registered
 from .static import StaticRule
 
 __all__ = ["Rule", "State", "SweepRule", "StaticRule", "HebbianRule", "MLPRule", "PlasticRule",
-           "GenomeRule", "backprop_genome", "LSTMSynapseRule", "BackpropCell"]
+           "GenomeRule", "backprop_genome", "LSTMSynapseRule", "BackpropCell", "register", "registered", "build"]

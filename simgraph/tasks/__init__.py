@@ -1,12 +1,30 @@
-"""Episode generators: inputs, targets and masks shaped ``[T, B, ...]``, a loss and metrics.
+"""Tasks: episode generators over one protocol (``base.Task``): ``sample``, ``loss``, ``metrics``.
 
-All data is generated (or ships with scikit-learn); nothing is downloaded.
+Every task gives ``sample(batch_size, seed, device) -> Episode`` (inputs ``[T, B, n_in]``, targets,
+loss and metric masks, an optional teacher signal and probe ticks), ``loss(outputs, episode)`` and
+``metrics(outputs, episode)``. ``TASKS`` names them for configs (``[task] kind = ...``). All data is
+generated (or ships with scikit-learn); nothing is downloaded.
 """
 
+from .base import Episode, Task
 from .online import HELD_OUT, META_TRAIN, SOURCES, OnlineTask
-from .oneshot import OneShotTask
+from .oneshot import REVERSAL, OneShotTask
 from .pattern_completion import PatternCompletionTask
-from .recall import CUES, Episode, RecallTask, bit_accuracy, recall_loss
+from .recall import CUES, RecallTask
 
-__all__ = ["RecallTask", "Episode", "CUES", "recall_loss", "bit_accuracy", "OnlineTask", "META_TRAIN", "HELD_OUT", "SOURCES",
+
+def _reversal(**settings) -> OneShotTask:
+    return OneShotTask(**{**REVERSAL, **settings})
+
+
+# config name -> constructor taking the task's settings as keywords
+TASKS = {
+    "recall": RecallTask,
+    "pattern_completion": PatternCompletionTask,
+    "oneshot": OneShotTask,
+    "reversal": _reversal,
+    "online": OnlineTask,
+}
+
+__all__ = ["Task", "Episode", "TASKS", "RecallTask", "CUES", "OnlineTask", "META_TRAIN", "HELD_OUT", "SOURCES",
            "PatternCompletionTask", "OneShotTask"]

@@ -18,46 +18,43 @@ that pattern's label on the query's last tick.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError, check_int
-from .pattern_completion import Episode, generator, random_signs, shuffled, sign_error, squared_error
+from .base import Episode, Task, check_batch, generator, random_signs, shuffled
 
 
-class OneShotTask:
-    def __init__(
-        self,
-        pattern_bits: int = 8,
-        label_bits: int = 2,
-        n_patterns: int = 2,
-        present_ticks: int = 4,
-        label_ticks: int = 1,
-        blank_ticks: int = 2,
-        query_ticks: int = 8,
-        reversal: bool = False,
-    ):
-        self.pattern_bits = check_int("OneShotTask pattern_bits", pattern_bits, 1)
-        self.label_bits = check_int("OneShotTask label_bits", label_bits, 1)
-        self.n_patterns = check_int("OneShotTask n_patterns", n_patterns, 1)
-        self.present_ticks = check_int("OneShotTask present_ticks", present_ticks, 1)
-        self.label_ticks = check_int("OneShotTask label_ticks", label_ticks, 1)
-        self.blank_ticks = check_int("OneShotTask blank_ticks", blank_ticks, 0)
-        self.query_ticks = check_int("OneShotTask query_ticks", query_ticks, 1)
-        if label_ticks > present_ticks:
-            raise ConfigError(f"OneShotTask label_ticks ({label_ticks}) cannot exceed present_ticks ({present_ticks})")
-        if label_bits < n_patterns:
-            raise ConfigError(f"OneShotTask needs label_bits >= n_patterns for distinct labels, got {label_bits} < {n_patterns}")
-        if not isinstance(reversal, bool):
-            raise ConfigError(f"OneShotTask reversal must be True or False, got {reversal!r}")
-        if reversal and n_patterns < 2:
+@dataclass(frozen=True)
+class OneShotTask(Task):
+    pattern_bits: int = 8
+    label_bits: int = 2
+    n_patterns: int = 2
+    present_ticks: int = 4
+    label_ticks: int = 1
+    blank_ticks: int = 2
+    query_ticks: int = 8
+    reversal: bool = False
+
+    def __post_init__(self):
+        for name, low in (("pattern_bits", 1), ("label_bits", 1), ("n_patterns", 1), ("present_ticks", 1),
+                          ("label_ticks", 1), ("blank_ticks", 0), ("query_ticks", 1)):
+            check_int(f"OneShotTask {name}", getattr(self, name), low)
+        if self.label_ticks > self.present_ticks:
+            raise ConfigError(f"OneShotTask label_ticks ({self.label_ticks}) cannot exceed present_ticks ({self.present_ticks})")
+        if self.label_bits < self.n_patterns:
+            raise ConfigError(f"OneShotTask needs label_bits >= n_patterns for distinct labels, got {self.label_bits} < {self.n_patterns}")
+        if not isinstance(self.reversal, bool):
+            raise ConfigError(f"OneShotTask reversal must be True or False, got {self.reversal!r}")
+        if self.reversal and self.n_patterns < 2:
             raise ConfigError("OneShotTask reversal needs n_patterns >= 2 (labels swap between patterns)")
-        self.reversal = reversal
 
     @classmethod
     def reversal_task(cls, **kw) -> "OneShotTask":
         """The reversal task: labels swap at tick 10 of a 20-tick episode (with the default sizes)."""
-        return cls(**{"present_ticks": 2, "blank_ticks": 1, "query_ticks": 4, "reversal": True, **kw})
+        return cls(**{**REVERSAL, **kw})
 
     @property
     def phase_ticks(self) -> int:
@@ -75,9 +72,9 @@ class OneShotTask:
     def num_outputs(self) -> int:
         return self.label_bits
 
-    def sample(self, batch_size: int = 1, seed: int | torch.Generator = 0) -> Episode:
-        """Inputs ``[T, B, pattern_bits + label_bits]``, label targets ``[T, B, label_bits]``, mask ``[T, B]``."""
-        B = check_int("batch_size", batch_size, 1)
+    def sample(self, batch_size: int = 1, seed: int | torch.Generator = 0, device=None) -> Episode:
+        """Inputs ``[T, B, pattern_bits + label_bits]``, label targets ``[T, B, label_bits]``, scored on each query's last tick."""
+        B = check_batch(batch_size)
         g = generator(seed)
         P, rows = self.n_patterns, torch.arange(B)
         patterns = random_signs(g, B, P, self.pattern_bits)
@@ -85,7 +82,7 @@ class OneShotTask:
         labels = codes[shuffled(g, B, P)]  # [B, P, label_bits]: a fresh assignment per episode
         inputs = torch.zeros(self.ticks, B, self.num_inputs)
         targets = torch.zeros(self.ticks, B, self.label_bits)
-        mask = torch.zeros(self.ticks, B, dtype=torch.bool)
+        mask = torch.zeros(self.ticks, B, self.label_bits)
         for phase in range(2 if self.reversal else 1):
             t = phase * self.phase_ticks
             if phase == 1:
@@ -97,12 +94,16 @@ class OneShotTask:
             q = torch.randint(0, P, (B,), generator=g)
             inputs[t : t + self.query_ticks, :, : self.pattern_bits] = patterns[rows, q]
             t += self.query_ticks
-            targets[t - 1], mask[t - 1] = labels[rows, q], True
-        return Episode(inputs, targets, mask)
+            targets[t - 1], mask[t - 1] = labels[rows, q], 1.0
+        episode = Episode(inputs, targets, mask, mask)
+        return episode.to(device) if device is not None else episode
 
-    def loss(self, outputs: Tensor, episode: Episode) -> Tensor:
-        """Sum of squared errors of the label neurons at the scored ticks (mean over episodes)."""
-        return squared_error(outputs, episode, self.label_bits)
+    def loss_norm(self, episode: Episode) -> Tensor:
+        return torch.tensor(float(episode.targets.shape[1]), device=episode.targets.device)  # per episode, as Miconi
 
-    def sign_error(self, outputs: Tensor, episode: Episode) -> Tensor:
-        return sign_error(outputs, episode, self.label_bits)
+    def metrics(self, outputs: Tensor, episode: Episode) -> dict[str, Tensor]:
+        acc = super().metrics(outputs, episode)["accuracy"]
+        return {"accuracy": acc, "sign_error": 1 - acc}
+
+
+REVERSAL = {"present_ticks": 2, "blank_ticks": 1, "query_ticks": 4, "reversal": True}

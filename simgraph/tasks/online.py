@@ -1,9 +1,13 @@
 """Online classification streams: labelled examples one at a time, for learning-to-learn rules.
 
-An :class:`OnlineTask` describes where examples come from; ``task.episode(steps, batch, query, seed)``
-draws ``batch`` independent episodes, each a stream of ``steps`` labelled examples to learn from
-and ``query`` unseen examples of the same episode (same classes, label permutation and input
-projection) to test on. Everything ships with scikit-learn: ``load_digits`` (8x8 digits, 64
+An :class:`OnlineTask` describes where examples come from; ``task.sample(batch, seed)`` draws
+``batch`` independent episodes, each a stream of ``steps`` labelled examples to learn from and
+``query`` unseen examples of the same episode (same classes, label permutation and input
+projection) to test on, as one :class:`~simgraph.tasks.Episode` of ``steps + query`` ticks: on
+stream ticks the label arrives as the ``teacher`` signal after the prediction (rules that learn
+from labels: genome, LSTM synapse); query ticks are ``probe`` ticks, each read from the state the
+stream left. Loss: cross-entropy of the outputs (logits) on the query ticks; metrics: query
+``accuracy`` and ``online_accuracy`` (predictions on the stream, before each label). Everything ships with scikit-learn: ``load_digits`` (8x8 digits, 64
 features) and the 2-D generators xor, moons, circles and blobs. Nothing is downloaded.
 
 Episodes vary so that a rule has to learn, not remember: labels are permuted per episode, 2-D
@@ -23,12 +27,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, unknown
+import torch.nn.functional as F
+
+from ..errors import ConfigError, check_int, unknown
+from .base import Episode as TaskEpisode
+from .base import Task, check_batch
 
 SOURCES = ("digits", "xor", "moons", "circles", "blobs")
 
 
 class Episode(NamedTuple):
+    """The raw stream of :meth:`OnlineTask.episode` (baselines use it; training uses :meth:`OnlineTask.sample`)."""
+
     x: Tensor  # [T, B, n_in] float32: the stream
     y: Tensor  # [T, B] long
     xq: Tensor  # [Q, B, n_in]: unseen examples of the same episodes
@@ -46,12 +56,14 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class OnlineTask:
-    """``source`` in SOURCES. ``classes``: digit classes (digits only, default 0-9);
+class OnlineTask(Task):
+    """``source`` in SOURCES; ``steps`` examples to learn from and ``query`` to test on per episode. ``classes``: digit classes (digits only, default 0-9);
     ``num_classes``: classes of a 2-D generator (blobs: any >= 2; others 2). ``projection``: a
     random input projection to this many inputs per episode. ``bias``: append a constant-1 input."""
 
-    source: str
+    source: str = "digits"
+    steps: int = 20
+    query: int = 20
     classes: tuple[int, ...] | None = None
     num_classes: int | None = None
     projection: int | None = None
@@ -61,6 +73,8 @@ class OnlineTask:
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
+        check_int("OnlineTask steps", self.steps, 1)
+        check_int("OnlineTask query", self.query, 1)
         if self.source not in SOURCES:
             raise unknown("online task source", self.source, SOURCES)
         if self.source == "digits":
@@ -83,6 +97,47 @@ class OnlineTask:
             raise ConfigError(f"projection must be a positive int (inputs after a random projection) or None, got {self.projection!r}")
         if not self.noise >= 0:
             raise ConfigError(f"noise must be >= 0, got {self.noise!r}")
+
+    @property
+    def num_inputs(self) -> int:
+        return self.input_size
+
+    @property
+    def num_outputs(self) -> int:
+        return self.n_classes
+
+    def sample(self, batch_size: int, seed: int = 0, device=None) -> TaskEpisode:
+        """``steps + query`` ticks: the stream (labels as ``teacher``), then the probe queries."""
+        check_batch(batch_size)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"OnlineTask seed must be an int, got {seed!r}")
+        ep = self.episode(self.steps, batch_size, self.query, seed=seed)
+        C = self.n_classes
+        targets = F.one_hot(torch.cat([ep.y, ep.yq]), C).float()  # [T + Q, B, C]
+        T = self.steps
+        teacher = targets.clone()
+        teacher[T:] = 0
+        mask = torch.zeros_like(targets)
+        mask[T:] = 1.0
+        probe = torch.zeros(T + self.query, dtype=torch.bool)
+        probe[T:] = True
+        episode = TaskEpisode(torch.cat([ep.x, ep.xq]), targets, mask, mask, teacher, probe)
+        return episode.to(device) if device is not None else episode
+
+    def error(self, outputs: Tensor, episode: TaskEpisode) -> Tensor:
+        """Cross-entropy of the logits per (tick, episode) on the query ticks."""
+        return -(F.log_softmax(outputs, -1) * episode.targets).sum(-1) * episode.loss_mask[..., 0]
+
+    def loss_norm(self, episode: TaskEpisode) -> Tensor:
+        return episode.loss_mask[..., 0].sum().clamp(min=1)
+
+    def metrics(self, outputs: Tensor, episode: TaskEpisode) -> dict[str, Tensor]:
+        outputs = self.check_outputs(outputs, episode)
+        right = (outputs.argmax(-1) == episode.targets.argmax(-1)).to(outputs.dtype)
+        query = episode.loss_mask[..., 0]
+        stream = 1 - query
+        return {"accuracy": (right * query).sum() / query.sum().clamp(min=1),
+                "online_accuracy": (right * stream).sum() / stream.sum().clamp(min=1)}
 
     @property
     def n_classes(self) -> int:

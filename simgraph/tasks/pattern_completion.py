@@ -8,87 +8,43 @@ at the last tick. Defaults are the paper's 1000-bit benchmark: 2 * 5 * (6 + 4) +
 
 With ``bias=True`` the input has one extra channel that is always 1 (a bias neuron, as in the
 51-neuron, 50-bit network); targets cover only the pattern bits.
+
+Loss: the sum of squared errors over the bits at the last tick, averaged over episodes (the
+paper's). Metrics: ``sign_error`` (fraction of wrong bits at the last tick) and
+``accuracy = 1 - sign_error``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError, check_int
+from ..errors import ConfigError, check_int
+from .base import Episode, Task, check_batch, generator, random_signs, shuffled
 
 
-class Episode(NamedTuple):
-    inputs: Tensor  # [T, B, n_in]
-    targets: Tensor  # [T, B, n_out]
-    mask: Tensor  # [T, B] bool: the ticks whose output is scored
+@dataclass(frozen=True)
+class PatternCompletionTask(Task):
+    n_bits: int = 1000
+    n_patterns: int = 5
+    present_ticks: int = 6
+    blank_ticks: int = 4
+    repeats: int = 2
+    cue_ticks: int = 6
+    cue_zero_prob: float = 0.5
+    bias: bool = False
 
-
-def generator(seed) -> torch.Generator:
-    """Every episode comes from a seed (an int) or an existing ``torch.Generator``."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an int or a torch.Generator, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
-
-
-def random_signs(g: torch.Generator, *shape: int) -> Tensor:
-    return torch.randint(0, 2, shape, generator=g).float() * 2 - 1
-
-
-def shuffled(g: torch.Generator, batch: int, n: int) -> Tensor:
-    """An independent random order of ``n`` items per episode, ``[batch, n]``."""
-    return torch.rand(batch, n, generator=g).argsort(1)
-
-
-def scored(outputs: Tensor, episode: Episode, n_out: int) -> tuple[Tensor, Tensor]:
-    """(outputs, targets) at the scored ticks, ``[K, n_out]``; validates the outputs' shape."""
-    if outputs.dim() == 4 and outputs.shape[-1] == 1:
-        outputs = outputs[..., 0]
-    T, B = episode.targets.shape[:2]
-    if outputs.dim() != 3 or tuple(outputs.shape) != (T, B, n_out):
-        raise ShapeError(f"outputs must have shape [T={T}, B={B}, {n_out}] (or [..., 1]), got {list(outputs.shape)}")
-    return outputs[episode.mask], episode.targets[episode.mask].to(outputs.dtype)
-
-
-def squared_error(outputs: Tensor, episode: Episode, n_out: int) -> Tensor:
-    """Sum of squared errors over bits and scored ticks, averaged over episodes."""
-    y, target = scored(outputs, episode, n_out)
-    return (y - target).pow(2).sum() / episode.targets.shape[1]
-
-
-def sign_error(outputs: Tensor, episode: Episode, n_out: int) -> Tensor:
-    """Fraction of scored bits whose sign is wrong."""
-    y, target = scored(outputs.detach(), episode, n_out)
-    return (torch.sign(y) != target).float().mean()
-
-
-class PatternCompletionTask:
-    def __init__(
-        self,
-        n_bits: int = 1000,
-        n_patterns: int = 5,
-        present_ticks: int = 6,
-        blank_ticks: int = 4,
-        repeats: int = 2,
-        cue_ticks: int = 6,
-        cue_zero_prob: float = 0.5,
-        bias: bool = False,
-    ):
-        self.n_bits = check_int("PatternCompletionTask n_bits", n_bits, 1)
-        self.n_patterns = check_int("PatternCompletionTask n_patterns", n_patterns, 1)
-        self.present_ticks = check_int("PatternCompletionTask present_ticks", present_ticks, 1)
-        self.blank_ticks = check_int("PatternCompletionTask blank_ticks", blank_ticks, 0)
-        self.repeats = check_int("PatternCompletionTask repeats", repeats, 1)
-        self.cue_ticks = check_int("PatternCompletionTask cue_ticks", cue_ticks, 1)
-        if isinstance(cue_zero_prob, bool) or not isinstance(cue_zero_prob, (int, float)) or not 0 <= cue_zero_prob < 1:
-            raise ConfigError(f"PatternCompletionTask cue_zero_prob must be a number in [0, 1), got {cue_zero_prob!r}")
-        if not isinstance(bias, bool):
-            raise ConfigError(f"PatternCompletionTask bias must be True or False, got {bias!r}")
-        self.cue_zero_prob, self.bias = float(cue_zero_prob), bias
+    def __post_init__(self):
+        for name, low in (("n_bits", 1), ("n_patterns", 1), ("present_ticks", 1), ("blank_ticks", 0), ("repeats", 1),
+                          ("cue_ticks", 1)):
+            check_int(f"PatternCompletionTask {name}", getattr(self, name), low)
+        p = self.cue_zero_prob
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ConfigError(f"PatternCompletionTask cue_zero_prob must be a number in [0, 1), got {p!r}")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"PatternCompletionTask bias must be True or False, got {self.bias!r}")
 
     @property
     def ticks(self) -> int:
@@ -102,9 +58,9 @@ class PatternCompletionTask:
     def num_outputs(self) -> int:
         return self.n_bits
 
-    def sample(self, batch_size: int = 1, seed: int | torch.Generator = 0) -> Episode:
-        """A batch of independent episodes: inputs ``[T, B, n_in]``, targets ``[T, B, n_bits]``, mask ``[T, B]``."""
-        B = check_int("batch_size", batch_size, 1)
+    def sample(self, batch_size: int = 1, seed: int | torch.Generator = 0, device=None) -> Episode:
+        """Inputs ``[T, B, n_in]``, targets ``[T, B, n_bits]`` (the pattern), scored at the last tick."""
+        B = check_batch(batch_size)
         g = generator(seed)
         patterns = random_signs(g, B, self.n_patterns, self.n_bits)
         rows = torch.arange(B).unsqueeze(1)
@@ -122,14 +78,21 @@ class PatternCompletionTask:
         inputs = torch.cat(blocks, 1).transpose(0, 1).contiguous()  # [T, B, bits]
         if self.bias:
             inputs = torch.cat([inputs, torch.ones(self.ticks, B, 1)], 2)
-        mask = torch.zeros(self.ticks, B, dtype=torch.bool)
-        mask[-1] = True
-        return Episode(inputs, target.unsqueeze(0).expand(self.ticks, B, self.n_bits).contiguous(), mask)
+        episode = last_tick_episode(inputs, target)
+        return episode.to(device) if device is not None else episode
 
-    def loss(self, outputs: Tensor, episode: Episode) -> Tensor:
-        """Sum of squared errors between the last tick's output and the full pattern (mean over episodes)."""
-        return squared_error(outputs, episode, self.n_bits)
+    def loss_norm(self, episode: Episode) -> Tensor:
+        return torch.tensor(float(episode.targets.shape[1]), device=episode.targets.device)  # per episode: the paper's sum
 
-    def sign_error(self, outputs: Tensor, episode: Episode) -> Tensor:
-        """Fraction of the pattern's bits whose sign is wrong at the last tick."""
-        return sign_error(outputs, episode, self.n_bits)
+    def metrics(self, outputs: Tensor, episode: Episode) -> dict[str, Tensor]:
+        acc = super().metrics(outputs, episode)["accuracy"]
+        return {"accuracy": acc, "sign_error": 1 - acc}
+
+
+def last_tick_episode(inputs: Tensor, target: Tensor) -> Episode:
+    """An episode scored at its last tick only, against ``target [B, n_out]``."""
+    T, B = inputs.shape[:2]
+    targets = target.unsqueeze(0).expand(T, B, target.shape[-1]).contiguous()
+    mask = torch.zeros_like(targets)
+    mask[-1] = 1.0
+    return Episode(inputs, targets, mask, mask)

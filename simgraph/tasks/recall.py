@@ -27,28 +27,18 @@ did *not* give (all D bits for ``key``/``position``). Capacity is the largest K 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError, check_int, unknown
-from .pattern_completion import generator, random_signs
+from .base import Episode, Task, generator, random_signs
 
 CUES = ("partial", "key", "position")
 
 
-class Episode(NamedTuple):
-    inputs: Tensor  # [T, B, num_inputs]
-    targets: Tensor  # [T, B, D] (+-1; zero where not read)
-    loss_mask: Tensor  # [T, B, D] 1 at read-out ticks
-    metric_mask: Tensor  # [T, B, D] 1 at read-out ticks on bits the cue did not give
-
-
 @dataclass(frozen=True)
-class RecallTask:
+class RecallTask(Task):
     num_patterns: int = 4
     bits: int = 16
     present_ticks: int = 2
@@ -97,9 +87,6 @@ class RecallTask:
     @property
     def num_ticks(self) -> int:
         return self.write_ticks + self.delay + self.queries * (self.query_ticks + self.gap_ticks)
-
-    def replace(self, **changes) -> "RecallTask":
-        return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ episodes
     def sample(self, batch_size: int, seed: int | torch.Generator = 0, device=None) -> Episode:
@@ -157,23 +144,7 @@ class RecallTask:
             metric_mask[read] = 1.0 - given
             t += self.query_ticks + self.gap_ticks
         episode = Episode(inputs, targets, loss_mask, metric_mask)
-        return Episode(*(x.to(device) for x in episode)) if device is not None else episode
-
-
-def recall_loss(outputs: Tensor, episode: Episode) -> Tensor:
-    """Mean squared error at read-out ticks; ``outputs`` is ``[T, B, D]`` or ``[T, B, D, 1]``."""
-    if outputs.dim() == 4:
-        outputs = outputs[..., 0]
-    err = (outputs - episode.targets).square() * episode.loss_mask
-    return err.sum() / episode.loss_mask.sum().clamp(min=1)
-
-
-def bit_accuracy(outputs: Tensor, episode: Episode) -> Tensor:
-    """Fraction of not-given bits whose sign is right at read-out ticks (a 0-d tensor; no host sync)."""
-    if outputs.dim() == 4:
-        outputs = outputs[..., 0]
-    right = (torch.sign(outputs) == episode.targets).float() * episode.metric_mask
-    return right.sum() / episode.metric_mask.sum().clamp(min=1)
+        return episode.to(device) if device is not None else episode
 
 
 def _check_int(name: str, value, low: int) -> None:

@@ -1,20 +1,20 @@
-"""Meta-training: one loop, several gradient estimators.
+"""Meta-training: one loop (``fit``) over any rule, graph and task, with separate estimators.
 
-- ``train`` / ``unroll``: truncated backprop through time on the recall task (``loop.py``, ``bptt.py``).
-- ``meta_train``: backprop through online-learning unrolls for genome and LSTM-synapse rules.
-- ``es``: antithetic evolution strategies; ``cma_es``: CMA-ES (the ``cma`` package); both on any
-  fitness, differentiable or not, with the population split across ``torch.distributed`` ranks.
+- ``fit(rule, graph, task, ...)``: the loop (``loop.py``); ``train(config)``: the same loop from a
+  :class:`Config` (what ``simgraph train CONFIG.toml`` runs); ``evaluate``, ``load_rule``.
+- estimators (``estimators.py``): truncated BPTT (``bptt.unroll``), antithetic ES, CMA-ES.
+- ``es`` / ``cma_es``: the same searches as plain optimisers of any fitness function, with the
+  population split across ``torch.distributed`` ranks.
 """
 
 from . import checkpoint, distributed
-from .bptt import unroll
+from .bptt import run_ticks, unroll
 from .cma_es import cma_es
+from .config import Config, NetworkConfig, RuleConfig, TaskConfig, TrainConfig
 from .es import es
-from .config import Config, NetworkConfig, RuleConfig, TrainConfig
-from .learn_to_learn import graph_for, meta_train, online_unroll, query_logits
-from .learn_to_learn import evaluate as evaluate_online
-from .loop import TrainResult, evaluate, load_rule, train
+from .estimators import BPTT, CMA, ES
+from .loop import EVAL_SEED, Curriculum, TrainResult, evaluate, fit, load_rule, train
 
-__all__ = ["train", "evaluate", "unroll", "load_rule", "Config", "NetworkConfig", "RuleConfig", "TrainConfig",
-           "TrainResult", "checkpoint", "meta_train", "evaluate_online", "online_unroll", "query_logits", "graph_for",
+__all__ = ["fit", "train", "evaluate", "load_rule", "unroll", "run_ticks", "Config", "NetworkConfig", "RuleConfig",
+           "TaskConfig", "TrainConfig", "TrainResult", "Curriculum", "BPTT", "ES", "CMA", "EVAL_SEED", "checkpoint",
            "cma_es", "es", "distributed"]

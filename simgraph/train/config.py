@@ -1,69 +1,136 @@
-"""Experiment configuration: plain dataclasses, loaded from TOML, typos caught with "did you mean".
-
-A config has four sections, each a dataclass below::
+"""Experiment configuration: four TOML tables over the one training loop, typos caught with "did you mean".
 
     seed = 0
-    [network]  topology = "fully_recurrent"       # a function of topologies/, sized from the task
-    [rule]     kind = "mlp"                       # mlp | frozen | hebbian | static
-    [task]     num_patterns = 4 ...               # simgraph.tasks.RecallTask fields
-    [train]    steps = 400 ...                    # optimiser, curriculum, evaluation, checkpoints
+    [network]  topology = "fully_recurrent"      # or file = "net.graphml", or builder = "pkg.mod:function"
+               params = {p = 0.2}                # keyword arguments of the topology / builder
+               inputs = ["neurons"]              # optional: populations, "pop[a:b]", node labels or ids
+               outputs = ["neurons[0:50]"]
+    [rule]     kind = "mlp"                      # a registered kind or "package.module:ClassName"
+               node_dim = 8                      # any other key: a keyword of the rule's constructor
+    [task]     kind = "recall"                   # recall | pattern_completion | oneshot | reversal | online
+               num_patterns = 6                  # any other key: a field of the task
+    [train]    estimator = "bptt"                # bptt | es | cma; steps, batch_size, lr, curriculum ...
+
+Sizes a topology needs and the config leaves out (``n``, ``n_in``/``n_out``, ``size``, ``sizes``)
+are taken from the task, so ``topology = "fully_recurrent"`` alone gives one neuron per input.
+Relative paths (``file``) and user modules (``kind = "mymodule:MyRule"``) are looked up next to
+the config file first, then in the working directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .. import rules
+from .. import rules, topologies
+from .._imports import is_import_path, load_object
 from ..errors import ConfigError, unknown
 from ..graph import Graph
-from ..tasks.recall import RecallTask
+from ..tasks import TASKS, Task
 
-RULE_KINDS = ("mlp", "frozen", "hebbian", "static")
-SINGLE_POPULATION = ("fully_recurrent", "sparse_random", "small_world", "hopfield", "modular")
+SECTIONS = ("network", "rule", "task", "train")
+ESTIMATORS = ("bptt", "es", "cma")
+GRAPH_FILES = {".graphml": "GraphML", ".gexf": "GEXF", ".json": "node-link JSON"}
+DEFAULT_TASK = {"kind": "recall", "num_patterns": 6, "bits": 32}
 
 
 @dataclass
 class NetworkConfig:
-    topology: str = "fully_recurrent"
-    params: dict = field(default_factory=dict)  # extra keyword arguments of the topology function
+    topology: str | None = None  # a function of simgraph.topologies (default: fully_recurrent)
+    file: str | None = None  # a networkx-readable file: .graphml, .gexf, .json (node-link)
+    builder: str | None = None  # "package.module:function" returning a Graph
+    params: dict = field(default_factory=dict)  # keyword arguments of the topology / builder / from_networkx
+    inputs: list | None = None  # which neurons take the task's inputs (default: the graph's own choice)
+    outputs: list | None = None
+
+    def __post_init__(self):
+        if self.topology is None and self.file is None and self.builder is None:
+            self.topology = "fully_recurrent"
 
 
 @dataclass
 class RuleConfig:
     kind: str = "mlp"
-    node_dim: int = 8
-    edge_dim: int = 4
-    hidden: int = 16
-    type_dim: int = 4
-    use_types: bool = True
-    init_edge_std: float = 1.0
-    update_scale: float = 0.1
-    beta: float = 0.1  # hebbian / static recurrent gain
+    settings: dict = field(default_factory=dict)  # the rule constructor's keywords (flat in TOML)
+
+
+@dataclass
+class TaskConfig:
+    kind: str = "recall"
+    settings: dict = field(default_factory=lambda: {k: v for k, v in DEFAULT_TASK.items() if k != "kind"})
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 400
+    estimator: str = "bptt"  # bptt | es | cma
+    steps: int = 400  # optimiser steps (ES / CMA-ES: generations)
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 3e-3  # Adam (bptt, es)
     lr_schedule: str = "cosine"  # cosine | constant
     warmup: int = 10
-    clip: float = 1.0
+    clip: float = 1.0  # gradient-norm clip; 0 = off
+    # bptt
     window: int = 0  # truncated-BPTT window in ticks; 0 = the whole episode
+    lean: bool = True  # use the rule's lean episode (Hebbian, plastic) when it has one
+    recompute_every: int = 0  # checkpointed backprop: keep the state every k ticks, recompute the rest
+    # es / cma
+    pairs: int = 16  # ES: antithetic pairs per generation
+    sigma: float = 0.05  # ES: noise scale
+    rank_shaping: bool = True  # ES: centred ranks instead of raw fitness
+    popsize: int = 16  # CMA-ES population
+    sigma0: float = 0.1  # CMA-ES initial step size
+    fitness: str = "loss"  # ES / CMA-ES: "loss" (its negative) or a metric of the task, e.g. "accuracy"
+    keep: str = "mean"  # CMA-ES: the rule holds the search "mean" or the "best" candidate seen
+    resample: bool = True  # fresh episodes every step (false: the same batch every step)
+    # curriculum: a schedule over one integer task field, raised when the eval metric passes a threshold
+    curriculum: bool | None = None  # default: on for recall (num_patterns), off otherwise
+    curriculum_field: str = "num_patterns"
+    curriculum_start: int = 2
+    curriculum_stop: int = 0  # 0: the task's own value
+    curriculum_threshold: float = 0.9
+    # evaluation, logs, checkpoints
     eval_every: int = 25
     eval_batch: int = 128
-    curriculum: bool = True  # start with few patterns, add one when accuracy passes the threshold
-    curriculum_start: int = 2
-    curriculum_threshold: float = 0.9
+    log_every: int = 0  # also log the training batch every k steps (0: at evaluations only)
     checkpoint_every: int = 50
     threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
+
+    def check(self, where: str = "[train]") -> "TrainConfig":
+        for name in ("steps", "batch_size", "eval_every", "eval_batch", "checkpoint_every", "pairs", "curriculum_start"):
+            _int(where, name, getattr(self, name), 1)
+        for name in ("window", "warmup", "threads", "recompute_every", "log_every", "curriculum_stop"):
+            _int(where, name, getattr(self, name), 0)
+        _int(where, "popsize", self.popsize, 2)
+        for name in ("lr", "sigma", "sigma0"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                raise ConfigError(f"{where}: {name} must be a positive finite number, got {v!r}")
+        if isinstance(self.clip, bool) or not isinstance(self.clip, (int, float)) or not 0 <= self.clip < math.inf:
+            raise ConfigError(f"{where}: clip must be a finite number >= 0 (0 = off), got {self.clip!r}")
+        if self.estimator not in ESTIMATORS:
+            raise unknown(f"estimator in {where}", self.estimator, ESTIMATORS)
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise unknown(f"lr_schedule in {where}", self.lr_schedule, ("cosine", "constant"))
+        if self.keep not in ("mean", "best"):
+            raise unknown(f"keep in {where}", self.keep, ("mean", "best"))
+        for name in ("lean", "rank_shaping", "resample"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{where}: {name} must be true or false, got {getattr(self, name)!r}")
+        if self.curriculum is not None and not isinstance(self.curriculum, bool):
+            raise ConfigError(f"{where}: curriculum must be true or false, got {self.curriculum!r}")
+        t = self.curriculum_threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
+            raise ConfigError(f"{where}: curriculum_threshold must be in (0, 1], got {t!r}")
+        for name in ("fitness", "curriculum_field"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{where}: {name} must be a name, got {getattr(self, name)!r}")
+        return self
 
 
 @dataclass
@@ -71,31 +138,29 @@ class Config:
     seed: int = 0
     network: NetworkConfig = field(default_factory=NetworkConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
-    # RecallTask keyword arguments; the default problem: 6 patterns of 32 bits, half cues
-    task: dict = field(default_factory=lambda: {"num_patterns": 6, "bits": 32})
+    task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    base_dir: str = field(default="", compare=False)  # the config file's folder (not part of the config)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, data: dict, where: str = "config") -> "Config":
+    def from_dict(cls, data: dict, where: str = "config", base_dir: str | Path = "") -> "Config":
         if not isinstance(data, dict):
             raise ConfigError(f"{where} must be a table of settings, got {type(data).__name__}")
-        _check_keys(data, [f.name for f in fields(cls)], where)
-        sections = {"network": NetworkConfig, "rule": RuleConfig, "train": TrainConfig}
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key in sections:
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{where}: [{key}] must be a table, got {value!r}")
-                kwargs[key] = _make(sections[key], value, f"{where} [{key}]")
-            elif key == "task":
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{where}: [task] must be a table, got {value!r}")
-                _check_keys(value, [f.name for f in fields(RecallTask)], f"{where} [task]")
-                kwargs[key] = dict(value)
-            else:
-                kwargs[key] = value
-        cfg = cls(**kwargs)
+        _check_keys(data, ["seed", *SECTIONS], where)
+        for key in SECTIONS:
+            if key in data and not isinstance(data[key], dict):
+                raise ConfigError(f"{where}: [{key}] must be a table, got {data[key]!r}")
+        rule = dict(data.get("rule", {}))
+        task = dict(data.get("task", {}) or {}) if "task" in data else dict(DEFAULT_TASK)
+        cfg = cls(
+            seed=data.get("seed", 0),
+            network=_make(NetworkConfig, data.get("network", {}), f"{where} [network]"),
+            rule=RuleConfig(kind=rule.pop("kind", "mlp"), settings=rule),
+            task=TaskConfig(kind=task.pop("kind", "recall"), settings=task),
+            train=_make(TrainConfig, data.get("train", {}), f"{where} [train]"),
+            base_dir=str(base_dir),
+        )
         cfg.validate(where)
         return cfg
 
@@ -103,126 +168,199 @@ class Config:
     def load(cls, path: str | Path) -> "Config":
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
+            raise ConfigError(f"config file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(data, where=str(path), base_dir=path.resolve().parent)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        net = {k: v for k, v in dataclasses.asdict(self.network).items() if v is not None and v != {}}
+        return {"seed": self.seed, "network": net, "rule": {"kind": self.rule.kind, **self.rule.settings},
+                "task": {"kind": self.task.kind, **self.task.settings}, "train": dataclasses.asdict(self.train)}
 
     def override(self, **changes) -> "Config":
-        """A copy with ``section.key=value`` style changes, e.g. ``override(**{"train.steps": 10})``."""
+        """A copy with ``section.key=value`` changes, e.g. ``override(**{"train.steps": 10})``."""
         data = self.to_dict()
         for dotted, value in changes.items():
             section, _, key = dotted.rpartition(".")
-            if section and section not in ("network", "rule", "task", "train"):
-                raise unknown("config section in setting " + repr(dotted), section, ("network", "rule", "task", "train"))
+            if section and section not in SECTIONS:
+                raise unknown("config section in setting " + repr(dotted), section, SECTIONS)
             if not key:
                 raise ConfigError(f"setting {dotted!r} names no key; write section.key=value, e.g. train.steps=50")
-            target = data[section] if section else data
-            target[key] = value
-        return Config.from_dict(data)
+            if section == "network" and key in ("topology", "file", "builder"):
+                for other in ("topology", "file", "builder"):
+                    data["network"].pop(other, None)  # one way of naming the network replaces the other
+            (data[section] if section else data)[key] = value
+        return Config.from_dict(data, base_dir=self.base_dir)
+
+    @property
+    def search_paths(self) -> list[str]:
+        return [p for p in (self.base_dir, os.getcwd()) if p]
 
     # ------------------------------------------------------------------ checks
     def validate(self, where: str = "config") -> None:
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
-            raise ConfigError(f"{where}: seed must be an int in [0, 2**32), got {self.seed!r}")  # torch generators take 64 bits
-        if not isinstance(self.network.params, dict) or not all(isinstance(k, str) for k in self.network.params):
-            raise ConfigError(f"{where} [network]: params must be a table of keyword arguments, got {self.network.params!r}")
-        sized = {"recall_network": ("n_in", "n_out"), "modular": ("size",)}.get(self.network.topology, ("n",))
-        for key in ("seed", "device", *sized):  # make_graph sets these from the task and seed
-            if key in self.network.params:
-                raise ConfigError(f"{where} [network]: params.{key} is set from the task/seed, not by hand; remove it")
-        task = self.make_task()
-        if self.rule.kind not in RULE_KINDS:
-            raise unknown(f"rule kind in {where} [rule]", self.rule.kind, RULE_KINDS)
-        import topologies
-
-        if self.network.topology not in topologies.TOPOLOGIES:
-            raise unknown(f"topology in {where} [network]", self.network.topology, topologies.TOPOLOGIES)
-        if self.network.topology in SINGLE_POPULATION and task.cue != "partial":
-            raise ConfigError(
-                f"{where}: topology {self.network.topology!r} uses the same neurons for input and output, which "
-                f"fits only cue='partial'; use topology='recall_network' for cue={task.cue!r}"
-            )
-        for name in ("node_dim", "edge_dim", "hidden", "type_dim"):
-            v = getattr(self.rule, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{where} [rule]: {name} must be a positive int, got {v!r}")
-        if not self.rule.init_edge_std >= 0:
-            raise ConfigError(f"{where} [rule]: init_edge_std must be >= 0, got {self.rule.init_edge_std!r}")
-        t = self.train
-        for name in ("steps", "batch_size", "eval_every", "eval_batch", "checkpoint_every", "curriculum_start"):
-            v = getattr(t, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{where} [train]: {name} must be a positive int, got {v!r}")
-        for name in ("window", "warmup", "threads"):
-            v = getattr(t, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"{where} [train]: {name} must be an int >= 0, got {v!r}")
-        if not (isinstance(t.lr, (int, float)) and 0 < t.lr < math.inf):
-            raise ConfigError(f"{where} [train]: lr must be positive and finite, got {t.lr!r}")
-        if not (isinstance(t.clip, (int, float)) and 0 < t.clip < math.inf):
-            raise ConfigError(f"{where} [train]: clip must be positive and finite, got {t.clip!r}")
-        if t.lr_schedule not in ("cosine", "constant"):
-            raise unknown(f"lr_schedule in {where} [train]", t.lr_schedule, ("cosine", "constant"))
-        if not 0 < t.curriculum_threshold <= 1:
-            raise ConfigError(f"{where} [train]: curriculum_threshold must be in (0, 1], got {t.curriculum_threshold!r}")
-        if t.curriculum and task.cue == "position":
-            raise ConfigError(f"{where}: curriculum changes the number of patterns, which changes the input size of cue='position'; set curriculum=false")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"{where}: seed must be an int in [0, 2**32), got {self.seed!r}")
+        n = self.network
+        named = [k for k in ("topology", "file", "builder") if getattr(n, k) is not None]
+        if len(named) > 1:
+            raise ConfigError(f"{where} [network]: give one of topology, file or builder, not {' and '.join(named)}")
+        for key in named:
+            if not isinstance(getattr(n, key), str) or not getattr(n, key):
+                raise ConfigError(f"{where} [network]: {key} must be a non-empty string, got {getattr(n, key)!r}")
+        if n.topology is not None and n.topology not in topologies.TOPOLOGIES:
+            raise unknown(f"topology in {where} [network]", n.topology, topologies.TOPOLOGIES)
+        if n.builder is not None and not is_import_path(n.builder):
+            raise ConfigError(f"{where} [network]: builder must be 'package.module:function', got {n.builder!r}")
+        if n.file is not None and Path(n.file).suffix.lower() not in GRAPH_FILES:
+            raise ConfigError(f"{where} [network]: file {n.file!r} must end in one of {', '.join(GRAPH_FILES)} "
+                              f"({', '.join(GRAPH_FILES.values())})")
+        if not all(isinstance(k, str) for k in n.params):
+            raise ConfigError(f"{where} [network]: params must be a table of keyword arguments, got {n.params!r}")
+        for key in ("inputs", "outputs"):
+            v = getattr(n, key)
+            if v is not None and (not isinstance(v, list) or not v):
+                raise ConfigError(f"{where} [network]: {key} must be a non-empty list of populations, 'pop[a:b]', "
+                                  f"node labels or ids, got {v!r}")
+        if not isinstance(self.rule.kind, str):
+            raise ConfigError(f"{where} [rule]: kind must be a string, got {self.rule.kind!r}")
+        names, any_keyword = rules.registry.settings_of(self.rule.kind, self.search_paths)
+        for key in self.rule.settings:
+            if key not in names and not any_keyword:
+                raise unknown(f"setting of rule kind {self.rule.kind!r} in {where} [rule]", key, names)
+        self.make_task(where=where)
+        self.train.check(f"{where} [train]")
 
     # ------------------------------------------------------------------ factories
-    def make_task(self, num_patterns: int | None = None) -> RecallTask:
-        kwargs = dict(self.task)
-        if num_patterns is not None:
-            kwargs["num_patterns"] = num_patterns
-        try:
-            return RecallTask(**kwargs)
-        except TypeError as exc:
-            raise ConfigError(f"[task]: {exc}") from None
-
-    def start_patterns(self) -> int:
-        full = self.make_task().num_patterns
-        return min(self.train.curriculum_start, full) if self.train.curriculum else full
-
-    def make_graph(self, device=None) -> Graph:
-        """The network, sized so that its input and output populations fit the task."""
-        import topologies
-
-        task = self.make_task()
-        make = topologies.TOPOLOGIES[self.network.topology]
-        params = dict(self.network.params)
-        if self.network.topology == "recall_network":
-            params.update(n_in=task.num_inputs, n_out=task.num_outputs)
-        elif self.network.topology == "modular":
-            modules = params.get("modules", 4)
-            if task.bits % modules:
-                raise ConfigError(f"[network] modular: bits={task.bits} is not divisible by modules={modules}")
-            params["size"] = task.bits // modules
-        elif self.network.topology == "layered":
-            raise ConfigError("[network] layered feed-forward nets have no recurrence to hold a stream; pick another topology")
+    def make_task(self, where: str = "config") -> Task:
+        kind = self.task.kind
+        if is_import_path(kind):
+            make = load_object(kind, "task kind", self.search_paths)
+        elif isinstance(kind, str) and kind in TASKS:
+            make = TASKS[kind]
         else:
-            params["n"] = task.bits
+            raise unknown(f"task kind in {where} [task]", kind, list(TASKS) + ["package.module:ClassName"])
+        fields_of = [f.name for f in dataclasses.fields(make)] if dataclasses.is_dataclass(make) else (
+            [p for p in inspect.signature(make).parameters] if callable(make) else [])
+        if kind == "reversal":
+            fields_of = [f.name for f in dataclasses.fields(TASKS["oneshot"])]
+        for key in self.task.settings:
+            if key not in fields_of:
+                raise unknown(f"setting of task kind {kind!r} in {where} [task]", key, fields_of)
         try:
-            return make(seed=self.seed, device=device, **params)
+            task = make(**self.task.settings)
         except TypeError as exc:
-            raise ConfigError(f"[network] params do not fit {self.network.topology}(): {exc}") from None
+            raise ConfigError(f"{where} [task]: {exc}") from None
+        if not isinstance(task, Task):
+            raise ConfigError(f"task kind {kind!r} made a {type(task).__name__}, not a simgraph.tasks.Task")
+        return task
+
+    def make_graph(self, task: Task | None = None, device=None) -> Graph:
+        """The network, with the sizes the config leaves out taken from the task; checked against the task."""
+        task = task if task is not None else self.make_task()
+        n = self.network
+        params = dict(n.params)
+        if n.file is not None:
+            graph = _read_graph(self._path(n.file), params, self.seed)
+        elif n.builder is not None:
+            make = load_object(n.builder, "network builder", self.search_paths)
+            graph = _call(make, params, task, self.seed, device, f"[network] builder {n.builder!r}")
+        else:
+            make = topologies.TOPOLOGIES[n.topology or "fully_recurrent"]
+            graph = _call(make, params, task, self.seed, device, f"[network] topology {n.topology or 'fully_recurrent'!r}")
+        if not isinstance(graph, Graph):
+            raise ConfigError(f"[network] made a {type(graph).__name__}, not a simgraph Graph")
+        if device is not None:
+            graph = graph.to(device)
+        if n.inputs is not None or n.outputs is not None:
+            graph = graph.with_io(n.inputs, n.outputs)
+        check_fits(graph, task)
+        return graph
 
     def make_rule(self, graph: Graph) -> rules.Rule:
-        r = self.rule
-        torch.manual_seed(self.seed)  # same seed, same initial rule
-        if r.kind in ("mlp", "frozen"):
-            return rules.MLPRule(
-                graph.num_neuron_types, graph.num_synapse_types, node_dim=r.node_dim, edge_dim=r.edge_dim,
-                hidden=r.hidden, type_dim=r.type_dim, use_types=r.use_types, plastic=r.kind == "mlp",
-                init_edge_std=r.init_edge_std, update_scale=r.update_scale, seed=self.seed,
-            )
-        if r.kind == "hebbian":
-            return rules.HebbianRule(beta=r.beta)
-        return rules.StaticRule(gain=r.beta, seed=self.seed)
+        settings = dict(self.rule.settings)
+        seed = settings.pop("seed", self.seed)  # a rule's own seed setting wins over the run's
+        return rules.build(self.rule.kind, graph, seed=seed, paths=self.search_paths, **settings)
+
+    def _path(self, name: str) -> Path:
+        p = Path(name)
+        if not p.is_absolute() and self.base_dir and (Path(self.base_dir) / p).exists():
+            return Path(self.base_dir) / p
+        return p
+
+
+def check_fits(graph: Graph, task: Task) -> None:
+    """ConfigError unless the graph's input and output sets have the task's sizes."""
+    if graph.num_inputs != task.num_inputs or graph.num_outputs != task.num_outputs:
+        raise ConfigError(
+            f"the task needs {task.num_inputs} input and {task.num_outputs} output neurons, the network has "
+            f"{graph.num_inputs} inputs ({', '.join(graph.inputs) or 'none'}) and {graph.num_outputs} outputs "
+            f"({', '.join(graph.outputs) or 'none'}); size the network, or choose its neurons with "
+            "[network] inputs = [...] / outputs = [...] (populations, 'pop[a:b]', node labels or ids)")
+
+
+# sizes a topology takes that the task can fill: parameter -> value from the task
+def _sizes(task: Task) -> dict:
+    return {"n": max(task.num_inputs, task.num_outputs), "n_in": task.num_inputs, "n_out": task.num_outputs,
+            "sizes": [task.num_inputs, task.num_outputs]}
+
+
+def _call(make, params: dict, task: Task, seed: int, device, what: str) -> Graph:
+    try:
+        sig = inspect.signature(make).parameters
+    except (TypeError, ValueError):
+        sig = {}
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in sig.values())
+    for key in params:
+        if key not in sig and not takes_any:
+            raise unknown(f"parameter of {what}", key, [k for k in sig if k not in ("task", "device")])
+    kwargs = dict(params)
+    for key, value in _sizes(task).items():
+        if key in sig and key not in kwargs:
+            kwargs[key] = value
+    if "size" in sig and "size" not in kwargs:  # modular: one module size from the task
+        modules = kwargs.get("modules", sig["modules"].default if "modules" in sig else 1)
+        if task.num_inputs % modules:
+            raise ConfigError(f"{what}: {task.num_inputs} inputs do not split into modules={modules}; set params.size")
+        kwargs["size"] = task.num_inputs // modules
+    for key, value in (("seed", seed), ("task", task), ("device", device)):
+        if key in sig and key not in kwargs:
+            kwargs[key] = value
+    try:
+        return make(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _read_graph(path: Path, params: dict, seed: int) -> Graph:
+    import networkx as nx
+
+    from ..interop import from_networkx
+
+    if not path.is_file():
+        raise ConfigError(f"[network] file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".graphml":
+            G = nx.read_graphml(path)
+        elif suffix == ".gexf":
+            G = nx.read_gexf(path)
+        else:
+            import json
+
+            G = nx.node_link_graph(json.loads(path.read_text()), edges="edges" if "edges" in path.read_text() else "links")
+    except Exception as exc:  # networkx raises many kinds on a malformed file
+        raise ConfigError(f"[network] file {str(path)!r} is not a readable {GRAPH_FILES[suffix]} graph: "
+                          f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    allowed = [p for p in inspect.signature(from_networkx).parameters if p not in ("G", "inputs", "outputs")]
+    for key in params:
+        if key not in allowed:
+            raise unknown("[network] params key for a graph file (a from_networkx argument)", key, allowed)
+    return from_networkx(G, **{"seed": seed, **params})
 
 
 def _check_keys(data: dict, known: list[str], where: str) -> None:
@@ -231,12 +369,20 @@ def _check_keys(data: dict, known: list[str], where: str) -> None:
             raise unknown(f"setting in {where}", key, known)
 
 
+def _int(where: str, name: str, v, low: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ConfigError(f"{where}: {name} must be an int >= {low}, got {v!r}")
+
+
 def _make(cls, values: dict, where: str):
     _check_keys(values, [f.name for f in fields(cls)], where)
     obj = cls(**values)
-    for f in fields(cls):  # types: TOML gives int/float/bool/str/table; catch "steps = '10'" early
-        v, default = getattr(obj, f.name), getattr(cls(), f.name) if f.default_factory is dataclasses.MISSING else None
-        if default is not None and not _same_kind(v, default):
+    for f in fields(cls):  # TOML gives int/float/bool/str/table; catch "steps = '10'" early
+        v = getattr(obj, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if default is None:
+            continue
+        if not _same_kind(v, default):
             raise ConfigError(f"{where}: {f.name} must be {type(default).__name__}, got {v!r}")
         if isinstance(default, float) and not math.isfinite(v):  # NaN would only surface as a diverged run
             raise ConfigError(f"{where}: {f.name} must be a finite number, got {v!r}")
@@ -249,3 +395,6 @@ def _same_kind(value, default) -> bool:
     if isinstance(default, float):
         return isinstance(value, (int, float))
     return isinstance(value, type(default))
+
+
+__all__ = ["Config", "NetworkConfig", "RuleConfig", "TaskConfig", "TrainConfig", "check_fits", "ESTIMATORS"]

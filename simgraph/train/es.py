@@ -42,37 +42,48 @@ def es(rule: Rule, fitness: Fitness, *, generations: int = 100, pairs: int = 32,
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise ConfigError(f"es {name} must be a positive number, got {v!r}")
     params = trainable(rule, "es")
-    theta = parameters_to_vector(params).detach().clone()
     opt = torch.optim.Adam(params, lr=lr)
     history = []
     for gen in range(generations):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + gen)
-        eps = torch.randn(pairs, theta.numel(), generator=g).to(theta)
-        # candidate 2i is theta + sigma eps_i, 2i+1 its mirror
-        candidates = lambda i: theta + (sigma if i % 2 == 0 else -sigma) * eps[i // 2]  # noqa: E731
-        f = evaluate_population(rule, params, candidates, 2 * pairs, fitness, gen)
-        finite = torch.isfinite(f)
-        if not bool(finite.any()):
-            raise DivergenceError(f"es generation {gen}: every candidate's fitness is NaN or inf")
-        if rank_shaping:
-            w = centred_ranks(f)
-        else:  # a diverging candidate counts as the worst finite one
-            w = torch.where(finite, f, f[finite].min())
-            w = w - w.mean()
-        grad = ((w[0::2] - w[1::2]).to(eps) @ eps) / (2 * pairs * sigma)
-        vector_to_parameters(theta, params)
-        offset = 0
-        for p in params:
-            p.grad = -grad[offset : offset + p.numel()].view_as(p).to(p.dtype)  # Adam minimises
-            offset += p.numel()
+        grad, f = es_gradient(rule, params, fitness, gen, pairs=pairs, sigma=sigma, seed=seed, rank_shaping=rank_shaping)
+        set_gradient(params, grad)
         opt.step()
-        theta = parameters_to_vector(params).detach().clone()
-        fin = f[finite]
+        fin = f[torch.isfinite(f)]
         row = {"generation": gen, "mean": float(fin.mean()), "best": float(fin.max()), "worst": float(f.min())}
         history.append(row)
         if log is not None and dist.is_main():
             log(row)
     return history
+
+
+def es_gradient(rule: Rule, params: Sequence[torch.nn.Parameter], fitness: Fitness, generation: int, *, pairs: int,
+                sigma: float, seed: int, rank_shaping: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One generation: the ES estimate of the fitness *ascent* direction (flat, like the parameters)
+    and the ``2 * pairs`` candidates' fitness. ``rule`` is left holding its parameters unchanged."""
+    theta = parameters_to_vector(params).detach().clone()
+    g = torch.Generator().manual_seed(seed * 1_000_003 + generation)
+    eps = torch.randn(pairs, theta.numel(), generator=g).to(theta)
+    # candidate 2i is theta + sigma eps_i, 2i+1 its mirror
+    candidates = lambda i: theta + (sigma if i % 2 == 0 else -sigma) * eps[i // 2]  # noqa: E731
+    f = evaluate_population(rule, params, candidates, 2 * pairs, fitness, generation)
+    vector_to_parameters(theta, params)
+    finite = torch.isfinite(f)
+    if not bool(finite.any()):
+        raise DivergenceError(f"es generation {generation}: every candidate's fitness is NaN or inf")
+    if rank_shaping:
+        w = centred_ranks(f)
+    else:  # a diverging candidate counts as the worst finite one
+        w = torch.where(finite, f, f[finite].min())
+        w = w - w.mean()
+    return ((w[0::2] - w[1::2]).to(eps) @ eps) / (2 * pairs * sigma), f
+
+
+def set_gradient(params: Sequence[torch.nn.Parameter], ascent: torch.Tensor) -> None:
+    """Write ``-ascent`` into the parameters' ``.grad`` (optimisers minimise)."""
+    offset = 0
+    for p in params:
+        p.grad = -ascent[offset : offset + p.numel()].view_as(p).to(p.dtype)
+        offset += p.numel()
 
 
 def centred_ranks(f: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,22 @@
-"""The meta-training loop: Adam on the rule's parameters, truncated BPTT, curriculum, checkpoints.
+"""The one meta-training loop: any rule, any graph, any task, any estimator.
 
-Determinism: the rule is initialised from ``config.seed`` and the batch of step ``s`` is generated
-from ``(seed, s)`` alone, so a run resumed from a checkpoint replays exactly the batches an
-uninterrupted run would have seen and ends with the same parameters (on CPU).
+    result = sg.train.fit(rule, graph, task, steps=400, estimator="bptt")      # or settings=TrainConfig(...)
+
+Every step samples a batch from ``(seed, step)``, hands it to the estimator (``estimators.py``:
+BPTT, ES, CMA-ES), applies the update (Adam with warmup and cosine/constant schedule, gradient
+clipping, a NaN guard), and every ``eval_every`` steps scores the rule on held-out episodes
+(seeds no training step uses) and moves the curriculum. Logs go to ``metrics.jsonl``, checkpoints
+are atomic and a resumed run replays exactly the batches an uninterrupted one would have seen, so
+it ends with the same parameters (on CPU). Under torchrun the work is split across ranks (see the
+estimators) and rank 0 alone writes.
+
+``train(config)`` is the same loop driven by a :class:`~simgraph.train.config.Config` (what
+``simgraph train CONFIG.toml`` runs); its checkpoints can be reloaded with :func:`load_rule`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -17,14 +27,16 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, DivergenceError
+from ..errors import CheckpointError, ConfigError, DivergenceError, unknown
 from ..graph import Graph
 from ..rules.base import Rule
-from ..tasks.recall import Episode, RecallTask, bit_accuracy
+from ..tasks.base import Task
+from ..tasks.recall import RecallTask
 from . import checkpoint
 from . import distributed as dist
 from .bptt import unroll
-from .config import Config
+from .config import Config, TrainConfig, check_fits
+from .estimators import PeerDiverged, make_estimator
 
 EVAL_SEED = 10**9  # evaluation episodes come from seeds no training step uses
 LOG = "metrics.jsonl"
@@ -34,82 +46,134 @@ LOG = "metrics.jsonl"
 class TrainResult:
     rule: Rule
     graph: Graph
-    config: Config
+    task: Task  # the task where the curriculum ended
+    settings: TrainConfig
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-    num_patterns: int = 0  # where the curriculum ended
+    step: int = 0
+    config: Config | None = None
+
+    @property
+    def num_patterns(self) -> int | None:  # recall: where the curriculum ended
+        return getattr(self.task, "num_patterns", None)
 
 
 def batch_seed(seed: int, step: int) -> int:
     return seed * 1_000_003 + step
 
 
-@torch.no_grad()
-def evaluate(rule: Rule, graph: Graph, task: RecallTask, episodes: int = 256, seed: int = EVAL_SEED, chunk: int = 256,
-             distributed: bool = False) -> dict:
-    """Loss and bit accuracy of ``rule`` on ``episodes`` fresh episodes of ``task``.
+@dataclass(frozen=True)
+class Curriculum:
+    """Raise the integer task field ``field`` from ``start`` to ``stop``, one at a time, whenever the
+    evaluation metric reaches ``threshold``."""
 
-    ``distributed=True`` (every rank must call it) splits each chunk of episodes across the ranks
-    of the process group and sums the parts, so every rank gets the one-process numbers.
+    field: str
+    start: int
+    stop: int
+    threshold: float
+    metric: str
+
+    @classmethod
+    def of(cls, settings: TrainConfig, task: Task) -> "Curriculum | None":
+        on = settings.curriculum if settings.curriculum is not None else isinstance(task, RecallTask)
+        if not on:
+            return None
+        names = [f.name for f in dataclasses.fields(task)] if dataclasses.is_dataclass(task) else []
+        value = getattr(task, settings.curriculum_field, None)
+        if settings.curriculum_field not in names or isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"curriculum_field {settings.curriculum_field!r} is not an integer field of "
+                              f"{type(task).__name__} (fields: {', '.join(names)}); set curriculum = false or name one")
+        stop = settings.curriculum_stop or value
+        if getattr(task, "cue", None) == "position" and settings.curriculum_field == "num_patterns":
+            raise ConfigError("curriculum changes the number of patterns, which changes the input size of "
+                              "cue='position'; set curriculum = false")
+        return cls(settings.curriculum_field, min(settings.curriculum_start, stop), stop,
+                   settings.curriculum_threshold, task.metric)
+
+    def task(self, task: Task, value: int) -> Task:
+        return task.replace(**{self.field: value})
+
+
+@torch.no_grad()
+def evaluate(rule: Rule, graph: Graph, task: Task, episodes: int = 256, seed: int = EVAL_SEED, chunk: int = 256,
+             distributed: bool = False) -> dict:
+    """Loss and metrics of ``rule`` on ``episodes`` fresh episodes of ``task`` (mean over chunks).
+
+    ``distributed=True`` (every rank must call it) splits each chunk's episodes across the ranks
+    of the process group and sums the outputs back together, so every rank scores exactly what
+    one process would.
     """
-    loss = acc = 0.0
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"evaluate needs episodes >= 1 (an int), got {episodes!r}")
+    check_fits(graph, task)
+    totals: dict[str, float] = {}
     done = 0
     while done < episodes:
         n = min(chunk, episodes - done)
         ep = task.sample(n, seed=seed + done, device=graph.device)
         if distributed and dist.active():
-            # sums, not means, travel: sum of squared errors, read-out entries, right bits, scored bits
-            part = _slice_episode(ep, dist.shard(n))
-            sums = torch.zeros(4, dtype=torch.float64, device=graph.device)
-            if part.inputs.shape[1]:
-                res = unroll(rule, graph, part, backward=False)
-                right = (torch.sign(res.outputs[..., 0]) == part.targets).float() * part.metric_mask
-                sums += torch.stack([res.loss * part.loss_mask.sum().clamp(min=1), part.loss_mask.sum(),
-                                     right.sum(), part.metric_mask.sum()]).double()
-            sums = dist.all_reduce_sum(sums)
-            loss += float(sums[0] / sums[1].clamp(min=1)) * n
-            acc += float(sums[2] / sums[3].clamp(min=1)) * n
+            part = dist.shard(n)
+            out = torch.zeros(ep.targets.shape, dtype=torch.float64, device=graph.device)
+            if part.stop > part.start:
+                out[:, part] = task.check_outputs(unroll(rule, graph, ep.episodes(part), task, backward=False).outputs,
+                                                  ep.episodes(part)).double()
+            out = dist.all_reduce_sum(out).to(ep.targets.dtype)
         else:
-            res = unroll(rule, graph, ep, backward=False)
-            loss += float(res.loss) * n
-            acc += float(bit_accuracy(res.outputs, ep)) * n
+            out = unroll(rule, graph, ep, task, backward=False).outputs
+        scores = {"loss": task.loss(out, ep), **task.metrics(out, ep)}
+        for key, value in scores.items():
+            totals[key] = totals.get(key, 0.0) + float(value) * n
         done += n
-    return {"loss": loss / episodes, "accuracy": acc / episodes}
+    return {key: value / episodes for key, value in totals.items()}
 
 
-def train(
-    config: Config,
-    out_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    stop_after: int | None = None,
-    on_log: Callable[[dict], None] | None = None,
-    device: torch.device | str | None = None,
-) -> TrainResult:
-    """Meta-train ``config.rule`` on the recall task. ``stop_after`` ends early (for tests).
+def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | None = None, *, seed: int = 0,
+        out: str | Path | None = None, resume: bool = False, progress: bool = True, stop_after: int | None = None,
+        on_log: Callable[[dict], None] | None = None, spec: dict | None = None, **overrides) -> TrainResult:
+    """Meta-train ``rule`` on ``task`` over ``graph``; returns the trained rule and the log.
 
-    Under ``torchrun`` (a process group is active, see :mod:`.distributed`) the batch of every step
-    is split across ranks: each rank generates the whole ``(seed, step)`` batch, keeps its slice,
-    and the gradients are summed with weights so that the update equals one process with the whole
-    batch. Rank 0 alone writes checkpoints, logs and the progress bar; evaluation is split too.
+    ``settings``: a TrainConfig, a dict of its fields, or its fields as keywords (``steps=100``).
+    ``out``: a run folder for ``metrics.jsonl`` and checkpoints; ``resume=True`` continues the
+    checkpoint there (it must come from the same rule, task and settings: ``spec`` names the run,
+    by default their description). ``stop_after`` ends early (for tests).
     """
-    cfg, t = config, config.train
+    t = _settings(settings, overrides)
+    if not isinstance(rule, Rule):
+        raise ConfigError(f"fit needs a simgraph rule (sg.rules.Rule), got {type(rule).__name__}")
+    if not isinstance(graph, Graph):
+        raise ConfigError(f"fit needs a simgraph Graph, got {type(graph).__name__}")
+    if not isinstance(task, Task):
+        raise ConfigError(f"fit needs a simgraph task (sg.tasks.Task), got {type(task).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"fit seed must be an int in [0, 2**32), got {seed!r}")
+    check_fits(graph, task)
+    rule.check_graph(graph)
     if t.threads:
         torch.set_num_threads(t.threads)
-    graph = cfg.make_graph(device)
-    rule = cfg.make_rule(graph).to(graph.device)
     params = [p for p in rule.parameters() if p.requires_grad]
     if not params:
-        raise ConfigError(f"rule kind {cfg.rule.kind!r} has no parameters to meta-train")
+        raise ConfigError(f"{type(rule).__name__} has no parameters to meta-train")
     if t.batch_size < dist.world():
-        raise ConfigError(f"train.batch_size={t.batch_size} is smaller than the {dist.world()} processes; "
+        raise ConfigError(f"batch_size={t.batch_size} is smaller than the {dist.world()} processes; "
                           "every process needs at least one episode")
-    opt = torch.optim.Adam(params, lr=t.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(t.steps, t.warmup, t.lr_schedule))
-    step, num_patterns = 0, cfg.start_patterns()
-    full = cfg.make_task().num_patterns
-    history: list[dict] = []
-    out = Path(out_dir) if out_dir is not None else None
+    sample = _probe(task, graph)
+    if sample[1].teacher is not None or sample[1].probe is not None:
+        missing = [m for m in ("forward_pass", "backward_pass", "readout") if not callable(getattr(rule, m, None))]
+        if missing:
+            raise ConfigError(f"{type(task).__name__} teaches with labels, which needs a predict-then-learn rule (a "
+                              f"SweepRule: genome, lstm_synapse); {type(rule).__name__} has no {missing[0]}()")
+    if t.fitness != "loss" and t.estimator != "bptt":
+        known = list(task.metrics(*sample))
+        if t.fitness not in known:
+            raise unknown("fitness (the loss or a metric of the task)", t.fitness, ["loss", *known])
+    spec = spec if spec is not None else describe(rule, graph, task, t, seed)
+    estimator = make_estimator(t, seed)
+    opt = torch.optim.Adam(params, lr=t.lr) if estimator.uses_optimizer else None
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(t.steps, t.warmup, t.lr_schedule)) if opt else None
+    curriculum = Curriculum.of(t, task)
+    level = curriculum.start if curriculum else None
+    step, history = 0, []
+    out = Path(out) if out is not None else None
     main = dist.is_main()
 
     # rank 0 reads the checkpoint and hands it to the others (no shared file system needed);
@@ -117,152 +181,118 @@ def train(
     loaded = None
     if main:
         try:
-            loaded = _load_for_resume(out, cfg, resume)
+            loaded = _load_for_resume(out, spec, resume, estimator)
         except CheckpointError as exc:
             loaded = exc
     loaded = dist.broadcast_object(loaded)
     if isinstance(loaded, CheckpointError):
         raise loaded
     if loaded is not None:
-        spec, tensors = loaded
+        tensors = loaded
         try:
             rule.load_state_dict(tensors["rule"])
-            opt.load_state_dict(tensors["optimizer"])
-            sched.load_state_dict(tensors["scheduler"])
-        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            if opt is not None:
+                opt.load_state_dict(tensors["optimizer"])
+                sched.load_state_dict(tensors["scheduler"])
+            estimator.load_state_dict(tensors.get("estimator", {}))
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
             raise CheckpointError(f"{out}: the checkpoint does not fit this rule: {str(exc).splitlines()[0]}") from None
-        step, num_patterns = spec["step"], spec["num_patterns"]
+        step, level = int(tensors["progress"][0]), int(tensors["progress"][1])
+        level = level if curriculum else None
         history = dist.broadcast_object(_read_log(out / LOG, step) if main else None)
+    estimator.setup(rule, params)
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        (out / "config.json").write_text(json.dumps(spec, indent=1))
         _write_log(out / LOG, history)
 
     bar = _progress(progress and main, t.steps, step)
     start, last_loss = time.time(), float("nan")
     last_saved = step if loaded is not None else None
+    current = curriculum.task(task, level) if curriculum else task
     while step < t.steps:
-        task = cfg.make_task(num_patterns)
-        episode = task.sample(t.batch_size, seed=batch_seed(cfg.seed, step), device=graph.device)
-        opt.zero_grad(set_to_none=True)
+        current = curriculum.task(task, level) if curriculum else task
+        episode = current.sample(t.batch_size, seed=batch_seed(seed, step if t.resample else 0), device=graph.device)
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
         try:
-            last_loss = _gradient(rule, graph, episode, t.window, params)
-        except _PeerDiverged:
+            result = estimator.step(rule, graph, current, episode, params, step)
+        except PeerDiverged:
             raise DivergenceError(f"step {step}: another rank's episodes went NaN or inf (its message names the tick "
                                   f"and quantity); stopped, {_kept(last_saved)}") from None
         except DivergenceError as exc:
             raise DivergenceError(f"{exc} of step {step}{_on_rank()}; stopped, {_kept(last_saved)}") from None
-        norm = nn.utils.clip_grad_norm_(params, t.clip)
-        if not torch.isfinite(norm):
-            raise DivergenceError(f"the meta-gradient norm became {float(norm)} at step {step}; no update applied, "
-                                  f"stopped, {_kept(last_saved)}")
-        opt.step()
-        sched.step()
+        if result.loss is not None:
+            last_loss = result.loss
+        if opt is not None:
+            norm = nn.utils.clip_grad_norm_(params, t.clip if t.clip > 0 else math.inf)
+            if not torch.isfinite(norm):
+                raise DivergenceError(f"the meta-gradient norm became {float(norm)} at step {step}; no update applied, "
+                                      f"stopped, {_kept(last_saved)}")
+            opt.step()
+            sched.step()
         step += 1
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{last_loss:.3f}", K=num_patterns)
-        if step % t.eval_every == 0 or step == t.steps:
-            metrics = evaluate(rule, graph, task, t.eval_batch, distributed=True)
-            row = {"step": step, "num_patterns": num_patterns, "train_loss": last_loss, "eval_loss": metrics["loss"],
-                   "eval_accuracy": metrics["accuracy"], "lr": sched.get_last_lr()[0], "seconds": round(time.time() - start, 2)}
+            bar.set_postfix(loss=f"{last_loss:.3f}", **({curriculum.field: level} if curriculum else {}))
+        evaluating = step % t.eval_every == 0 or step == t.steps
+        if evaluating or (t.log_every and step % t.log_every == 0):
+            row = {"step": step, **({curriculum.field: level} if curriculum else {}), "train_loss": last_loss}
+            if result.outputs is not None:
+                row.update({f"train_{k}": float(v) for k, v in current.metrics(result.outputs, result.episode).items()})
+            row.update(result.extra)
+            if evaluating:
+                metrics = evaluate(rule, graph, current, t.eval_batch, distributed=True)
+                row.update({f"eval_{k}": v for k, v in metrics.items()})
+            row.update({"lr": sched.get_last_lr()[0] if sched else None, "seconds": round(time.time() - start, 2)})
             history.append(row)
             if out is not None and main:
                 _append_log(out / LOG, row)
             if on_log is not None and main:
                 on_log(row)
-            if t.curriculum and metrics["accuracy"] >= t.curriculum_threshold and num_patterns < full:
-                num_patterns += 1
+            if evaluating and curriculum and row[f"eval_{curriculum.metric}"] >= curriculum.threshold and level < curriculum.stop:
+                level += 1
         if out is not None and (step % t.checkpoint_every == 0 or step == t.steps):
             if main:
-                tensors = {"rule": rule.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
-                checkpoint.save(out, step, tensors, {"config": cfg.to_dict(), "num_patterns": num_patterns})
+                tensors = {"rule": rule.state_dict(), "estimator": estimator.state_dict(),
+                           "progress": torch.tensor([step, level if curriculum else 0])}
+                if opt is not None:
+                    tensors.update(optimizer=opt.state_dict(), scheduler=sched.state_dict())
+                checkpoint.save(out, step, tensors, {"run": spec, **({curriculum.field: level} if curriculum else {})})
             last_saved = step
         if stop_after is not None and step >= stop_after:
             break
     if bar is not None:
         bar.close()
-    return TrainResult(rule, graph, cfg, history, time.time() - start, num_patterns)
+    return TrainResult(rule, graph, current, t, history, time.time() - start, step)
 
 
-def _gradient(rule: Rule, graph: Graph, episode: Episode, window: int, params: list[nn.Parameter]) -> float:
-    """Accumulate the batch's meta-gradient into ``.grad``; returns the batch loss.
-
-    One process: a plain unroll. Several: each rank unrolls its slice; the loss of a slice is
-    normalised by its own read-out count ``n_r``, so rank ``r``'s gradient is weighted by
-    ``n_r / sum(n)`` to give exactly the whole-batch gradient. Gradients, loss, counts and a
-    "diverged" flag travel in one all-reduce, so a rank that hit NaN stops every rank.
-    """
-    if not dist.active():
-        return float(unroll(rule, graph, episode, window=window).loss)
-    part = _slice_episode(episode, dist.shard(episode.inputs.shape[1]))
-    count = part.loss_mask.sum().clamp(min=1)
-    error = None
-    try:
-        loss = unroll(rule, graph, part, window=window).loss
-    except DivergenceError as exc:
-        error, loss = exc, torch.zeros((), device=count.device)
-        for p in params:
-            p.grad = None
-    has_grad = [p.grad is not None for p in params]  # same on every rank: same rule, same code
-    flat = [(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() * count for p in params]
-    extra = torch.stack([loss * count, count, torch.tensor(float(error is not None), device=count.device)])
-    buf = dist.all_reduce_sum(torch.cat(flat + [extra.to(flat[0].dtype)]))
-    total, bad = buf[-2], buf[-1]
-    if error is not None:
-        raise error
-    if float(bad) > 0:
-        raise _PeerDiverged()
-    offset = 0
-    for p, had in zip(params, has_grad):
-        n = p.numel()
-        if had:
-            p.grad = (buf[offset : offset + n] / total).view_as(p)
-        offset += n
-    return float(buf[-3] / total)
-
-
-class _PeerDiverged(DivergenceError):
-    """Another rank's unroll diverged (that rank raises the detailed error)."""
-
-
-def _kept(last_saved: int | None) -> str:
-    return f"the last good checkpoint (step {last_saved}) is kept" if last_saved is not None else "no checkpoint was written"
-
-
-def _on_rank() -> str:
-    return f" on rank {dist.rank()}" if dist.active() else ""
-
-
-def _slice_episode(ep: Episode, part: slice) -> Episode:
-    return Episode(*(x[:, part] for x in ep))
-
-
-def _load_for_resume(out: Path | None, cfg: Config, resume: bool):
-    if out is None or not checkpoint.exists(out):
-        return None
-    if not resume:
-        raise CheckpointError(f"{out} already holds a checkpoint; pass resume=True (--resume) or pick another folder")
-    spec, tensors = checkpoint.load(out)
-    if spec.get("config") != cfg.to_dict():
-        diff = _first_difference(spec.get("config"), cfg.to_dict())
-        raise CheckpointError(f"{out} was written by a different config ({diff}); resume with the same config")
-    for key in ("rule", "optimizer", "scheduler"):
-        if not isinstance(tensors, dict) or not isinstance(tensors.get(key), dict):
-            raise CheckpointError(f"{out}: the checkpoint lacks {key!r}; it was not written by simgraph train")
-    for key in ("step", "num_patterns"):
-        if not isinstance(spec.get(key), int) or isinstance(spec.get(key), bool) or spec[key] < 0:
-            raise CheckpointError(f"{out}/checkpoint.json: {key} must be an int >= 0, got {spec.get(key)!r}")
-    return spec, tensors
+def train(config: Config | None = None, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None, on_log: Callable[[dict], None] | None = None,
+          device: torch.device | str | None = None) -> TrainResult:
+    """:func:`fit` with the rule, graph, task and settings a :class:`Config` describes."""
+    cfg = config if config is not None else Config()
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"train needs a simgraph.train.Config, got {type(cfg).__name__}")
+    task = cfg.make_task()
+    graph = cfg.make_graph(task, device)
+    rule = cfg.make_rule(graph).to(graph.device)
+    res = fit(rule, graph, task, cfg.train, seed=cfg.seed, out=out_dir, resume=resume, progress=progress,
+              stop_after=stop_after, on_log=on_log, spec=_config_spec(cfg))
+    res.config = cfg
+    return res
 
 
 def load_rule(folder: str | Path) -> tuple[Rule, Graph, Config]:
-    """The trained rule, its graph and config from a run folder's checkpoint."""
+    """The trained rule, its graph and config from a run folder written by :func:`train` / ``simgraph train``."""
     spec, tensors = checkpoint.load(folder)
-    if not isinstance(spec.get("config"), dict):
-        raise CheckpointError(f"{folder}: the checkpoint holds no config table; it was not written by simgraph train")
-    cfg = Config.from_dict(spec["config"], where=f"{folder} checkpoint config")
-    graph = cfg.make_graph()
+    run = spec.get("run")
+    if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+        raise CheckpointError(f"{folder}: the checkpoint holds no config table; it was not written by simgraph train "
+                              "(a run of sg.train.fit: rebuild the rule and load tensors['rule'] yourself)")
+    cfg = Config.from_dict(run["config"], where=f"{folder} checkpoint config", base_dir=run.get("base_dir", ""))
+    task = cfg.make_task()
+    graph = cfg.make_graph(task)
     rule = cfg.make_rule(graph)
     state = tensors.get("rule") if isinstance(tensors, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -277,7 +307,83 @@ def load_rule(folder: str | Path) -> tuple[Rule, Graph, Config]:
     return rule, graph, cfg
 
 
+def describe(rule: Rule, graph: Graph, task: Task, settings: TrainConfig, seed: int) -> dict:
+    """What identifies a run of :func:`fit` for resuming: the rule's class and parameter shapes, the
+    graph's sizes and types, the task and the settings."""
+    return {"rule": f"{type(rule).__module__}.{type(rule).__qualname__}",
+            "parameters": {k: list(v.shape) for k, v in rule.state_dict().items()},
+            "graph": {"nodes": graph.num_nodes, "edges": graph.num_edges, "neuron_types": list(graph.neuron_types),
+                      "synapse_types": list(graph.synapse_types)},
+            "task": {"kind": type(task).__name__, **_plain(task.settings())},
+            "train": dataclasses.asdict(settings), "seed": seed}
+
+
 # ---------------------------------------------------------------------- helpers
+def _config_spec(cfg: Config) -> dict:
+    return {"config": cfg.to_dict(), "base_dir": cfg.base_dir}
+
+
+def _plain(values: dict) -> dict:
+    return json.loads(json.dumps(values, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
+
+
+def _settings(settings, overrides: dict) -> TrainConfig:
+    if settings is None:
+        settings = TrainConfig()
+    elif isinstance(settings, dict):
+        settings = {**settings}
+        names = [f.name for f in dataclasses.fields(TrainConfig)]
+        for key in settings:
+            if key not in names:
+                raise unknown("training setting", key, names)
+        settings = TrainConfig(**settings)
+    elif not isinstance(settings, TrainConfig):
+        raise ConfigError(f"settings must be a TrainConfig or a dict of its fields, got {type(settings).__name__}")
+    if overrides:
+        names = [f.name for f in dataclasses.fields(TrainConfig)]
+        for key in overrides:
+            if key not in names:
+                raise unknown("training setting", key, names)
+        settings = dataclasses.replace(settings, **overrides)
+    return settings.check("training settings")
+
+
+def _probe(task: Task, graph: Graph):
+    ep = task.sample(1, seed=0, device=graph.device)
+    return torch.zeros_like(ep.targets), ep
+
+
+def _kept(last_saved: int | None) -> str:
+    return f"the last good checkpoint (step {last_saved}) is kept" if last_saved is not None else "no checkpoint was written"
+
+
+def _on_rank() -> str:
+    return f" on rank {dist.rank()}" if dist.active() else ""
+
+
+def _load_for_resume(out: Path | None, spec: dict, resume: bool, estimator):
+    if out is None or not checkpoint.exists(out):
+        return None
+    if not resume:
+        raise CheckpointError(f"{out} already holds a checkpoint; pass resume=True (--resume) or pick another folder")
+    saved, tensors = checkpoint.load(out)
+    if _plain(saved.get("run", {})) != _plain(spec):
+        old, new, what = saved.get("run"), _plain(spec), "run"
+        if isinstance(old, dict) and "config" in old and "config" in new:
+            old, new, what = old["config"], new["config"], "config"
+        raise CheckpointError(f"{out} was written by a different {what} ({_first_difference(old, new)}); "
+                              "resume with the same one")
+    needed = ["rule", "progress"] + (["optimizer", "scheduler"] if estimator.uses_optimizer else [])
+    for key in needed:
+        if not isinstance(tensors, dict) or key not in tensors:
+            raise CheckpointError(f"{out}: the checkpoint lacks {key!r}; it was not written by simgraph train")
+    progress = tensors["progress"]
+    if not isinstance(progress, torch.Tensor) or progress.shape != (2,) or int(progress[0]) != saved["step"] or int(progress[1]) < 0:
+        raise CheckpointError(f"{out}: the checkpoint's step/curriculum record does not match checkpoint.json "
+                              f"(step {saved['step']}); the files were edited or mixed up")
+    return tensors
+
+
 def _schedule(steps: int, warmup: int, kind: str):
     def factor(step: int) -> float:
         if step < warmup:
