@@ -189,8 +189,7 @@ def _parse_sets(items: list[str]) -> dict:
 def _check_out(out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file, not a folder")
-    if resume and not out.is_dir():
-        raise ConfigError(f"--resume: the run folder {str(out)!r} does not exist")
+    # --resume on a folder without a checkpoint starts afresh: a restartable job passes it every time
 
 
 def _log_line(row: dict) -> None:

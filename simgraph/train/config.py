@@ -229,7 +229,10 @@ class Config:
         if not isinstance(self.rule.kind, str):
             raise ConfigError(f"{where} [rule]: kind must be a string, got {self.rule.kind!r}")
         names, any_keyword = rules.registry.settings_of(self.rule.kind, self.search_paths)
+        preset = rules.registry.resolve(self.rule.kind, self.search_paths)[1]
         for key in self.rule.settings:
+            if key in preset:
+                raise ConfigError(f"{where} [rule]: kind {self.rule.kind!r} fixes {key}={preset[key]!r}; remove {key}")
             if key not in names and not any_keyword:
                 raise unknown(f"setting of rule kind {self.rule.kind!r} in {where} [rule]", key, names)
         self.make_task(where=where)
