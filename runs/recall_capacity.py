@@ -2,8 +2,9 @@
 
 For each topology (fully recurrent, input->memory->output, sparse random p=0.2, small-world) and
 network type (frozen synapses, fixed Hebbian outer product, learned MLP rule with and without
-neuron types) this meta-trains the trainable types on the default recall problem (32-bit patterns,
-half cues, 400 steps, curriculum up to K=8 checked every 25 steps), then measures bit accuracy on fresh episodes against the load K
+neuron types) this meta-trains the trainable types with runs/capacity.toml (32-bit patterns, half
+cues, 400 steps, curriculum up to K=8 checked every 25 steps; [network] and [rule] set per
+model, through the one training loop), then measures bit accuracy on fresh episodes against the load K
 (delay 0) and against the delay (K=4). Writes runs/out/capacity/{results.json,results.md,*.png}.
 
     python runs/recall_capacity.py            # ~30 min on a 2-core CPU; resumable (checkpoints per model)
@@ -23,6 +24,8 @@ import torch  # noqa: E402
 
 from simgraph.analysis import capacity, sweep  # noqa: E402
 from simgraph.train import Config, load_rule, train  # noqa: E402
+
+BASE = Path(__file__).resolve().parent / "capacity.toml"
 from simgraph.baselines import hebbian_baseline  # noqa: E402
 from simgraph.rules import HebbianRule  # noqa: E402
 
@@ -69,12 +72,11 @@ def main():
         for kind in models_for(topology):
             name = f"{topology}/{kind}"
             t0 = time.time()
-            cfg = Config.from_dict({
-                "network": {"topology": topology, "params": params},
-                "rule": {"kind": "mlp" if kind == "mlp_untyped" else kind, "use_types": kind != "mlp_untyped"},
-                "task": {"num_patterns": 8, "bits": 32},
-                "train": {"steps": steps, "eval_every": args.eval_every, "checkpoint_every": 50, "threads": 2},
-            })
+            rule = {"rule.kind": "mlp" if kind == "mlp_untyped" else kind}
+            if kind == "mlp_untyped":
+                rule["rule.use_types"] = False
+            cfg = Config.load(BASE).override(**{"network.topology": topology, "network.params": params, **rule,
+                                                "train.steps": steps, "train.eval_every": args.eval_every})
             task = cfg.make_task()
             if kind == "hebbian":
                 graph = cfg.make_graph()
