@@ -46,6 +46,17 @@ def run_cma():
     return parameters_to_vector(rule.parameters()).detach(), history
 
 
+def run_fit(estimator: str):
+    """The one loop with a population estimator: every candidate scored on the whole batch, the
+    population split across ranks, the loop's evaluation split by episodes."""
+    from simgraph.train import train
+
+    sets = {**TRAIN_SETS, "train.estimator": estimator, "train.pairs": 3, "train.popsize": 5, "train.steps": 3}
+    res = train(Config().override(**sets), progress=False)
+    history = [{k: v for k, v in r.items() if k != "seconds"} for r in res.history]
+    return parameters_to_vector(res.rule.parameters()).detach(), history
+
+
 def run_poisoned(out: Path) -> str:
     """Training where only rank 1's episodes go NaN (at tick 3 of step 2): every rank must stop."""
     from simgraph.errors import DivergenceError
@@ -84,7 +95,7 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     torch.set_num_threads(1)
     assert dist.setup("cpu") and dist.world() == 2, "expected torchrun with 2 processes"
-    results = {"es": run_es(), "cma": run_cma(), "world": dist.world()}
+    results = {"es": run_es(), "cma": run_cma(), "fit_es": run_fit("es"), "fit_cma": run_fit("cma"), "world": dist.world()}
     if dist.is_main():
         torch.save(results, out / "evolution.pt")
     (out / f"diverged-rank{dist.rank()}.txt").write_text(run_poisoned(out / "diverged"))

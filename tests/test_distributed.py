@@ -55,12 +55,14 @@ def test_two_process_training_equals_one_process_with_the_whole_batch(two_ranks)
         {"processes": 2, "tolerance": TOL, "max_abs_param_difference": diff, "max_abs_param_change": changed}))
 
 
-@pytest.mark.parametrize("method", ["es", "cma"])
+@pytest.mark.parametrize("method", ["es", "cma", "fit_es", "fit_cma"])
 def test_population_split_across_two_ranks_equals_one(two_ranks, method):
     out, _ = two_ranks
     two = torch.load(out / "evolution.pt", weights_only=True)
     assert two["world"] == 2
-    theta, history = getattr(dist_worker, f"run_{method}")()
+    run = getattr(dist_worker, f"run_{method}") if not method.startswith("fit_") else (
+        lambda: dist_worker.run_fit(method[4:]))
+    theta, history = run()
     assert torch.equal(two[method][0], theta)
     assert two[method][1] == history
 
