@@ -16,7 +16,16 @@ from .graph import Graph, Population, Projection
 from .interop import from_networkx, to_networkx, to_pyg
 from .simulate import Monitor, Run, simulate
 
-from . import analysis, tasks, train  # noqa: E402  (they build on everything above)
+
+def __getattr__(name: str):
+    """``sg.tasks``, ``sg.train`` and ``sg.analysis`` load on first use: the layers below them (graph,
+    build, topologies, rules, simulate) import without the training layer."""
+    if name in ("tasks", "train", "analysis"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'simgraph' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

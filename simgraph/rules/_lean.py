@@ -32,7 +32,6 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..graph import Graph
-from .base import Rule, State
 from .static import drive
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, unknown
+from ..errors import unknown
 from ..graph import Graph
 from ._lean import HebbianEpisode
 from .base import Rule, State, zeros_state

@@ -30,14 +30,15 @@ from torch import Tensor
 import torch.nn.functional as F
 
 from ..errors import ConfigError, check_int, unknown
-from .base import Episode as TaskEpisode
+from .base import Episode
 from .base import Task, check_batch
 
 SOURCES = ("digits", "xor", "moons", "circles", "blobs")
 
 
-class Episode(NamedTuple):
-    """The raw stream of :meth:`OnlineTask.episode` (baselines use it; training uses :meth:`OnlineTask.sample`)."""
+class Stream(NamedTuple):
+    """The raw examples of :meth:`OnlineTask.episode` (the SGD/Adam baselines read them); training
+    and evaluation use :meth:`OnlineTask.sample`, the same examples as one :class:`Episode`."""
 
     x: Tensor  # [T, B, n_in] float32: the stream
     y: Tensor  # [T, B] long
@@ -106,7 +107,7 @@ class OnlineTask(Task):
     def num_outputs(self) -> int:
         return self.n_classes
 
-    def sample(self, batch_size: int, seed: int = 0, device=None) -> TaskEpisode:
+    def sample(self, batch_size: int, seed: int = 0, device=None) -> Episode:
         """``steps + query`` ticks: the stream (labels as ``teacher``), then the probe queries."""
         check_batch(batch_size)
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -121,17 +122,17 @@ class OnlineTask(Task):
         mask[T:] = 1.0
         probe = torch.zeros(T + self.query, dtype=torch.bool)
         probe[T:] = True
-        episode = TaskEpisode(torch.cat([ep.x, ep.xq]), targets, mask, mask, teacher, probe)
+        episode = Episode(torch.cat([ep.x, ep.xq]), targets, mask, mask, teacher, probe)
         return episode.to(device) if device is not None else episode
 
-    def error(self, outputs: Tensor, episode: TaskEpisode) -> Tensor:
+    def error(self, outputs: Tensor, episode: Episode) -> Tensor:
         """Cross-entropy of the logits per (tick, episode) on the query ticks."""
         return -(F.log_softmax(outputs, -1) * episode.targets).sum(-1) * episode.loss_mask[..., 0]
 
-    def loss_norm(self, episode: TaskEpisode) -> Tensor:
+    def loss_norm(self, episode: Episode) -> Tensor:
         return episode.loss_mask[..., 0].sum().clamp(min=1)
 
-    def metrics(self, outputs: Tensor, episode: TaskEpisode) -> dict[str, Tensor]:
+    def metrics(self, outputs: Tensor, episode: Episode) -> dict[str, Tensor]:
         outputs = self.check_outputs(outputs, episode)
         right = (outputs.argmax(-1) == episode.targets.argmax(-1)).to(outputs.dtype)
         query = episode.loss_mask[..., 0]
@@ -148,7 +149,7 @@ class OnlineTask(Task):
         native = 64 if self.source == "digits" else 2
         return (self.projection or native) + int(self.bias)
 
-    def episode(self, steps: int, batch: int, query: int = 100, seed: int = 0) -> Episode:
+    def episode(self, steps: int, batch: int, query: int = 100, seed: int = 0) -> Stream:
         for what, v in (("steps", steps), ("batch", batch), ("query", query)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"episode {what} must be a positive int, got {v!r}")
@@ -166,7 +167,7 @@ class OnlineTask(Task):
             ys.append(y)
         x = torch.tensor(np.stack(xs, 1), dtype=torch.float32)  # [T + Q, B, n_in]
         y = torch.tensor(np.stack(ys, 1), dtype=torch.long)
-        return Episode(x[:steps], y[:steps], x[steps:], y[steps:])
+        return Stream(x[:steps], y[:steps], x[steps:], y[steps:])
 
     def _draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         from sklearn import datasets

@@ -26,7 +26,6 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from .. import rules, topologies
 from .._imports import is_import_path, load_object

@@ -237,7 +237,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
             bar.set_postfix(loss=f"{last_loss:.3f}", **({curriculum.field: level} if curriculum else {}))
         evaluating = step % t.eval_every == 0 or step == t.steps
         if evaluating or (t.log_every and step % t.log_every == 0):
-            row = {"step": step, **({curriculum.field: level} if curriculum else {}), "train_loss": last_loss}
+            row = {"step": step, **({curriculum.field: level} if curriculum else {}), "train_loss": result.loss}
             if result.outputs is not None:
                 row.update({f"train_{k}": float(v) for k, v in current.metrics(result.outputs, result.episode).items()})
             row.update(result.extra)
