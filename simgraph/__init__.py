@@ -13,7 +13,7 @@ from . import errors, rules  # noqa: E402
 from .build import CONNECTION_RULES, Network
 from .errors import SimgraphError
 from .graph import Graph, Population, Projection
-from .interop import from_networkx, to_networkx, to_pyg
+from .interop import from_networkx, read, to_networkx, to_pyg, write
 from .simulate import Monitor, Run, simulate
 
 
@@ -32,6 +32,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Network", "Graph", "Population", "Projection", "CONNECTION_RULES",
     "simulate", "Monitor", "Run",
-    "to_networkx", "from_networkx", "to_pyg",
+    "to_networkx", "from_networkx", "to_pyg", "write", "read",
     "rules", "tasks", "train", "analysis", "errors", "SimgraphError",
 ]

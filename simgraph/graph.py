@@ -102,6 +102,8 @@ class Graph:
     # None: the whole populations named in ``inputs`` / ``outputs``, in that order.
     input_ids: Tensor | None = None
     output_ids: Tensor | None = None
+    # measured strength of each synapse ([E] float, simgraph edge order), e.g. from_networkx(weight_attr=)
+    edge_weight: Tensor | None = None
     # per sparse projection: (pre ids, post ids), global node ids, sorted by (post, pre)
     _sparse_index: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
     _in_degree: Tensor | None = field(default=None, repr=False)  # [N] float
@@ -254,12 +256,34 @@ class Graph:
         return self._out_degree
 
     def __repr__(self) -> str:
-        pops = ", ".join(f"{p.name}[{p.size}]:{p.neuron_type}" for p in self.populations.values())
-        prjs = ", ".join(
-            f"{p.pre.name}->{p.post.name}({p.num_edges} {p.layout}):{p.synapse_type}"
-            for p in self.projections.values()
-        )
-        return f"Graph(N={self.num_nodes}, E={self.num_edges}; {pops}; {prjs}; device={self.device})"
+        return self.summary()
+
+    def summary(self, max_rows: int = 20) -> str:
+        """A short table: one row per population (name, size, neuron type, input/output marks), one per
+        projection (pre->post, synapse type, layout, synapses), and the totals. Past ``max_rows`` rows
+        of either kind, the rest are counted in one line. ``print(graph)`` and ``repr(graph)`` show it."""
+        ins = set(self.inputs)
+        outs = set(self.outputs)
+        pops = [(p.name, str(p.size), p.neuron_type, _io_mark(p, ins, outs, self)) for p in self.populations.values()]
+        prjs = [(f"{p.pre.name}->{p.post.name}", p.synapse_type, p.layout, str(p.num_edges),
+                 p.name if p.name != f"{p.pre.name}->{p.post.name}" else "") for p in self.projections.values()]
+        extra = []
+        if self.node_labels is not None:
+            extra.append("labelled")
+        if self.edge_weight is not None:
+            extra.append("weighted")
+        head = (f"Graph: {self.num_nodes} neurons in {len(pops)} population{'s' * (len(pops) != 1)} "
+                f"({self.num_neuron_types} neuron type{'s' * (self.num_neuron_types != 1)}), "
+                f"{self.num_edges} synapses in {len(prjs)} projection{'s' * (len(prjs) != 1)} "
+                f"({self.num_synapse_types} synapse type{'s' * (self.num_synapse_types != 1)}); "
+                f"{self.num_inputs} in, {self.num_outputs} out; {', '.join(extra + [str(self.device)])}")
+        budget = max(int(max_rows), 2)  # rows of both tables together
+        n_pop = min(len(pops), max(budget // 2, budget - len(prjs)))
+        lines = [head]
+        lines += _table(("population", "size", "type", "io"), pops, n_pop, "populations")
+        if prjs:
+            lines += _table(("projection", "synapse", "layout", "synapses", "name"), prjs, budget - n_pop, "projections")
+        return "\n".join(lines)
 
     # ------------------------------------------------------------------ devices
     def to(self, device: torch.device | str) -> "Graph":
@@ -276,6 +300,7 @@ class Graph:
             _out_degree=move(self._out_degree),
             input_ids=move(self.input_ids),
             output_ids=move(self.output_ids),
+            edge_weight=move(self.edge_weight),
             _cache={},  # rebuilt lazily on the new device
         )
 
@@ -739,6 +764,33 @@ class _CSRPropagate(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------- helpers
+def _io_mark(p: Population, ins: set, outs: set, graph: "Graph") -> str:
+    """``in``/``out`` marks of a population for :meth:`Graph.summary` (``in 3/8``: 3 of its 8 neurons)."""
+    marks = []
+    for word, names, ids in (("in", ins, graph.input_ids), ("out", outs, graph.output_ids)):
+        if p.name not in names:
+            continue
+        k = p.size if ids is None else int(((ids >= p.start) & (ids < p.stop)).sum())
+        marks.append(word if k == p.size else f"{word} {k}/{p.size}")
+    return ",".join(marks)
+
+
+def _table(header: tuple, rows: list, max_rows: int, what: str) -> list[str]:
+    """Rows of strings as aligned text lines, the first ``max_rows`` of them and a count of the rest."""
+    shown = rows[: max(int(max_rows), 1)]
+    keep = [i for i in range(len(header)) if any(r[i] for r in shown) or i == 0]  # drop empty columns
+    header = tuple(header[i] for i in keep)
+    shown = [tuple(r[i] for i in keep) for r in shown]
+    widths = [max(len(c) for c in col) for col in zip(header, *shown)]
+    right = {"size", "synapses"}
+    fmt = lambda r: "  " + "  ".join(c.rjust(w) if h in right else c.ljust(w)  # noqa: E731
+                                      for c, w, h in zip(r, widths, header)).rstrip()
+    out = [fmt(header)] + [fmt(r) for r in shown]
+    if len(rows) > len(shown):
+        out.append(f"  ... {len(rows) - len(shown)} more {what}")
+    return out
+
+
 def _hashable(x) -> bool:
     try:
         hash(x)

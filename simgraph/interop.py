@@ -1,9 +1,12 @@
-"""Export to and import from networkx and PyTorch Geometric."""
+"""Export to and import from networkx and PyTorch Geometric, and graph files (GraphML, GEXF, node-link JSON)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections import OrderedDict
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -11,22 +14,30 @@ import torch
 from torch import Tensor
 
 from .build import Network
-from .errors import GraphError, ShapeError
+from .errors import GraphError, ShapeError, SimgraphError, unknown
 from .graph import Graph
 
 
-def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0) -> nx.MultiDiGraph:
-    """The graph as a ``networkx.MultiDiGraph`` (nodes 0..N-1, edge keys = edge ids).
+def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0, labels: bool | None = None,
+                scalar_attrs: bool = False) -> nx.MultiDiGraph:
+    """The graph as a ``networkx.MultiDiGraph`` (edge keys = edge ids).
 
+    Nodes are the original labels (``graph.node_labels``, e.g. after :func:`from_networkx`) when
+    ``labels`` is True, which is the default for a graph that has labels; nodes 0..N-1 otherwise.
     Node attributes: ``population``, ``type`` (neuron type); edge attributes: ``projection``, ``type``
-    (synapse type). With ``state``, episode ``batch_index`` of each field is attached as a list of
-    floats under the field's name: ``state["node"]`` (``[B, N, D]``, or ``[N, D]`` shared by all
-    episodes) on the nodes and ``state["edge"]`` (``[B, E, D]`` or ``[E, D]``) on the edges, decided
-    by the key, never by the shape (a wrong shape is an error). Another field goes on the nodes if it
-    is ``[B, N, D]``, on the edges if it is ``[B, E, D]``; other shapes are left out, and a field that
-    fits both (``N == E``) is refused: drop it from the dict, or attach it yourself.
-    Graph attributes record the populations, inputs and outputs so :func:`from_networkx` can
-    rebuild the same network.
+    (synapse type) and, for a weighted graph (``graph.edge_weight``), ``weight``. With ``state``,
+    episode ``batch_index`` of each field is attached under the field's name as a list of floats
+    or, with ``scalar_attrs=True``, as one float attribute per component: ``state_0, state_1, ...``
+    for ``state["node"]`` / ``state["edge"]``, ``<field>_0, ...`` for the others.
+    ``state["node"]`` (``[B, N, D]``, or ``[N, D]`` shared by all episodes) goes on the nodes and
+    ``state["edge"]`` (``[B, E, D]`` or ``[E, D]``) on the edges, decided by the key, never by the
+    shape (a wrong shape is an error). Another field goes on the nodes if it is ``[B, N, D]``, on
+    the edges if it is ``[B, E, D]``; other shapes are left out, and a field that fits both
+    (``N == E``) is refused: drop it from the dict, or attach it yourself.
+    Graph attributes record the populations, projections (with layouts), inputs and outputs (and
+    neuron-level ``input_ids`` / ``output_ids`` as node keys) so :func:`from_networkx` can rebuild
+    the same network; with ``scalar_attrs=True`` they are JSON strings, so that ``nx.write_graphml``
+    and ``nx.write_gexf`` take the graph.
     """
     if not isinstance(graph, Graph):
         raise ShapeError(f"to_networkx needs a simgraph Graph, got {type(graph).__name__}")
@@ -34,6 +45,61 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0) -
         raise ShapeError(f"to_networkx: state must be a dict of tensors, got {type(state).__name__}")
     if not isinstance(batch_index, (int, np.integer)) or isinstance(batch_index, bool):
         raise ShapeError(f"to_networkx: batch_index must be an int, got {batch_index!r}")
+    for flag, value in (("labels", labels), ("scalar_attrs", scalar_attrs)):
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise ShapeError(f"to_networkx: {flag} must be True or False, got {value!r}")
+    if labels and graph.node_labels is None:
+        raise ShapeError("to_networkx: labels=True but this graph has no node labels (graph.node_labels is None)")
+    use_labels = graph.node_labels is not None if labels is None else bool(labels)
+    N, E = graph.num_nodes, graph.num_edges
+    node_fields, edge_fields = _exported_fields(graph, state, batch_index)
+    names = list(graph.node_labels) if use_labels else list(range(N))
+    pop_of = [None] * N
+    for pop in graph.populations.values():
+        pop_of[pop.start : pop.stop] = [pop.name] * pop.size
+    ntype = [graph.neuron_types[i] for i in graph.node_type.tolist()]
+    meta = {
+        "populations": [(p.name, p.size, p.neuron_type) for p in graph.populations.values()],
+        "projections": [(p.name, p.pre.name, p.post.name, p.synapse_type, p.layout) for p in graph.projections.values()],
+        "inputs": list(graph.inputs),
+        "outputs": list(graph.outputs),
+    }
+    for key, ids in (("input_ids", graph.input_ids), ("output_ids", graph.output_ids)):
+        if ids is not None:
+            meta[key] = [names[i] for i in ids.tolist()]
+    if graph.edge_weight is not None:
+        meta["weight_attr"] = "weight"
+    if scalar_attrs:
+        meta = {k: json.dumps(v) if isinstance(v, list) else v for k, v in meta.items()}
+    G = nx.MultiDiGraph(**meta)
+
+    def attrs(fields: dict, i: int) -> dict:
+        if not scalar_attrs:
+            return {k: v[i] for k, v in fields.items()}
+        return {f"{_prefix(k)}_{d}": x for k, v in fields.items() for d, x in enumerate(v[i])}
+
+    G.add_nodes_from((names[i], {"population": pop_of[i], "type": ntype[i], **attrs(node_fields, i)}) for i in range(N))
+    proj_of, etype = [None] * E, [None] * E
+    for p in graph.projections.values():
+        proj_of[p.start : p.stop] = [p.name] * p.num_edges
+        etype[p.start : p.stop] = [p.synapse_type] * p.num_edges
+    src, dst = graph.edge_index.tolist()
+    weight = graph.edge_weight.tolist() if graph.edge_weight is not None else None
+    G.add_edges_from(
+        (names[src[e]], names[dst[e]], e, {"projection": proj_of[e], "type": etype[e],
+                                           **({"weight": weight[e]} if weight is not None else {}), **attrs(edge_fields, e)})
+        for e in range(E)
+    )
+    return G
+
+
+def _prefix(key: str) -> str:
+    """The scalar attribute prefix of a state field: ``state`` for "node" and "edge", its name otherwise."""
+    return "state" if key in ("node", "edge") else str(key)
+
+
+def _exported_fields(graph: Graph, state: dict | None, batch_index: int) -> tuple[dict, dict]:
+    """The per-node and per-edge fields of ``state`` (episode ``batch_index``) as nested lists of floats."""
     N, E = graph.num_nodes, graph.num_edges
     node_fields, edge_fields = {}, {}
     for key, value in (state or {}).items():
@@ -53,28 +119,10 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0) -
                 raise ShapeError(f"batch_index {batch_index} out of range for state[{key!r}] with batch {value.shape[0]}")
             value = value[batch_index]
         (node_fields if on_nodes else edge_fields)[key] = value.detach().cpu().tolist()
-    pop_of = [None] * N
-    for pop in graph.populations.values():
-        pop_of[pop.start : pop.stop] = [pop.name] * pop.size
-    ntype = [graph.neuron_types[i] for i in graph.node_type.tolist()]
-    G = nx.MultiDiGraph(
-        populations=[(p.name, p.size, p.neuron_type) for p in graph.populations.values()],
-        inputs=list(graph.inputs),
-        outputs=list(graph.outputs),
-    )
-    G.add_nodes_from(
-        (i, {"population": pop_of[i], "type": ntype[i], **{k: v[i] for k, v in node_fields.items()}}) for i in range(N)
-    )
-    proj_of, etype = [None] * E, [None] * E
-    for p in graph.projections.values():
-        proj_of[p.start : p.stop] = [p.name] * p.num_edges
-        etype[p.start : p.stop] = [p.synapse_type] * p.num_edges
-    src, dst = graph.edge_index.tolist()
-    G.add_edges_from(
-        (src[e], dst[e], e, {"projection": proj_of[e], "type": etype[e], **{k: v[e] for k, v in edge_fields.items()}})
-        for e in range(E)
-    )
-    return G
+    return node_fields, edge_fields
+
+
+PARALLEL = ("keep", "sum")
 
 
 def from_networkx(
@@ -83,43 +131,69 @@ def from_networkx(
     edge_type_attr: str = "type",
     population_attr: str | None = None,
     projection_attr: str | None = None,
-    inputs: list[str] | str | None = None,
-    outputs: list[str] | str | None = None,
+    inputs: list | str | None = None,
+    outputs: list | str | None = None,
     seed: int | None = 0,
+    weight_attr: str | None = None,
+    default_type: str | None = None,
+    parallel: str = "keep",
 ) -> Graph:
     """Build a typed :class:`Graph` from any networkx graph.
 
-    Nodes are grouped into populations by ``population_attr`` (default: one population per
-    neuron type, named after it; for a graph made by :func:`to_networkx`, its ``population``
-    attribute); edges into projections by ``projection_attr`` (default: one per (pre population,
-    post population, synapse type); for a graph made by :func:`to_networkx`, its ``projection``
-    attribute). Undirected graphs get both directions of every edge, and one autapse per
-    self-loop. Missing type attributes fall back to ``"default"``. ``inputs`` and ``outputs`` name
-    populations: a list, or one name as a string. The original node labels, in simgraph's node
-    order, are kept in ``graph.node_labels``. Graphs made by :func:`to_networkx` round-trip, with
+    Every node needs a neuron type, its ``node_type_attr`` attribute: a node without one is refused
+    (a GraphError naming it) unless ``default_type="..."`` names the type such nodes get. Nodes
+    are grouped into populations by ``population_attr`` (default: one population per neuron type,
+    named after it; for a graph made by :func:`to_networkx`, its ``population`` attribute); edges
+    into projections by ``projection_attr`` (default: one per (pre population, post population,
+    synapse type); for a graph made by :func:`to_networkx`, its ``projection`` attribute). An edge
+    without ``edge_type_attr`` has synapse type ``"default"``. Undirected graphs get both
+    directions of every edge, and one autapse per self-loop.
+
+    ``weight_attr="weight"``: every edge's attribute of that name (a finite number; an edge without
+    one is an error naming it) is kept, in simgraph's edge order, as ``graph.edge_weight`` ``[E]``
+    float. ``parallel="keep"`` keeps parallel edges (a multigraph's repeated (u, v) pairs of one
+    synapse type) as separate synapses; ``"sum"`` merges each group into one synapse whose weight is
+    the sum of theirs (without ``weight_attr`` each edge counts 1, so the weight is the multiplicity).
+
+    ``inputs`` and ``outputs``: population names (a list, or one name as a string), or node labels
+    (neuron by neuron, in the order given: :meth:`Graph.with_io`). The original node labels, in
+    simgraph's node order, are kept in ``graph.node_labels``. Graphs made by :func:`to_networkx`
+    round-trip (node order, populations, projections and layouts, inputs and outputs, weights) with
     no attribute names given.
     """
     if not isinstance(G, nx.Graph):
         raise GraphError(f"from_networkx needs a networkx graph, got {type(G).__name__}")
     if G.number_of_nodes() == 0:
         raise GraphError("from_networkx: the graph has no nodes")
-    inputs = _names(inputs if inputs is not None else G.graph.get("inputs", []), "inputs")
-    outputs = _names(outputs if outputs is not None else G.graph.get("outputs", []), "outputs")
-    if population_attr is None and G.graph.get("populations") and all("population" in d for _, d in G.nodes(data=True)):
+    if parallel not in PARALLEL:
+        raise unknown("from_networkx parallel= mode", parallel, PARALLEL)
+    for what, value in (("weight_attr", weight_attr), ("default_type", default_type)):
+        if value is not None and not isinstance(value, str):
+            raise GraphError(f"from_networkx: {what} must be a string or None, got {value!r}")
+    exported = _meta(G, "populations") is not None
+    inputs = _names(inputs if inputs is not None else _meta(G, "inputs", []), "inputs")
+    outputs = _names(outputs if outputs is not None else _meta(G, "outputs", []), "outputs")
+    if weight_attr is None and exported:
+        weight_attr = _meta(G, "weight_attr")
+    if population_attr is None and exported and all("population" in d for _, d in G.nodes(data=True)):
         population_attr = "population"  # exported by to_networkx: keep its populations
         if projection_attr is None and all("projection" in d for *_, d in G.edges(data=True)):
             projection_attr = "projection"  # and its projections
     pop_key = population_attr or node_type_attr
     groups: "OrderedDict[str, list]" = OrderedDict()
     types: dict[str, str] = {}
-    declared = G.graph.get("populations") if population_attr else None
+    declared = _meta(G, "populations") if population_attr else None
     if declared:  # keep the population order of an exported simgraph network
         for name, _, ntype in declared:
             groups[str(name)] = []
             types[str(name)] = str(ntype)
     for node, data in G.nodes(data=True):
-        pop = str(data.get(pop_key, "default"))
-        ntype = str(data.get(node_type_attr, "default"))
+        if node_type_attr not in data and default_type is None:
+            raise GraphError(f"from_networkx: node {node!r} has no {node_type_attr!r} attribute (its neuron type); "
+                             f"set it on every node, pass node_type_attr= to name the attribute that holds it, or "
+                             f"default_type='...' to give untyped nodes one type")
+        ntype = str(data.get(node_type_attr, default_type))
+        pop = str(data[pop_key]) if pop_key in data else ntype
         if pop in types and types[pop] != ntype:
             raise GraphError(f"from_networkx: population {pop!r} mixes neuron types {types[pop]!r} and {ntype!r} (node {node!r})")
         types.setdefault(pop, ntype)
@@ -136,42 +210,103 @@ def from_networkx(
         labels.extend(nodes)
     if G.is_multigraph():
         edges = list(G.edges(keys=True, data=True))
-        if all(isinstance(k, int) for _, _, k, _ in edges):  # exported by to_networkx: keys are edge ids
+        if exported and all(isinstance(k, (int, np.integer)) for _, _, k, _ in edges):  # keys are edge ids
             edges.sort(key=lambda edge: edge[2])
-        edges = [(u, v, d) for u, v, _, d in edges]
     else:
-        edges = list(G.edges(data=True))
-    projections: "OrderedDict[tuple, tuple[list, list]]" = OrderedDict()
-    for u, v, data in edges:
+        edges = [(u, v, None, d) for u, v, d in G.edges(data=True)]
+    projections: "OrderedDict[tuple, list]" = OrderedDict()
+    layouts: dict = {}
+    if projection_attr and _meta(G, "projections"):  # exported: the same projections, order and layouts
+        for name, pa, pb, stype, layout in _meta(G, "projections"):
+            key = (str(name), str(pa), str(pb), str(stype))
+            projections[key] = []
+            layouts[key] = str(layout)
+    for u, v, k, data in edges:
+        if weight_attr is not None:
+            w = data.get(weight_attr)
+            if w is None or isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(float(w)):
+                edge = (u, v) if k is None else (u, v, k)
+                raise GraphError(f"from_networkx: edge {edge!r} has {weight_attr!r} = {w!r}, not a finite number "
+                                 f"(weight_attr={weight_attr!r} needs one on every edge)")
+            w = float(w)
+        else:
+            w = 1.0
         directions = [(u, v)] if G.is_directed() or u == v else [(u, v), (v, u)]  # a self-loop is one autapse
         for a, b in directions:
             (pa, ia), (pb, ib) = where[a], where[b]
             stype = str(data.get(edge_type_attr, "default"))
-            key = (data.get(projection_attr) if projection_attr else None, pa, pb, stype)
-            pre, post = projections.setdefault(key, ([], []))
-            pre.append(ia)
-            post.append(ib)
+            pname = data.get(projection_attr) if projection_attr else None
+            key = (None if pname is None else str(pname), pa, pb, stype)
+            projections.setdefault(key, []).append((ia, ib, w))
     names_used: dict[str, int] = {}
-    for (pname, pa, pb, stype), (pre, post) in projections.items():
-        name = str(pname) if pname is not None else f"{pa}->{pb}"
+    weights: list = []
+    keep_weights = weight_attr is not None or parallel == "sum"
+    for (pname, pa, pb, stype), syn in projections.items():
+        name = pname if pname is not None else f"{pa}->{pb}"
         if name in names_used:
             names_used[name] += 1
             name = f"{name}:{stype}" if names_used[name] == 1 else f"{name}:{stype}:{names_used[name]}"
         names_used.setdefault(name, 0)
-        net.connect(pa, pb, "explicit", pre_idx=pre, post_idx=post, synapse_type=stype, name=name)
-    net.inputs(*inputs)
-    net.outputs(*outputs)
-    return dataclasses.replace(net.build(), node_labels=tuple(labels))
+        if parallel == "sum":
+            merged: "OrderedDict[tuple, float]" = OrderedDict()
+            for ia, ib, w in syn:
+                merged[(ia, ib)] = merged.get((ia, ib), 0.0) + w
+            syn = [(ia, ib, w) for (ia, ib), w in merged.items()]
+        syn.sort(key=lambda s: (s[1], s[0]))  # simgraph's order (post, pre), stable: build keeps it as it is
+        pre, post = [s[0] for s in syn], [s[1] for s in syn]
+        weights.extend(s[2] for s in syn)
+        net.connect(pa, pb, "explicit", pre_idx=np.asarray(pre, dtype=np.int64), post_idx=np.asarray(post, dtype=np.int64),
+                    synapse_type=stype, name=name, layout=layouts.get((pname, pa, pb, stype), "auto"))
+    pop_inputs, pop_outputs = (all(isinstance(n, str) and n in groups for n in names) for names in (inputs, outputs))
+    net.inputs(*(inputs if pop_inputs else []))
+    net.outputs(*(outputs if pop_outputs else []))
+    graph = dataclasses.replace(net.build(), node_labels=tuple(labels),
+                                edge_weight=torch.tensor(weights, dtype=torch.float32) if keep_weights else None)
+    position = {node: i for i, node in enumerate(labels)}
+    for what, names, by_pop in (("inputs", inputs, pop_inputs), ("outputs", outputs, pop_outputs)):
+        if not by_pop:  # node labels: neuron by neuron
+            graph = graph.with_io(**{what: names})
+    for what in ("input_ids", "output_ids"):
+        ids = _meta(G, what)
+        given = inputs if what == "input_ids" else outputs
+        if ids is None or given != _names(_meta(G, what.replace("_ids", "s"), []), what):
+            continue  # not exported, or replaced by the caller's inputs/outputs
+        missing = [n for n in ids if not _hashable(n) or n not in position]
+        if missing:
+            raise GraphError(f"from_networkx: graph attribute {what!r} names node {missing[0]!r}, which is not in the graph")
+        graph = dataclasses.replace(graph, **{what: torch.tensor([position[n] for n in ids], dtype=torch.long)}, _cache={})
+    return graph
+
+
+def _meta(G: nx.Graph, key: str, default=None):
+    """Graph attribute ``key`` of an exported graph; a JSON string (``scalar_attrs=True``) is decoded."""
+    value = G.graph.get(key, default)
+    if isinstance(value, str) and key != "weight_attr":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise GraphError(f"from_networkx: graph attribute {key!r} is a string but not JSON: {value[:80]!r}") from None
+    return value
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
 
 
 def _names(names, what: str) -> list:
-    """Population names for ``inputs``/``outputs``: a list or tuple, or one name as a string."""
+    """Population names or node labels for ``inputs``/``outputs``: a list or tuple, or one name as a string."""
     if names is None:
         return []
     if isinstance(names, str):
         return [names]  # one name, not its letters
     if not isinstance(names, (list, tuple)):
-        raise GraphError(f"from_networkx: {what} must be a list of population names or one name, got {names!r}")
+        raise GraphError(f"from_networkx: {what} must be a list of population names or node labels, or one name, "
+                         f"got {names!r}")
     return list(names)
 
 
@@ -186,6 +321,193 @@ def _state_field(graph: Graph, value, key: str, who: str) -> Tensor:
     if value.device.type != graph.device.type:
         raise ShapeError(f"{who}: state[{key!r}] is on {value.device} but the graph is on {graph.device}; move one with .to()")
     return value
+
+
+# ---------------------------------------------------------------------- files
+# sg.write(graph, "net.graphml", state=run.state) / graph, state = sg.read("net.graphml"), for .graphml, .gexf
+# and .json (node-link). The file is an ordinary networkx export (to_networkx(..., scalar_attrs=True):
+# original node labels, type/population per node, type/projection/weight per edge, states as
+# state_0, state_1, ...) that other tools open as it is, plus one graph attribute "simgraph" (JSON)
+# with what an exact round trip needs besides: the kind of node labels, the seed, and the shape and
+# dtype of each state field.
+FORMATS = {".graphml": "GraphML", ".gexf": "GEXF", ".json": "node-link JSON"}
+FORMAT_VERSION = 1
+_GEXF_TYPE = "synapse_type"  # GEXF keeps an edge's "type" for directed/undirected: synapse types go here
+
+
+def write(graph: Graph, path, state: dict | None = None, batch_index: int = 0) -> Path:
+    """Write ``graph`` (and episode ``batch_index`` of ``state``, if given) to ``path``.
+
+    The format follows the suffix: ``.graphml``, ``.gexf`` or ``.json`` (networkx node-link).
+    Node labels must be strings or ints (file formats hold no other kinds). The file is written
+    to a temporary name first and then renamed, so a failed write leaves no half file. Returns
+    the path.
+    """
+    if not isinstance(graph, Graph):
+        raise GraphError(f"sg.write needs a simgraph Graph, got {type(graph).__name__}")
+    path = _path(path, "sg.write")
+    suffix = _suffix(path, "sg.write")
+    labels = graph.node_labels
+    if labels is None:
+        kind = "none"
+    elif all(isinstance(x, str) for x in labels):
+        kind = "str"
+    elif all(isinstance(x, int) and not isinstance(x, bool) for x in labels):
+        kind = "int"
+    else:
+        bad = next(x for x in labels if not isinstance(x, (str, int)) or isinstance(x, bool))
+        raise GraphError(f"sg.write {str(path)!r}: node labels must all be strings or all ints to be saved, "
+                         f"got {bad!r}; relabel the graph (dataclasses.replace(graph, node_labels=...))")
+    if kind != "none" and len(set(map(str, labels))) != len(labels):
+        raise GraphError(f"sg.write {str(path)!r}: node labels are not distinct as text, so the file could not tell them apart")
+    G = to_networkx(graph, state, batch_index=batch_index, scalar_attrs=True)
+    node_fields, edge_fields = _exported_fields(graph, state, batch_index)
+    fields = {}
+    for on, found in (("node", node_fields), ("edge", edge_fields)):
+        for key in found:
+            value = state[key]
+            fields[str(key)] = {"on": on, "prefix": _prefix(key), "dim": int(value.shape[-1]),
+                                "dtype": str(value.dtype).removeprefix("torch."), "batched": value.dim() == 3}
+    prefixes = [(f["on"], f["prefix"]) for f in fields.values()]
+    if len(set(prefixes)) != len(prefixes):
+        raise GraphError(f"sg.write {str(path)!r}: state fields {sorted(fields)} share an attribute prefix; rename one")
+    meta = {"version": FORMAT_VERSION, "labels": kind, "seed": graph.seed, "state": fields,
+            "weight_dtype": None if graph.edge_weight is None else str(graph.edge_weight.dtype).removeprefix("torch.")}
+    G.graph["simgraph"] = json.dumps(meta)
+    if suffix == ".gexf":
+        for *_, d in G.edges(data=True):
+            d[_GEXF_TYPE] = d.pop("type")
+        G.graph = {"name": json.dumps(G.graph)}  # networkx's GEXF keeps no graph attributes but its name
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        if suffix == ".graphml":
+            nx.write_graphml(G, tmp)
+        elif suffix == ".gexf":
+            nx.write_gexf(G, tmp)
+        else:
+            tmp.write_text(json.dumps(nx.node_link_data(G, edges="edges")))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise GraphError(f"sg.write: cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read(path, **import_options) -> tuple[Graph, dict | None]:
+    """Read a graph file: ``(graph, state)``.
+
+    A file written by :func:`write` comes back exactly: populations, projections and layouts,
+    neuron and synapse types, node labels and order, inputs and outputs, ``edge_weight`` and the
+    state (``None`` when none was written; a field written from ``[B, N, D]`` comes back as that
+    episode, ``[1, N, D]``; one written from ``[N, D]`` as ``[N, D]``, in its dtype).
+    Any other GraphML, GEXF or node-link JSON file is imported with :func:`simgraph.from_networkx`
+    and ``import_options`` (``weight_attr=``, ``default_type=``, ...); its state is ``None``.
+    """
+    path = _path(path, "sg.read")
+    suffix = _suffix(path, "sg.read")
+    if not path.is_file():
+        raise GraphError(f"sg.read: {str(path)!r} does not exist" if not path.exists() else f"sg.read: {str(path)!r} is not a file")
+    try:
+        if suffix == ".graphml":
+            G = nx.read_graphml(path, edge_key_type=int, force_multigraph=True)
+        elif suffix == ".gexf":
+            G = nx.read_gexf(path)
+        else:
+            data = json.loads(path.read_text())
+            G = nx.node_link_graph(data, edges="edges" if "edges" in data else "links")
+    except Exception as exc:  # networkx and the parsers raise many kinds on a malformed file
+        raise GraphError(f"sg.read: {str(path)!r} is not a readable {FORMATS[suffix]} file: "
+                         f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if suffix == ".gexf":
+        G = _from_gexf(G, path)
+    meta = G.graph.get("simgraph")
+    try:
+        if meta is None:  # not written by sg.write: a plain import
+            return from_networkx(G, **import_options), None
+        if import_options:
+            raise GraphError(f"import options {sorted(import_options)} are for files not written by sg.write")
+        return _restore(G, meta)
+    except SimgraphError as exc:
+        raise type(exc)(f"sg.read {str(path)!r}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise GraphError(f"sg.read {str(path)!r}: the file's simgraph data is damaged: {type(exc).__name__}: {exc}") from None
+
+
+def _restore(G: nx.MultiDiGraph, meta: str) -> tuple[Graph, dict | None]:
+    meta = json.loads(meta)
+    if meta.get("version") != FORMAT_VERSION:
+        raise GraphError(f"written by format version {meta.get('version')!r}, this simgraph reads {FORMAT_VERSION}")
+    kind = meta["labels"]
+    if kind in ("int", "none"):
+        G = nx.relabel_nodes(G, {n: int(n) for n in G.nodes}, copy=True)
+    if not isinstance(G, nx.MultiDiGraph):
+        raise GraphError("the file holds no directed multigraph (sg.write writes one)")
+    graph = from_networkx(G, seed=meta["seed"])
+    labels = list(graph.node_labels)  # the file's node keys, in simgraph order
+    if kind == "none":
+        graph = _replace(graph, node_labels=None)
+    if graph.edge_weight is not None and meta.get("weight_dtype"):
+        graph = _replace(graph, edge_weight=graph.edge_weight.to(getattr(torch, meta["weight_dtype"])))
+    # edge e of the rebuilt graph is the file's edge with key e: check it, then read the states
+    keyed = {k: (u, v, d) for u, v, k, d in G.edges(keys=True, data=True)}
+    src, dst = graph.edge_index.tolist()
+    for e in range(graph.num_edges):
+        if e not in keyed or (keyed[e][0], keyed[e][1]) != (labels[src[e]], labels[dst[e]]):
+            raise GraphError(f"edge {e} does not match the edge keyed {e} in the file")
+    if not meta["state"]:
+        return graph, None
+    state = {}
+    for key, f in meta["state"].items():
+        names = [f"{f['prefix']}_{d}" for d in range(f["dim"])]
+        if f["on"] == "node":
+            rows = [[G.nodes[n][a] for a in names] for n in labels]
+        else:
+            rows = [[keyed[e][2][a] for a in names] for e in range(graph.num_edges)]
+        value = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), f["dim"]).to(getattr(torch, f["dtype"]))
+        state[key] = value.unsqueeze(0) if f["batched"] else value
+    return graph, state
+
+
+def _replace(graph: Graph, **changes) -> Graph:
+    return dataclasses.replace(graph, **changes, _cache={})
+
+
+def _from_gexf(G: nx.Graph, path: Path) -> nx.Graph:
+    """Undo what GEXF adds or moves: node ``label`` and edge ``id`` attributes, synapse types, graph attributes."""
+    name = G.graph.get("name")
+    meta = None
+    if isinstance(name, str) and name.startswith("{"):
+        try:
+            meta = json.loads(name)
+        except ValueError:
+            meta = None
+    if not isinstance(meta, dict) or "simgraph" not in meta:
+        return G  # a GEXF file from elsewhere
+    for n, d in G.nodes(data=True):
+        if d.get("label") == str(n):
+            d.pop("label")
+    for *_, d in G.edges(data=True):
+        d.pop("id", None)
+        if _GEXF_TYPE in d:
+            d["type"] = d.pop(_GEXF_TYPE)
+    G.graph = meta
+    return G
+
+
+def _path(path, who: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise GraphError(f"{who}: path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
+def _suffix(path: Path, who: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise GraphError(f"{who}: {str(path)!r} has suffix {path.suffix or '(none)'!r}; simgraph reads and writes "
+                         + ", ".join(f"{s} ({n})" for s, n in FORMATS.items()))
+    return suffix
 
 
 def to_pyg(graph: Graph, state: dict | None = None, hetero: bool = False):
