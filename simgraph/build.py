@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import GraphError, unknown
+from .errors import GraphError, check_bytes, check_device, unknown
 from .graph import Graph, Population, Projection, degrees
 
 CONNECTION_RULES = (
@@ -37,6 +37,11 @@ LAYOUTS = ("auto", "dense", "sparse")
 # ids are int64 but a network past 2**31 neurons or synapses per projection cannot be held in
 # memory anyway: refuse it with a clear error instead of a failed allocation deep inside torch
 MAX_SIZE = 2**31 - 1
+# what build() holds per neuron (type ids, their concatenation, in- and out-degrees: int64 each) and,
+# at its peak, per synapse (local and global pre/post ids, their concatenation, edge_index, type ids);
+# connect() holds per synapse the drawn ids, the sort keys and order and the sorted copies
+NEURON_BYTES = 32
+SYNAPSE_BYTES = 64
 _NAME = re.compile(r"^\S(.*\S)?$")  # non-empty, no surrounding whitespace
 
 
@@ -56,8 +61,8 @@ class Network:
     """A mutable network description; :meth:`build` compiles it into an immutable :class:`Graph`."""
 
     def __init__(self, seed: int | None = 0):
-        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)):
-            raise GraphError(f"seed must be an int or None, got {seed!r}")
+        if seed is not None and (not _is_int(seed) or not -(2**63) <= seed < 2**64):  # what torch's generator takes
+            raise GraphError(f"seed must be an int in [-2**63, 2**64) or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
         self.generator = torch.Generator()
         if seed is None:
@@ -80,6 +85,8 @@ class Network:
         total = int(size) + sum(n for n, _ in self._populations.values())
         if total > MAX_SIZE:
             raise GraphError(f"population {name!r}: size {size} brings the network to {total} neurons, more than {MAX_SIZE}")
+        check_bytes(f"population {name!r} (size {int(size)}, {total} neurons in the network)", total * NEURON_BYTES,
+                    "use a smaller population size")
         neuron_type = name if neuron_type is None else neuron_type
         _check_name(neuron_type, f"neuron type of population {name!r}")
         self._populations[name] = (int(size), neuron_type)
@@ -221,6 +228,8 @@ class Network:
         """Compile into an immutable :class:`Graph` (on ``device``, default CPU)."""
         if not self._populations:
             raise GraphError("network has no populations; add one with population()")
+        if device is not None:
+            device = check_device("Network.build", device)
         neuron_types: list[str] = []
         populations: dict[str, Population] = {}
         start = 0
@@ -230,6 +239,9 @@ class Network:
             populations[name] = Population(name, start, size, ntype, neuron_types.index(ntype))
             start += size
         N = start
+        E = sum(len(q.pre_idx) for q in self._projections)
+        check_bytes(f"Network.build ({N} neurons, {E} synapses)", N * NEURON_BYTES + E * SYNAPSE_BYTES,
+                    "use fewer neurons or sparser connections")
         synapse_types: list[str] = []
         projections: dict[str, Projection] = {}
         sparse_index: dict[str, tuple[Tensor, Tensor]] = {}
@@ -338,6 +350,17 @@ def _check_work(rule, n_pre, n_post, given, multapses_ok, where) -> None:
     }.get(rule, 0)
     if size > MAX_SIZE:
         raise GraphError(f"{where}: rule {rule!r} would need {size} synapses (or candidate pairs), more than {MAX_SIZE}")
+    # candidate grids: a float32 random key (and a mask byte) per (post, pre) pair, then the drawn synapses
+    if rule == "pairwise_bernoulli":
+        p = given["p"]
+        frac = float(p) if _is_number(p) and 0.0 <= float(p) <= 1.0 else 0.0  # a bad p: the rule's own check names it
+        need = dense * 5 + int(frac * dense) * SYNAPSE_BYTES
+    elif rule in ("fixed_indegree", "fixed_outdegree") and not multapses_ok:
+        need = dense * 4 + (n_post if rule == "fixed_indegree" else n_pre) * (k or 0) * SYNAPSE_BYTES
+    else:
+        need = size * SYNAPSE_BYTES
+    check_bytes(f"{where}: rule {rule!r} ({size} synapses or candidate pairs)", need,
+                "use smaller populations or a sparser rule (fixed_indegree with allow_multapses=True draws no candidate grid)")
 
 
 def _index_array(idx, size: int, what: str, pop: str) -> Tensor:

@@ -117,3 +117,106 @@ def check_bool(name: str, value) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise ConfigError(f"{name} must be True or False, got {value!r}")
+
+
+# ---------------------------------------------------------------------- byte budget
+class MemoryBudgetError(SimgraphError, MemoryError):
+    """A call would allocate more bytes than the budget (``SIMGRAPH_MAX_BYTES``, else the machine's
+    RAM); refused up front, before anything is allocated, with the size and what to change."""
+
+
+BUDGET_ENV = "SIMGRAPH_MAX_BYTES"
+
+
+def format_bytes(nbytes: float) -> str:
+    """``nbytes`` human readable: ``"512 B"``, ``"1.5 MB"``, ``"2.0 TB"`` (powers of 1000)."""
+    n = float(nbytes)
+    if n < 1000:
+        return f"{int(n)} B"
+    for unit in ("kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
+        n /= 1000.0
+        if n < 1000 or unit == "ZB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError  # unreachable
+
+
+def total_ram() -> int | None:
+    """The machine's physical memory in bytes (None where the OS does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def max_bytes() -> int | None:
+    """The byte budget: ``SIMGRAPH_MAX_BYTES`` (an int such as ``4000000000`` or ``4e9``) if set, else
+    the machine's total RAM; None when neither is known (no limit)."""
+    import os
+
+    raw = os.environ.get(BUDGET_ENV)
+    if raw is not None and raw.strip():
+        try:
+            value = float(raw.strip().replace("_", ""))
+        except ValueError:
+            value = float("nan")
+        if not math.isfinite(value) or value < 1:
+            raise ConfigError(f"{BUDGET_ENV} must be a positive number of bytes (e.g. 8e9), got {raw!r}")
+        return int(value)
+    return total_ram()
+
+
+def check_bytes(what: str, nbytes: float, hint: str = "") -> int:
+    """Refuse, before allocating, ``nbytes`` (an estimate) that ``what`` would need if it is more than
+    :func:`max_bytes`: :class:`MemoryBudgetError` naming the size, ``what`` and ``hint`` (what to change).
+    Returns ``nbytes`` as an int."""
+    budget = max_bytes()
+    nbytes = int(nbytes)
+    if budget is not None and nbytes > budget:
+        source = f"{BUDGET_ENV}={budget}" if _budget_from_env() else "this machine's RAM"
+        msg = (f"{what} would allocate {format_bytes(nbytes)} ({nbytes:,} bytes), more than the byte budget of "
+               f"{format_bytes(budget)} ({source})")
+        if hint:
+            msg += f"; {hint}"
+        msg += f" (set {BUDGET_ENV} to change the budget)"
+        raise MemoryBudgetError(msg)
+    return nbytes
+
+
+def _budget_from_env() -> bool:
+    import os
+
+    return bool(os.environ.get(BUDGET_ENV, "").strip())
+
+
+def dtype_bytes(dtype=None) -> int:
+    """Bytes per element of ``dtype`` (default: torch's default dtype)."""
+    import torch
+
+    return (dtype or torch.get_default_dtype()).itemsize
+
+
+def check_device(what: str, device):
+    """``device`` (a ``torch.device``, a string such as ``"cpu"`` / ``"cuda:0"``, or a CUDA index) as a
+    ``torch.device`` this machine has; ConfigError naming ``what`` otherwise (an unknown name, ``"cuda"``
+    on a CPU-only build, an index past the last GPU)."""
+    import torch
+
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str) and device.strip():
+        try:
+            dev = torch.device(device.strip())
+        except (RuntimeError, ValueError, TypeError):
+            raise ConfigError(f"{what}: device must be 'cpu', 'cuda' or 'cuda:i' (a torch device), got {device!r}") from None
+    elif is_int(device) and device >= 0:
+        dev = torch.device("cuda", int(device))
+    else:
+        raise ConfigError(f"{what}: device must be 'cpu', 'cuda' or 'cuda:i' (a torch device) or None, got {device!r}")
+    try:
+        torch.empty(0, device=dev)  # an unavailable device (no CUDA build, no such GPU) refuses an empty tensor
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        raise ConfigError(f"{what}: device {str(dev)!r} is not available on this machine "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    return dev

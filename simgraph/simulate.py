@@ -223,8 +223,10 @@ def simulate(
         if not isinstance(B, int) or isinstance(B, bool) or B < 1:
             raise ShapeError(f"without inputs, batch_size must be a positive int, got {B!r}")
         T = ticks
+    check_run_bytes(rule, graph, T, B, fresh_state=state is None, zero_input=inputs is None)
     state = initial_state(rule, graph, state, B)
     plans = _plan_monitors(graph, state, monitors)
+    check_monitor_bytes(plans, state, T)
     buffers: dict[str, Tensor] = {}
 
     step = _compiled_step(rule, graph, state, compile) if compile is not False else rule.step
@@ -273,12 +275,58 @@ def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
     rule.check_graph(graph)
     inputs = check_inputs(graph, rule, inputs)
     T, B = inputs.shape[:2]
+    from .errors import check_bytes, dtype_bytes
+
+    # U (every tick's per-node input) and X (every tick's node state) are whole-episode tensors
+    size = dtype_bytes() * T * B * graph.num_nodes * (rule.input_dim + rule.node_dim)
+    check_bytes(f"simulate(lean=True) over {T} ticks x {B} episodes x {graph.num_nodes} neurons", size,
+                "use fewer ticks or a smaller batch, or lean=False with checkpoint_every=k")
     state = initial_state(rule, graph, state, B)
     inputs = inputs.to(state["node"].dtype)  # the state decides the precision, as on the plain path
     U = graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, -1)
     X, edge = rule.lean_episode(graph, U, state)
     outputs = graph.read_outputs(X.reshape(T * B, graph.num_nodes, -1))[..., : rule.output_dim]
     return Run(outputs.view(T, B, *outputs.shape[1:]), {**state, "node": X[-1], "edge": edge}, {})
+
+
+def check_run_bytes(rule: Rule, graph: Graph, T: int, B: int, fresh_state: bool = True, zero_input: bool = True) -> None:
+    """Refuse (:class:`simgraph.errors.MemoryBudgetError`) a run whose fresh state, zero inputs and
+    stacked outputs alone would not fit the byte budget, before any of them is allocated."""
+    from .errors import check_bytes, dtype_bytes
+
+    item = dtype_bytes()
+    dims = [getattr(rule, k, 1) for k in ("node_dim", "edge_dim", "input_dim", "output_dim")]
+    node_dim, edge_dim, input_dim, output_dim = (d if isinstance(d, int) and d > 0 else 1 for d in dims)
+    N, E = graph.num_nodes, graph.num_edges
+    if fresh_state or zero_input:
+        per_tick = item * B * ((N * node_dim + E * edge_dim) if fresh_state else 0) + item * B * N * input_dim * zero_input
+        check_bytes(f"simulate's state for batch_size={B} on {N} neurons and {E} synapses "
+                    f"({node_dim} and {edge_dim} channels)", per_tick,
+                    "use a smaller batch_size (or a smaller network)")
+    check_bytes(f"simulate's outputs over {T} ticks x {B} episodes x {graph.num_outputs} output neurons",
+                item * T * B * graph.num_outputs * output_dim, "use fewer ticks or a smaller batch")
+
+
+def check_monitor_bytes(plans: Sequence[tuple[Monitor, Tensor | None]], state: State, T: int) -> None:
+    """Refuse monitors whose buffers (``(T - 1) // every + 1`` rows each) would not fit the byte budget together."""
+    from .errors import check_bytes
+
+    total, parts = 0, []
+    for mon, ids in plans:
+        value = state.get(mon.field)
+        if not isinstance(value, Tensor):
+            continue  # _record names a missing field
+        numel = value.numel()
+        if ids is not None and value.dim() >= 2:
+            axis = 1 if mon.field == "node" else value.dim() - 2
+            numel = numel // max(value.shape[axis], 1) * len(ids)
+        rows = (T - 1) // mon.every + 1
+        size = rows * numel * value.element_size()
+        total += size
+        parts.append(f"{mon.key!r}: {rows} rows of {numel} values")
+    if parts:
+        check_bytes(f"the monitor buffers ({'; '.join(parts)})", total,
+                    "record less often (every=), fewer populations, or fewer ticks")
 
 
 def _plan_monitors(graph: Graph, state: State, monitors: Sequence[Monitor]) -> list[tuple[Monitor, Tensor | None]]:

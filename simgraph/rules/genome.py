@@ -65,11 +65,14 @@ class GenomeRule(SweepRule):
         seed: int = 0,
     ):
         super().__init__()
-        from ..errors import check_bool, check_number, check_seed, is_int
+        from ..errors import check_bool, check_bytes, check_number, check_seed, dtype_bytes, is_int
 
         if not is_int(k) or k < 2:
             raise ConfigError(f"GenomeRule k must be an int >= 2 (activation and label states), got {k!r}")
         k = int(k)
+        # the genome's k x k matrices (and the k-tuples of activation names built below), before allocating any
+        check_bytes(f"GenomeRule(k={k})'s parameters", (4 * k * k + 5 * k) * dtype_bytes() + 3 * 8 * k,
+                    "use a smaller k (states per neuron)")
         for what, names in (("sigma", sigma), ("output_sigma", output_sigma), ("backward_sigma", backward_sigma)):
             if names is not None and (isinstance(names, str) or not isinstance(names, (tuple, list))):  # not letters of a string
                 raise ConfigError(f"GenomeRule {what} must be a tuple of {k} activation names (one per state), got {names!r}")

@@ -39,14 +39,21 @@ from .base import State, SweepRule
 REDUCE = ("mean", "sum")
 
 
+def _lstm_params(hidden: int, message: int) -> int:
+    """How many numbers :class:`LSTMCell` holds: w_fwd, w_bwd (+bias), w_hh, out_f, out_b."""
+    return 4 * hidden * (2 * message + hidden + 1) + 2 * (hidden + 1) * message
+
+
 class LSTMCell(nn.Module):
     """The shared synapse LSTM; input ``[fwd_pre, bwd_post]``, state ``[h, c]``."""
 
     def __init__(self, hidden: int = 16, message: int = 8, forget_bias: float = 5.0, input_bias: float = -5.0):
         super().__init__()
-        from ..errors import check_int, check_number
+        from ..errors import check_bytes, check_int, check_number, dtype_bytes
 
         hidden, message = check_int("LSTMCell hidden", hidden, 1), check_int("LSTMCell message", message, 1)
+        check_bytes(f"LSTMCell(hidden={hidden}, message={message})'s parameters",
+                    _lstm_params(hidden, message) * dtype_bytes(), "use a smaller hidden or message size")
         forget_bias, input_bias = check_number("LSTMCell forget_bias", forget_bias), check_number("LSTMCell input_bias", input_bias)
         self.hidden, self.message = hidden, message
         self.w_fwd = nn.Linear(message, 4 * hidden, bias=False)
@@ -78,11 +85,13 @@ class BackpropCell(nn.Module):
 
     def __init__(self, lr: float = 0.1, hidden: int = 16, message: int = 8):
         super().__init__()
-        from ..errors import check_number, is_int
+        from ..errors import check_bytes, check_number, dtype_bytes, is_int
 
         lr = check_number("BackpropCell lr", lr)
         if not is_int(hidden) or not is_int(message) or hidden < 3 or message < 2:
             raise ConfigError(f"BackpropCell needs ints hidden >= 3 and message >= 2, got {hidden!r}, {message!r}")
+        check_bytes(f"BackpropCell(hidden={hidden}, message={message})'s parameters",
+                    2 * (int(hidden) + 1) * int(message) * dtype_bytes(), "use a smaller hidden or message size")
         self.hidden, self.message, self.lr = int(hidden), int(message), lr
         self.out_f, self.out_b = nn.Linear(hidden, message), nn.Linear(hidden, message)
         with torch.no_grad():
@@ -121,12 +130,15 @@ class LSTMSynapseRule(SweepRule):
         seed: int = 0,
     ):
         super().__init__()
-        from ..errors import check_number, check_seed, is_int
+        from ..errors import check_bytes, check_number, check_seed, dtype_bytes, is_int
 
         for name, v in dict(hidden=hidden, message=message, ticks=ticks).items():
             if not is_int(v) or v < 1:
                 raise ConfigError(f"LSTMSynapseRule {name} must be a positive int, got {v!r}")
         hidden, message, ticks = int(hidden), int(message), int(ticks)
+        if cell is None:  # the default cell, counted before it is built
+            check_bytes(f"LSTMSynapseRule(hidden={hidden}, message={message})'s parameters",
+                        _lstm_params(hidden, message) * dtype_bytes(), "use a smaller hidden or message size")
         init_std, seed = check_number("LSTMSynapseRule init_std", init_std, low=0.0), check_seed("LSTMSynapseRule seed", seed)
         if not isinstance(reduce, str) or reduce not in REDUCE:
             raise unknown("LSTMSynapseRule reduce", reduce, REDUCE)

@@ -47,7 +47,7 @@ class MLPRule(Rule):
         seed: int = 0,
     ):
         super().__init__()
-        from ..errors import check_bool, check_int, check_number, check_seed, is_int
+        from ..errors import check_bool, check_bytes, check_int, check_number, check_seed, dtype_bytes, is_int
 
         for name, v in dict(num_neuron_types=num_neuron_types, num_synapse_types=num_synapse_types, node_dim=node_dim,
                             edge_dim=edge_dim, hidden=hidden, type_dim=type_dim, input_dim=input_dim,
@@ -67,6 +67,12 @@ class MLPRule(Rule):
         self.use_types, self.plastic = use_types, plastic
         self.init_edge_std, self.seed = init_edge_std, check_seed("MLPRule seed", seed)
         z = node_dim + type_dim
+        # every parameter below, counted before any is allocated (hidden=2**34 would be terabytes)
+        params = (num_neuron_types * (type_dim + node_dim) + num_synapse_types * (hidden + edge_dim)
+                  + (z + 1) * edge_dim + 3 * node_dim * (edge_dim + input_dim + type_dim + node_dim + 2)
+                  + (node_dim + 1) * output_dim + (z + 1) * 5 * hidden + edge_dim * hidden + (hidden + 1) * edge_dim)
+        check_bytes(f"MLPRule's {params} parameters (hidden={hidden}, node_dim={node_dim}, edge_dim={edge_dim}, "
+                    f"type_dim={type_dim})", params * dtype_bytes(), "use smaller hidden/node_dim/edge_dim/type_dim or fewer types")
 
         self.neuron_embedding = nn.Parameter(torch.randn(num_neuron_types, type_dim) * 0.5)
         self.synapse_embedding = nn.Parameter(torch.zeros(num_synapse_types, hidden))

@@ -69,6 +69,10 @@ class PlasticRule(Rule):
                                                                    ("plastic", plastic), ("lean", lean)))
         seed = check_seed("PlasticRule seed", seed)
         self.num_nodes, self.num_edges, self.num_types = graph.num_nodes, graph.num_edges, graph.num_synapse_types
+        from ..errors import check_bytes, dtype_bytes
+
+        check_bytes(f"PlasticRule's per-synapse parameters w and alpha ({self.num_edges} synapses)",
+                    (2 * self.num_edges + self.num_nodes) * dtype_bytes(), "use a graph with fewer synapses")
         self.oja, self.input_gain, self.lean, self.plastic = bool(oja), float(input_gain), bool(lean), bool(plastic)
         g = torch.Generator().manual_seed(int(seed))
         self.w = nn.Parameter(init_std * torch.randn(self.num_edges, 1, generator=g))

@@ -50,6 +50,17 @@ class OneShotTask(Task):
             raise ConfigError(f"OneShotTask reversal must be True or False, got {self.reversal!r}")
         if self.reversal and self.n_patterns < 2:
             raise ConfigError("OneShotTask reversal needs n_patterns >= 2 (labels swap between patterns)")
+        self.check_bytes(1)
+
+    def check_bytes(self, batch_size: int) -> None:
+        """MemoryBudgetError unless :meth:`sample`'s tensors for ``batch_size`` episodes fit the byte budget:
+        inputs, targets and the mask (float32 ``[T, B, ...]``), the patterns and labels, and the label codes."""
+        from ..errors import check_bytes
+
+        P, L = self.n_patterns, self.label_bits
+        size = batch_size * (4 * self.ticks * (self.num_inputs + 2 * L) + 12 * P * (self.pattern_bits + L)) + 8 * L * L
+        check_bytes(f"OneShotTask episodes (batch_size={batch_size} x {self.ticks} ticks x {self.num_inputs} inputs, "
+                    f"label_bits={L})", size, "use fewer bits, patterns or ticks, or a smaller batch_size")
 
     @classmethod
     def reversal_task(cls, **kw) -> "OneShotTask":
@@ -75,6 +86,7 @@ class OneShotTask(Task):
     def sample(self, batch_size: int = 1, seed: int | torch.Generator = 0, device=None) -> Episode:
         """Inputs ``[T, B, pattern_bits + label_bits]``, label targets ``[T, B, label_bits]``, scored on each query's last tick."""
         B = check_batch(batch_size)
+        self.check_bytes(B)
         g = generator(seed)
         P, rows = self.n_patterns, torch.arange(B)
         patterns = random_signs(g, B, P, self.pattern_bits)

@@ -96,8 +96,21 @@ class OnlineTask(Task):
             object.__setattr__(self, "num_classes", n)
         if self.projection is not None and (not isinstance(self.projection, int) or self.projection < 1):
             raise ConfigError(f"projection must be a positive int (inputs after a random projection) or None, got {self.projection!r}")
-        if not self.noise >= 0:
-            raise ConfigError(f"noise must be >= 0, got {self.noise!r}")
+        from ..errors import check_number
+
+        check_number("OnlineTask noise", self.noise, low=0.0)
+        self.check_bytes(1)
+
+    def check_bytes(self, batch_size: int) -> None:
+        """MemoryBudgetError unless :meth:`sample`'s arrays for ``batch_size`` episodes fit the byte budget:
+        the drawn examples (float64, then float32), a projection matrix per episode, labels, targets, teacher
+        and masks."""
+        from ..errors import check_bytes
+
+        n, native = self.steps + self.query, 64 if self.source == "digits" else 2
+        per_episode = n * (native * 8 + self.input_size * 20 + 16 + 16 * self.n_classes) + native * (self.projection or 0) * 8
+        check_bytes(f"OnlineTask episodes (batch_size={batch_size} x {n} examples x {self.input_size} inputs)",
+                    batch_size * per_episode, "use fewer steps/query, a smaller projection, or a smaller batch_size")
 
     @property
     def num_inputs(self) -> int:
@@ -110,6 +123,7 @@ class OnlineTask(Task):
     def sample(self, batch_size: int, seed: int = 0, device=None) -> Episode:
         """``steps + query`` ticks: the stream (labels as ``teacher``), then the probe queries."""
         check_batch(batch_size)
+        self.check_bytes(batch_size)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"OnlineTask seed must be an int, got {seed!r}")
         ep = self.episode(self.steps, batch_size, self.query, seed=seed)

@@ -45,6 +45,16 @@ class PatternCompletionTask(Task):
             raise ConfigError(f"PatternCompletionTask cue_zero_prob must be a number in [0, 1), got {p!r}")
         if not isinstance(self.bias, bool):
             raise ConfigError(f"PatternCompletionTask bias must be True or False, got {self.bias!r}")
+        self.check_bytes(1)
+
+    def check_bytes(self, batch_size: int) -> None:
+        """MemoryBudgetError unless :meth:`sample`'s tensors for ``batch_size`` episodes fit the byte budget:
+        the blocks and their concatenation (inputs), targets and the mask, float32 ``[T, B, ...]``."""
+        from ..errors import check_bytes
+
+        size = batch_size * (4 * self.ticks * (3 * self.num_inputs + 2 * self.n_bits) + 12 * self.n_patterns * self.n_bits)
+        check_bytes(f"PatternCompletionTask episodes (batch_size={batch_size} x {self.ticks} ticks x {self.num_inputs} "
+                    f"inputs)", size, "use fewer n_bits, patterns or ticks, or a smaller batch_size")
 
     @property
     def ticks(self) -> int:
@@ -61,6 +71,7 @@ class PatternCompletionTask(Task):
     def sample(self, batch_size: int = 1, seed: int | torch.Generator = 0, device=None) -> Episode:
         """Inputs ``[T, B, n_in]``, targets ``[T, B, n_bits]`` (the pattern), scored at the last tick."""
         B = check_batch(batch_size)
+        self.check_bytes(B)
         g = generator(seed)
         patterns = random_signs(g, B, self.n_patterns, self.n_bits)
         rows = torch.arange(B).unsqueeze(1)

@@ -70,6 +70,21 @@ class RecallTask(Task):
         for name in ("shuffle", "distractors"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"RecallTask {name} must be true or false, got {getattr(self, name)!r}")
+        self.check_bytes(1)
+
+    def episode_bytes(self, batch_size: int) -> int:
+        """What :meth:`sample` allocates for ``batch_size`` episodes: inputs, targets and two masks (float32,
+        ``[T, B, ...]``) and the drawn patterns (keys too for ``cue='key'``)."""
+        T, K, D = self.num_ticks, self.num_patterns, self.bits
+        return batch_size * (4 * T * (self.num_inputs + 3 * D) + 12 * K * D * (2 if self.cue == "key" else 1))
+
+    def check_bytes(self, batch_size: int) -> None:
+        """MemoryBudgetError unless ``batch_size`` episodes fit the byte budget (see :func:`simgraph.errors.check_bytes`)."""
+        from ..errors import check_bytes
+
+        check_bytes(f"RecallTask episodes (batch_size={batch_size} x {self.num_ticks} ticks x {self.num_inputs} inputs, "
+                    f"bits={self.bits}, num_patterns={self.num_patterns})", self.episode_bytes(batch_size),
+                    "use fewer bits, patterns or ticks, or a smaller batch_size")
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -92,6 +107,7 @@ class RecallTask(Task):
     def sample(self, batch_size: int, seed: int | torch.Generator = 0, device=None) -> Episode:
         """A batch of episodes; the same seed gives the same episodes (generated on CPU, then moved)."""
         _check_int("batch_size", batch_size, 1)
+        self.check_bytes(int(batch_size))
         g = generator(seed)
         B, K, D = batch_size, self.num_patterns, self.bits
         sign = lambda *shape: random_signs(g, *shape)  # noqa: E731

@@ -1,0 +1,826 @@
+"""A property-based fuzz over every public function and CLI command (issue 15, part 4).
+
+Each target draws arguments that mix valid values with hostile ones (wrong types, NaN/inf,
+negative and huge ints, numpy scalars, strings where numbers belong, empty lists, unknown names,
+bad paths) and calls one public entry point. Every call ends one of three ways:
+
+- **clear**: a SimgraphError with a non-empty message (for the CLI: exit code 2 with a message,
+  or argparse's usage error);
+- **accepted**: the call returned (a valid input, or one the API defines a meaning for);
+- **raw**: any other exception, or a hang: a failure.
+
+The last test prints ``fuzz: N cases, X clear errors, Y accepted, 0 raw`` and asserts no raw
+outcome. Calls known to raise raw exceptions in modules outside this change are listed in
+``KNOWN_RAW`` (not drawn by the fuzz) and pinned by exact xfail tests at the end.
+
+Sizes are small (and ``SIMGRAPH_MAX_BYTES`` is 2e8 here), so that every accepted call is quick;
+huge ints are far beyond what fits, so the byte budget refuses them at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import simgraph as sg
+import simgraph.topologies as topologies
+from simgraph.errors import SimgraphError
+
+OUTCOMES: Counter = Counter()
+RAW: list[str] = []
+HANG_S = 20  # per call; a small call takes milliseconds
+EXAMPLES = 12  # per target (hypothesis max_examples)
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=False,
+                suppress_health_check=list(HealthCheck))
+
+
+class Hang(BaseException):
+    """Raised by the alarm: a BaseException, so no ``except Exception`` in the library swallows it."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def fire(*_):
+        raise Hang(f"no answer within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def outcome(target: str, fn) -> str:
+    """Run ``fn()`` and classify it (see the module docstring); a raw outcome fails the calling test."""
+    OUTCOMES["cases"] += 1
+    try:
+        with time_limit(HANG_S):
+            fn()
+    except SimgraphError as exc:
+        if not str(exc).strip():
+            OUTCOMES["raw"] += 1
+            RAW.append(f"{target}: {type(exc).__name__} with an empty message")
+            raise AssertionError(RAW[-1]) from exc
+        OUTCOMES["clear"] += 1
+        return "clear"
+    except Hang as exc:
+        OUTCOMES["raw"] += 1
+        RAW.append(f"{target}: hang ({exc})")
+        raise AssertionError(RAW[-1]) from None
+    except Exception as exc:
+        if known_raw(target, exc):
+            OUTCOMES["known"] += 1
+            return "known"
+        OUTCOMES["raw"] += 1
+        RAW.append(f"{target}: raw {type(exc).__name__}: {str(exc)[:300]}")
+        if os.environ.get("FUZZ_COLLECT"):  # exploring: list every raw outcome instead of failing on the first
+            return "raw"
+        raise AssertionError(RAW[-1]) from exc
+    OUTCOMES["accepted"] += 1
+    return "accepted"
+
+
+# Raw exceptions in modules outside this change (topologies.py, rules/hebbian.py, genome.py's backprop_genome,
+# train/*, cli.py): (target, exception type, words of its message). The fuzz counts them apart and does not
+# fail on them; the xfail tests at the end pin each one by its exact call.
+KNOWN_RAW = [
+    ("topologies.layered", TypeError, "has no len()"),
+    ("topologies.small_world", TypeError, "not supported between instances"),
+    ("topologies.modular", TypeError, "cannot be interpreted as an integer"),
+    ("topologies.recall_network", RuntimeError, "Boolean value of Tensor"),
+    ("rules.HebbianRule", RuntimeError, "cannot be converted to type float without overflow"),
+    ("rules.backprop_genome", TypeError, "unhashable type"),
+    ("train.evaluate", AttributeError, "has no attribute"),
+    ("train.load_rule", TypeError, "expected str, bytes or os.PathLike"),
+    ("train.Config.load", TypeError, "expected str, bytes or os.PathLike"),
+    ("cli export", IsADirectoryError, "Is a directory"),
+]
+
+
+def known_raw(target: str, exc: BaseException) -> bool:
+    return any(target == t and isinstance(exc, kind) and words in str(exc) for t, kind, words in KNOWN_RAW)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_budget():
+    old = os.environ.get("SIMGRAPH_MAX_BYTES")
+    os.environ["SIMGRAPH_MAX_BYTES"] = str(2 * 10**8)
+    yield
+    if old is None:
+        os.environ.pop("SIMGRAPH_MAX_BYTES", None)
+    else:
+        os.environ["SIMGRAPH_MAX_BYTES"] = old
+
+
+# ---------------------------------------------------------------------- strategies
+HUGE = st.sampled_from([2**40, 2**63, 2**64, 2**70, 10**30])
+NEG = st.sampled_from([-1, -3, -2**63 - 1, 0])
+NUMPY = st.sampled_from([np.int64(2), np.int32(3), np.float32(0.01), np.float64(0.5), np.float64(np.nan), np.int64(-1),
+                         np.bool_(True)])
+WEIRD = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
+                  st.sampled_from(["0.1", "x", "2", "nan", "cuda", "nonsense", "", " a "]), st.just([]), st.just({}),
+                  st.lists(st.integers(-2, 3), min_size=1, max_size=3), st.just(object()), st.just(torch.zeros(2)),
+                  st.just(np.zeros(2)), st.just(math.inf), st.just(float("nan")))
+HOSTILE = st.one_of(WEIRD, HUGE, NEG, NUMPY)
+
+
+def maybe(valid, hostile=HOSTILE):
+    """A valid value most of the time, else a hostile one."""
+    return st.one_of(valid, valid, hostile)
+
+
+def small_int(lo=1, hi=4):
+    return maybe(st.integers(lo, hi))
+
+
+def prob():
+    return maybe(st.floats(0.0, 1.0))
+
+
+def seed():
+    return maybe(st.integers(0, 2**32))
+
+
+DEVICE = maybe(st.sampled_from([None, "cpu"]), st.sampled_from(["nonsense", "cuda:99", "", 3, "tpu", object()]))
+
+
+def graph_small():
+    return (sg.Network(seed=0).population("a", 4).population("b", 3).connect("a", "b").connect("b", "b", "fixed_indegree", indegree=2)
+            .inputs("a").outputs("b").build())
+
+
+GRAPH = graph_small()
+RECURRENT = sg.Network(seed=0).population("m", 4).connect("m", "m").inputs("m").outputs("m").build()
+TASK = sg.tasks.RecallTask(num_patterns=2, bits=4, queries=2)
+
+
+def kwargs(d, spec: dict) -> dict:
+    """Draw a subset of keyword arguments: ``spec`` maps a name to its strategy."""
+    names = d.draw(st.lists(st.sampled_from(sorted(spec)), unique=True, max_size=len(spec)))
+    return {n: d.draw(spec[n], label=n) for n in names}
+
+
+# ---------------------------------------------------------------------- targets: builder and graphs
+def t_network(d):
+    s = d.draw(maybe(st.one_of(st.none(), st.integers(0, 10))), label="seed")
+    outcome("Network", lambda: sg.Network(seed=s))
+
+
+def t_population(d):
+    name = d.draw(maybe(st.sampled_from(["a", "exc"])), label="name")
+    size = d.draw(small_int(), label="size")
+    ntype = d.draw(maybe(st.sampled_from([None, "t"])), label="neuron_type")
+    outcome("Network.population", lambda: sg.Network().population(name, size, neuron_type=ntype))
+
+
+def t_connect(d):
+    net = sg.Network(seed=0).population("a", 4).population("b", 3)
+    pre = d.draw(maybe(st.sampled_from(["a", "b"])), label="pre")
+    post = d.draw(maybe(st.sampled_from(["a", "b"])), label="post")
+    rule = d.draw(maybe(st.sampled_from(sg.CONNECTION_RULES)), label="rule")
+    kw = kwargs(d, {"p": prob(), "indegree": small_int(0, 3), "outdegree": small_int(0, 3), "n": small_int(0, 6),
+                    "pre_idx": maybe(st.lists(st.integers(0, 2), max_size=3)), "post_idx": maybe(st.lists(st.integers(0, 2), max_size=3)),
+                    "allow_autapses": maybe(st.booleans()), "allow_multapses": maybe(st.booleans()),
+                    "layout": maybe(st.sampled_from(["auto", "dense", "sparse"])), "synapse_type": maybe(st.just("s")),
+                    "name": maybe(st.just("q"))})
+    outcome("Network.connect", lambda: net.connect(pre, post, rule, **kw).build())
+
+
+def t_io_build(d):
+    ins = d.draw(st.lists(maybe(st.sampled_from(["a", "b"])), max_size=3), label="inputs")
+    outs = d.draw(st.lists(maybe(st.sampled_from(["a", "b"])), max_size=3), label="outputs")
+    device = d.draw(DEVICE, label="device")
+    outcome("Network.inputs/outputs/build",
+            lambda: sg.Network(seed=0).population("a", 3).population("b", 2).connect("a", "b").inputs(*ins).outputs(*outs)
+            .build(device=device))
+
+
+def t_with_io(d):
+    item = maybe(st.sampled_from(["a", "b", "a[0:2]", "b[1:3]", 0, 5]), st.one_of(HOSTILE, st.sampled_from(["a[3:1]", "a[0:9]", "zz", "a[x]"])))
+    ins = d.draw(maybe(st.lists(item, min_size=1, max_size=3), st.one_of(st.just([]), WEIRD)), label="inputs")
+    outs = d.draw(maybe(st.lists(item, min_size=1, max_size=3), st.one_of(st.just([]), WEIRD)), label="outputs")
+    outcome("Graph.with_io", lambda: GRAPH.with_io(inputs=ins, outputs=outs))
+
+
+TOPOLOGY_ARGS = {
+    "layered": {"sizes": maybe(st.lists(st.integers(1, 4), min_size=2, max_size=3)), "seed": seed(), "device": DEVICE},
+    "fully_recurrent": {"n": small_int(), "autapses": maybe(st.booleans()), "seed": seed(), "device": DEVICE},
+    "sparse_random": {"n": small_int(), "p": prob(), "seed": seed(), "device": DEVICE},
+    "small_world": {"n": small_int(3, 8), "k": small_int(2, 4), "p": prob(), "seed": seed(), "device": DEVICE},
+    "modular": {"modules": small_int(1, 3), "size": small_int(), "p_within": prob(), "p_between": prob(), "seed": seed(),
+                "device": DEVICE},
+    "hopfield": {"n": small_int(), "seed": seed(), "device": DEVICE},
+    "recall_network": {"n_in": small_int(), "n_memory": small_int(), "n_out": small_int(), "p_recurrent": prob(),
+                       "seed": seed(), "device": DEVICE},
+}
+
+
+def t_topology(name):
+    def run(d):
+        kw = kwargs(d, TOPOLOGY_ARGS[name])
+        outcome(f"topologies.{name}", lambda: getattr(topologies, name)(**kw))
+
+    return run
+
+
+# ---------------------------------------------------------------------- simulate, monitors
+RULE_MAKERS = {
+    "hebbian": lambda: sg.rules.HebbianRule(),
+    "static": lambda: sg.rules.StaticRule(),
+    "mlp": lambda: sg.rules.MLPRule(2, 2, node_dim=2, edge_dim=1, hidden=2, type_dim=1),
+    "plastic": lambda: sg.rules.PlasticRule(GRAPH),
+}
+
+
+def t_simulate(d):
+    rule = RULE_MAKERS[d.draw(st.sampled_from(sorted(RULE_MAKERS)), label="rule")]()
+    T, B = d.draw(st.integers(1, 3), label="T"), d.draw(st.integers(1, 2), label="B")
+    good_inputs = torch.randn(T, B, GRAPH.num_inputs)
+    inputs = d.draw(maybe(st.sampled_from([good_inputs, None]),
+                          st.one_of(WEIRD, st.sampled_from([torch.randn(T, B, 9), torch.full((T, B, 4), float("nan")),
+                                                            torch.zeros(T, B, 4, dtype=torch.long), torch.randn(0, B, 4),
+                                                            good_inputs.numpy()]))), label="inputs")
+    state = rule.init_state(GRAPH, B)
+    bad_state = {**state, "node": torch.full_like(state["node"], float("inf"))}
+    kw = kwargs(d, {
+        "state": maybe(st.sampled_from([None, state]), st.one_of(WEIRD, st.sampled_from([bad_state, {"node": state["node"]}]))),
+        "ticks": maybe(st.integers(1, 3)), "batch_size": maybe(st.integers(1, 2)),
+        "monitors": maybe(st.lists(st.builds(sg.Monitor, st.sampled_from(["node", "edge"]), st.integers(1, 3)), max_size=2),
+                          st.one_of(WEIRD, st.just([sg.Monitor("nope")]), st.just(sg.Monitor("node")))),
+        "checkpoint_every": maybe(st.integers(0, 2)), "lean": maybe(st.booleans()),
+        "compile": st.one_of(st.just(False), WEIRD.filter(lambda v: not isinstance(v, (bool, dict)))),  # True: a slow compile
+    })
+    outcome("simulate", lambda: sg.simulate(rule, GRAPH, inputs, **kw))
+
+
+def t_simulate_bad_rule_graph(d):
+    rule = d.draw(maybe(st.just(sg.rules.HebbianRule()), st.one_of(WEIRD, st.just(torch.nn.Linear(1, 1)))), label="rule")
+    graph = d.draw(maybe(st.just(GRAPH), st.one_of(WEIRD, st.just(nx.DiGraph()))), label="graph")
+    outcome("simulate(rule, graph)", lambda: sg.simulate(rule, graph, ticks=2, batch_size=1))
+
+
+def t_monitor(d):
+    field = d.draw(maybe(st.sampled_from(["node", "edge"])), label="field")
+    kw = kwargs(d, {"every": small_int(), "populations": maybe(st.sampled_from([None, ["a"], ["b"], ["a", "b"]]),
+                                                               st.one_of(WEIRD, st.just(["zz"]), st.just(["a", "a"]))),
+                    "name": maybe(st.sampled_from([None, "rec"]))})
+
+    def run():
+        mon = sg.Monitor(field, **kw)
+        mon.ids(GRAPH)
+        sg.simulate(sg.rules.HebbianRule(), GRAPH, ticks=3, batch_size=1, monitors=[mon])
+
+    outcome("Monitor", run)
+
+
+# ---------------------------------------------------------------------- interop
+STATE = sg.rules.HebbianRule().init_state(GRAPH, 2)
+
+
+def t_to_networkx(d):
+    state = d.draw(maybe(st.sampled_from([None, STATE, {"node": STATE["node"]}]),
+                         st.one_of(WEIRD, st.sampled_from([{"node": torch.zeros(2, 99, 1)}, {"edge": [1, 2]}, {"node": "x"}]))),
+                   label="state")
+    kw = kwargs(d, {"batch_index": maybe(st.integers(0, 1)), "labels": maybe(st.sampled_from([None, False])),
+                    "scalar_attrs": maybe(st.booleans())})
+    graph = d.draw(maybe(st.just(GRAPH), WEIRD), label="graph")
+    outcome("to_networkx", lambda: sg.to_networkx(graph, state, **kw))
+
+
+def _nx_graphs():
+    G = nx.DiGraph()
+    G.add_nodes_from([(0, {"type": "x"}), (1, {"type": "y"})])
+    G.add_edge(0, 1)
+    U = nx.Graph()
+    U.add_nodes_from([(0, {"type": "x"})])
+    U.add_edge(0, 0)
+    untyped = nx.DiGraph([(0, 1)])
+    return [G, U, untyped, nx.DiGraph(), sg.to_networkx(GRAPH)]
+
+
+NX_GRAPHS = _nx_graphs()
+
+
+def t_from_networkx(d):
+    G = d.draw(maybe(st.sampled_from(NX_GRAPHS), WEIRD), label="G")
+    kw = kwargs(d, {"node_type_attr": maybe(st.sampled_from(["type", "kind"])),
+                    "default_type": maybe(st.sampled_from([None, "t"])), "seed": seed()})
+    outcome("from_networkx", lambda: sg.from_networkx(G, **kw))
+
+
+def t_to_pyg(d):
+    pytest.importorskip("torch_geometric")
+    state = d.draw(maybe(st.sampled_from([None, STATE]), st.one_of(WEIRD, st.just({"node": torch.zeros(2, 99, 1)}))), label="state")
+    hetero = d.draw(maybe(st.booleans()), label="hetero")
+    graph = d.draw(maybe(st.just(GRAPH), WEIRD), label="graph")
+    outcome("to_pyg", lambda: sg.to_pyg(graph, state, hetero=hetero))
+
+
+def t_write_read(d):
+    if not hasattr(sg, "write"):
+        pytest.skip("sg.write / sg.read are not in this tree")
+    tmp = BAD_FILES["tmp"]
+    path = d.draw(maybe(st.sampled_from([str(tmp / "g.graphml"), str(tmp / "g.json"), str(tmp / "g.gexf")]),
+                        st.one_of(WEIRD, st.sampled_from([str(tmp / "g.txt"), str(tmp / "missing_dir" / "g.json"),
+                                                          str(tmp / "empty_dir")] + BAD_FILES["bad"]))), label="path")
+    state = d.draw(maybe(st.sampled_from([None, STATE]), st.one_of(WEIRD, st.just({"node": torch.zeros(2, 99, 1)}))), label="state")
+    batch = d.draw(maybe(st.integers(0, 1)), label="batch_index")
+    graph = d.draw(maybe(st.just(GRAPH), WEIRD), label="graph")
+    outcome("sg.write", lambda: sg.write(graph, path, state, batch_index=batch))
+    outcome("sg.read", lambda: sg.read(path))
+
+
+# ---------------------------------------------------------------------- rules
+NUM = maybe(st.floats(-2, 2, allow_nan=False))
+POS = maybe(st.floats(0.001, 2))
+RULE_ARGS = {
+    "StaticRule": (sg.rules.StaticRule, {"gain": NUM, "input_gain": NUM, "seed": seed(),
+                                         "weights": maybe(st.sampled_from([None, torch.ones(GRAPH.num_edges)]),
+                                                          st.one_of(WEIRD, st.just(torch.ones(3))))}),
+    "HebbianRule": (sg.rules.HebbianRule, {"eta": maybe(st.one_of(st.none(), st.floats(0.001, 1))), "beta": NUM,
+                                           "input_gain": NUM, "learn_from": maybe(st.sampled_from(["input", "output"]))}),
+    "MLPRule": (sg.rules.MLPRule, {"num_neuron_types": small_int(1, 2), "num_synapse_types": small_int(1, 2),
+                                   "node_dim": small_int(), "edge_dim": small_int(), "hidden": small_int(),
+                                   "type_dim": small_int(), "input_dim": small_int(1, 2), "output_dim": small_int(1, 2),
+                                   "use_types": maybe(st.booleans()), "plastic": maybe(st.booleans()),
+                                   "init_edge_std": POS, "update_scale": NUM, "seed": seed()}),
+    "GenomeRule": (sg.rules.GenomeRule, {"k": small_int(2, 3), "sigma": maybe(st.sampled_from([None, ("tanh", "relu")])),
+                                         "symmetric": maybe(st.booleans()), "schedule": maybe(st.sampled_from(["layer_sweep"])),
+                                         "injection": maybe(st.sampled_from(["label", "softmax_error"])),
+                                         "normalize": maybe(st.booleans()), "oja": NUM,
+                                         "saturation": maybe(st.one_of(st.none(), st.floats(0.1, 2))), "init_scale": POS,
+                                         "seed": seed()}),
+    "LSTMSynapseRule": (sg.rules.LSTMSynapseRule, {"hidden": small_int(2, 4), "message": small_int(1, 3), "ticks": small_int(1, 2),
+                                                   "reduce": maybe(st.sampled_from(["mean", "sum"])),
+                                                   "schedule": maybe(st.sampled_from(["layer_sweep"])), "init_std": POS,
+                                                   "seed": seed()}),
+    "BackpropCell": (sg.rules.BackpropCell, {"lr": POS, "hidden": small_int(3, 5), "message": small_int(2, 3)}),
+    "backprop_genome": (sg.rules.backprop_genome, {"lr": POS, "loss": maybe(st.sampled_from(["mse", "ce"]))}),
+    "PlasticRule": (lambda **kw: sg.rules.PlasticRule(GRAPH, **kw),
+                    {"eta": maybe(st.floats(0, 0.99)), "learn_eta": maybe(st.booleans()), "eta_per_type": maybe(st.booleans()),
+                     "oja": maybe(st.booleans()), "neuromodulated": maybe(st.booleans()), "plastic": maybe(st.booleans()),
+                     "input_gain": NUM, "init_std": POS, "seed": seed(), "lean": maybe(st.booleans())}),
+}
+
+
+def t_rule(name):
+    make, spec = RULE_ARGS[name]
+
+    def run(d):
+        kw = kwargs(d, spec)
+
+        def call():
+            rule = make(**kw)
+            if isinstance(rule, sg.rules.Rule) and name in ("StaticRule", "HebbianRule", "MLPRule", "PlasticRule"):
+                sg.simulate(rule, GRAPH, ticks=2, batch_size=1)  # the settings must also run
+
+        outcome(f"rules.{name}", call)
+
+    return run
+
+
+def t_registry(d):
+    kind = d.draw(maybe(st.sampled_from(["hebbian", "mlp", "static", "frozen"]), st.one_of(WEIRD, st.just("nope:Rule"))),
+                  label="kind")
+    kw = kwargs(d, {"seed": seed(), "hidden": small_int(), "eta": POS, "bogus": st.integers()})
+    outcome("rules.build", lambda: sg.rules.build(kind, GRAPH, **kw))
+
+
+def t_register(d):
+    name = d.draw(maybe(st.sampled_from(["hebbian", "fuzz_rule"])), label="name")
+    factory = d.draw(maybe(st.just(sg.rules.HebbianRule), WEIRD), label="factory")
+    replace = d.draw(maybe(st.just(False)), label="replace")
+
+    def run():
+        sg.rules.register(name, factory, replace=replace)
+        sg.rules.registered()
+
+    outcome("rules.register", run)
+
+
+# ---------------------------------------------------------------------- tasks
+TASK_ARGS = {
+    "RecallTask": (sg.tasks.RecallTask, {"num_patterns": small_int(1, 3), "bits": small_int(1, 4), "present_ticks": small_int(1, 2),
+                                         "gap_ticks": small_int(0, 1), "repeats": small_int(1, 2), "shuffle": maybe(st.booleans()),
+                                         "delay": small_int(0, 2), "distractors": maybe(st.booleans()),
+                                         "queries": small_int(1, 3), "cue": maybe(st.sampled_from(sg.tasks.CUES)),
+                                         "cue_fraction": maybe(st.floats(0, 0.9)), "query_ticks": small_int(1, 3),
+                                         "readout_ticks": small_int(1, 2)}),
+    "PatternCompletionTask": (sg.tasks.PatternCompletionTask,
+                              {"n_bits": small_int(1, 8), "n_patterns": small_int(1, 3), "present_ticks": small_int(1, 2),
+                               "blank_ticks": small_int(0, 2), "repeats": small_int(1, 2), "cue_ticks": small_int(1, 2),
+                               "cue_zero_prob": maybe(st.floats(0, 0.9)), "bias": maybe(st.booleans())}),
+    "OneShotTask": (sg.tasks.OneShotTask, {"pattern_bits": small_int(1, 4), "label_bits": small_int(1, 3),
+                                           "n_patterns": small_int(1, 3), "present_ticks": small_int(1, 3),
+                                           "label_ticks": small_int(1, 2), "blank_ticks": small_int(0, 2),
+                                           "query_ticks": small_int(1, 2), "reversal": maybe(st.booleans())}),
+    "reversal": (sg.tasks.TASKS["reversal"], {"n_patterns": small_int(1, 3), "label_bits": small_int(2, 3)}),
+    "OnlineTask": (sg.tasks.OnlineTask, {"source": maybe(st.sampled_from(sg.tasks.SOURCES)), "steps": small_int(1, 3),
+                                         "query": small_int(1, 3), "classes": maybe(st.sampled_from([None, (0, 1), (3, 4, 5)])),
+                                         "num_classes": maybe(st.sampled_from([None, 2, 3])),
+                                         "projection": maybe(st.sampled_from([None, 2, 3])), "noise": maybe(st.floats(0, 1)),
+                                         "bias": maybe(st.booleans()), "permute_labels": maybe(st.booleans())}),
+}
+
+
+def t_task(name):
+    make, spec = TASK_ARGS[name]
+
+    def run(d):
+        kw = kwargs(d, spec)
+        batch = d.draw(small_int(1, 3), label="batch_size")
+        s = d.draw(maybe(st.integers(0, 100)), label="seed")
+        device = d.draw(maybe(st.sampled_from([None, "cpu"]), st.sampled_from(["nonsense", "cuda:99"])), label="device")
+
+        def call():
+            task = make(**kw)
+            ep = task.sample(batch, seed=s, device=device)
+            out = torch.zeros(ep.targets.shape)
+            task.loss(out, ep), task.metrics(out, ep)
+
+        outcome(f"tasks.{name}", call)
+
+    return run
+
+
+def t_task_methods(d):
+    ep = TASK.sample(2)
+    outputs = d.draw(maybe(st.just(torch.zeros(ep.targets.shape)), st.one_of(WEIRD, st.just(torch.zeros(3, 2, 1)))), label="outputs")
+    changes = kwargs(d, {"num_patterns": small_int(1, 3), "bits": small_int(1, 4), "bogus": st.integers(), "cue": maybe(st.just("key"))})
+
+    def run():
+        TASK.loss(outputs, ep), TASK.metrics(outputs, ep)
+        TASK.replace(**changes).sample(1)
+
+    outcome("Task.loss/metrics/replace", run)
+
+
+# ---------------------------------------------------------------------- train
+def _fit_rule():
+    return sg.rules.MLPRule(1, 1, node_dim=2, edge_dim=1, hidden=2, type_dim=1)
+
+
+def t_fit(d):
+    kw = kwargs(d, {"steps": maybe(st.integers(1, 2), st.one_of(WEIRD, NEG, NUMPY)), "batch_size": small_int(1, 2),
+                    "eval_every": small_int(1, 2), "eval_batch": small_int(1, 2), "lr": POS, "clip": NUM,
+                    "estimator": maybe(st.sampled_from(["bptt", "es", "cma"])), "window": small_int(0, 3),
+                    "pairs": small_int(1, 2), "popsize": small_int(2, 3), "sigma": POS, "fitness": maybe(st.sampled_from(["loss", "accuracy"])),
+                    "bogus": st.integers(), "seed": seed(), "checkpoint_every": small_int(1, 2)})
+    kw.setdefault("steps", 1)
+    kw.setdefault("eval_batch", 2)
+    if isinstance(kw.get("eval_every"), int) and not isinstance(kw["eval_every"], bool) and kw["eval_every"] > 2:
+        kw["eval_every"] = 1
+    task = d.draw(maybe(st.just(TASK), st.one_of(WEIRD, st.just(sg.tasks.RecallTask(bits=7)))), label="task")
+    outcome("train.fit", lambda: sg.train.fit(_fit_rule(), RECURRENT, task, progress=False, **kw))
+
+
+def t_evaluate(d):
+    kw = kwargs(d, {"episodes": maybe(st.integers(1, 3), st.one_of(WEIRD, NEG, NUMPY)), "seed": maybe(st.integers(0, 9)),
+                    "chunk": small_int(1, 2)})
+    kw.setdefault("episodes", 2)
+    graph = d.draw(maybe(st.just(RECURRENT), st.one_of(WEIRD, st.just(GRAPH))), label="graph")
+    outcome("train.evaluate", lambda: sg.train.evaluate(_fit_rule(), graph, TASK, **kw))
+
+
+BAD_FILES = {}
+
+
+def _bad_paths(tmp: Path) -> list:
+    (tmp / "latin1.toml").write_bytes("seed = 0 # \xe9\n".encode("latin-1"))
+    (tmp / "broken.toml").write_text("[train\nsteps = ")
+    (tmp / "unknown.toml").write_text("[train]\nbogus = 1\n")
+    (tmp / "types.toml").write_text("[train]\nsteps = 'many'\n")
+    (tmp / "file.txt").write_text("not a run")
+    (tmp / "empty_dir").mkdir(exist_ok=True)
+    return [str(tmp / n) for n in ("latin1.toml", "broken.toml", "unknown.toml", "types.toml", "file.txt", "empty_dir",
+                                  "missing.toml", "missing_dir/x")] + ["", "\x00bad"]
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    BAD_FILES["bad"] = _bad_paths(tmp)
+    BAD_FILES["tmp"] = tmp
+    return BAD_FILES
+
+
+def t_load_rule(d):
+    p = d.draw(maybe(st.sampled_from(BAD_FILES["bad"]), WEIRD), label="folder")
+    outcome("train.load_rule", lambda: sg.train.load_rule(p))
+
+
+def t_config(d):
+    data = d.draw(st.one_of(
+        st.sampled_from([{}, {"seed": 1}, {"train": {"steps": 2}}, {"task": {"kind": "oneshot"}}]),
+        st.dictionaries(st.sampled_from(["seed", "network", "rule", "task", "train", "bogus"]),
+                        st.one_of(HOSTILE, st.dictionaries(st.sampled_from(["kind", "steps", "bits", "topology", "lr", "x"]),
+                                                           HOSTILE, max_size=2)), max_size=3),
+        WEIRD), label="data")
+    sets = kwargs(d, {"train.steps": small_int(1, 3), "task.bits": small_int(1, 4), "rule.kind": maybe(st.sampled_from(["mlp", "hebbian"])),
+                      "network.topology": maybe(st.sampled_from(["fully_recurrent", "layered"])), "bogus.key": st.integers(),
+                      "seed": seed()})
+
+    def run():
+        cfg = sg.train.Config.from_dict(data)
+        cfg = cfg.override(**sets) if sets else cfg
+        cfg.make_task()
+
+    outcome("train.Config", run)
+
+
+def t_config_load(d):
+    p = d.draw(maybe(st.sampled_from(BAD_FILES["bad"]), WEIRD), label="path")
+    outcome("train.Config.load", lambda: sg.train.Config.load(p))
+
+
+def t_train_config(d):
+    kw = kwargs(d, {"steps": small_int(1, 3), "batch_size": small_int(1, 3), "lr": POS, "clip": NUM,
+                    "estimator": maybe(st.sampled_from(["bptt", "es", "cma"])), "lr_schedule": maybe(st.sampled_from(["cosine", "constant"])),
+                    "curriculum_threshold": maybe(st.floats(0.01, 1)), "keep": maybe(st.sampled_from(["mean", "best"])),
+                    "lean": maybe(st.booleans()), "popsize": small_int(2, 4), "threads": small_int(0, 2)})
+    outcome("train.TrainConfig", lambda: sg.train.TrainConfig(**kw).check())
+
+
+def _fitness(rule, *args, **kw):
+    return float(sum(p.sum() for p in rule.parameters()))
+
+
+def t_es(d):
+    kw = kwargs(d, {"generations": small_int(1, 2), "pairs": small_int(1, 2), "sigma": POS, "lr": POS, "seed": seed(),
+                    "rank_shaping": maybe(st.booleans())})
+    fitness = d.draw(maybe(st.just(_fitness), st.one_of(WEIRD, st.just(lambda *a, **k: float("nan")))), label="fitness")
+    outcome("train.es", lambda: sg.train.es(_fit_rule(), fitness, **kw))
+
+
+def t_cma_es(d):
+    kw = kwargs(d, {"generations": small_int(1, 2), "popsize": small_int(2, 3), "sigma0": POS, "seed": seed()})
+    fitness = d.draw(maybe(st.just(_fitness), st.one_of(WEIRD, st.just(lambda *a, **k: "bad"))), label="fitness")
+    outcome("train.cma_es", lambda: sg.train.cma_es(_fit_rule(), fitness, **kw))
+
+
+# ---------------------------------------------------------------------- CLI
+def cli(argv: list) -> str:
+    """``simgraph.cli.main(argv)``: exit 2 with a message (or argparse's usage error) is clear; 0 is accepted."""
+    from simgraph.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse: a usage error
+            code = exc.code
+            if code == 2:
+                raise _Usage(err.getvalue()) from None
+            raise
+    if code == 2:
+        raise _Usage(err.getvalue())
+    if code != 0:
+        raise RuntimeError(f"exit code {code!r}")
+    return "ok"
+
+
+class _Usage(SimgraphError):
+    """A CLI exit 2 (simgraph's error line or argparse's usage line), counted as a clear error."""
+
+
+@pytest.fixture(scope="module")
+def run_folder(paths):
+    """One tiny trained run (an MLP rule, 4 neurons, one step) for eval and export."""
+    tmp = paths["tmp"]
+    (tmp / "tiny.toml").write_text(TINY)
+    out = tmp / "run"
+    cli(["train", tmp / "tiny.toml", "--out", out, "--no-baselines", "--no-progress"])
+    BAD_FILES["run"] = str(out)
+    BAD_FILES["tiny"] = str(tmp / "tiny.toml")
+    return out
+
+
+TINY = """seed = 0
+[network]
+topology = "fully_recurrent"
+[rule]
+kind = "mlp"
+node_dim = 2
+edge_dim = 1
+hidden = 2
+type_dim = 1
+[task]
+kind = "recall"
+num_patterns = 2
+bits = 4
+[train]
+steps = 1
+batch_size = 2
+eval_every = 1
+eval_batch = 2
+checkpoint_every = 1
+"""
+BAD_SETS = ["train.steps=0", "train.steps='x'", "nonsense", "=1", "task.bits=-3", "rule.kind='bogus'", "train.lr=nan",
+            "seed=1e99", "train.bogus=1", "task.num_patterns=[]", "network.topology='nope'", "train.estimator=3",
+            "train.batch_size=18446744073709551616", "task.cue_fraction=inf"]
+OK_SETS = ["train.steps=1", "task.bits=4", "train.lr=0.01"]
+
+
+def t_cli_train(d):
+    cfg = d.draw(st.sampled_from(BAD_FILES["bad"] + [BAD_FILES["tiny"]]), label="config")
+    sets = d.draw(st.lists(st.sampled_from(BAD_SETS + OK_SETS), max_size=2), label="sets")
+    out = d.draw(st.sampled_from([str(BAD_FILES["tmp"] / "file.txt"), str(BAD_FILES["tmp"] / "empty_dir"), None]), label="out")
+    device = d.draw(st.sampled_from(["cpu", "nonsense", "cuda:99", "", "tpu"]), label="device")
+    if cfg == BAD_FILES["tiny"] and all(s in OK_SETS for s in sets) and device == "cpu" and out != str(BAD_FILES["tmp"] / "file.txt"):
+        sets = sets + [d.draw(st.sampled_from(BAD_SETS), label="bad set")]  # never a real training run here (slow)
+    argv = ["train", cfg, "--no-baselines", "--no-progress", "--device", device]
+    for s in sets:
+        argv += ["--set", s]
+    if out is not None:
+        argv += ["--out", out]
+    outcome("cli train", lambda: cli(argv))
+
+
+def t_cli_eval(d):
+    run = d.draw(st.sampled_from(BAD_FILES["bad"] + [BAD_FILES["run"]] * 3), label="run")
+    episodes = d.draw(st.sampled_from(["0", "-3", "1", "2", "x", "1e3", "", "99999999999999999999"]), label="episodes")
+    sets = d.draw(st.lists(st.sampled_from(["task.num_patterns=3", "train.steps=2", "task.bogus=1", "task.bits=-1",
+                                            "task.num_patterns='x'", "task.bits=8", "junk"]), max_size=2), label="sets")
+    argv = ["eval", run, "--episodes", episodes]
+    for s in sets:
+        argv += ["--set", s]
+    outcome("cli eval", lambda: cli(argv))
+
+
+def t_cli_export(d):
+    run = d.draw(st.sampled_from(BAD_FILES["bad"] + [BAD_FILES["run"]] * 3), label="run")
+    tmp = BAD_FILES["tmp"]
+    out = d.draw(st.sampled_from([str(tmp / "g.json"), str(tmp / "missing_dir" / "g.json"), str(tmp / "empty_dir"), ""]), label="out")
+    outcome("cli export", lambda: cli(["export", run, "--out", out]))
+
+
+BENCH_BAD = [["--rules", "nonsense"], ["--batches", "x"], ["--batches", "0"], ["--device", "nonsense"], ["--device", "cuda:99"],
+             ["--repeats", "-1"], ["--repeats", "x"], ["--threads", "0"], ["--max-gb", "x"], ["--bogus"], ["--rules", ","]]
+
+
+def t_cli_bench(d):
+    flags = d.draw(st.lists(st.sampled_from(BENCH_BAD), min_size=1, max_size=2), label="flags")
+    argv = ["bench", "--quick"] + [x for f in flags for x in f]
+    outcome("cli bench", lambda: cli(argv))
+
+
+def t_cli_usage(d):
+    argv = d.draw(st.sampled_from([[], ["nonsense"], ["train", "--bogus"], ["eval"], ["export", "x"], ["--help-me"]]), label="argv")
+    outcome("cli usage", lambda: cli(argv))
+
+
+# ---------------------------------------------------------------------- the fuzz
+TARGETS = {
+    "Network": t_network, "Network.population": t_population, "Network.connect": t_connect,
+    "Network.inputs/outputs/build": t_io_build, "Graph.with_io": t_with_io,
+    **{f"topologies.{n}": t_topology(n) for n in TOPOLOGY_ARGS},
+    "simulate": t_simulate, "simulate(rule, graph)": t_simulate_bad_rule_graph, "Monitor": t_monitor,
+    "to_networkx": t_to_networkx, "from_networkx": t_from_networkx, "to_pyg": t_to_pyg, "sg.write/sg.read": t_write_read,
+    **{f"rules.{n}": t_rule(n) for n in RULE_ARGS}, "rules.build": t_registry, "rules.register": t_register,
+    **{f"tasks.{n}": t_task(n) for n in TASK_ARGS}, "Task.loss/metrics/replace": t_task_methods,
+    "train.fit": t_fit, "train.evaluate": t_evaluate, "train.load_rule": t_load_rule, "train.Config": t_config,
+    "train.Config.load": t_config_load, "train.TrainConfig": t_train_config, "train.es": t_es, "train.cma_es": t_cma_es,
+    "cli train": t_cli_train, "cli eval": t_cli_eval, "cli export": t_cli_export, "cli bench": t_cli_bench,
+    "cli usage": t_cli_usage,
+}
+SLOW = {"train.fit": 6, "cli train": 8, "train.es": 6, "train.cma_es": 6}  # fewer examples for the costlier targets
+
+
+def test_every_public_name_is_fuzzed():
+    """Every name the public modules export is a target (or a type/constant/module listed here)."""
+    import simgraph.train as train
+
+    covered = " ".join(TARGETS)
+    not_callables = {"Graph", "Population", "Projection", "CONNECTION_RULES", "Run", "rules", "tasks", "train", "analysis",
+                     "errors", "SimgraphError", "Rule", "State", "SweepRule", "Task", "Episode", "TASKS", "CUES", "META_TRAIN",
+                     "HELD_OUT", "SOURCES", "EVAL_SEED", "checkpoint", "distributed", "TrainResult", "NetworkConfig",
+                     "RuleConfig", "TaskConfig", "BPTT", "ES", "CMA", "Curriculum", "unroll", "run_ticks", "train", "registered"}
+    missing = [n for mod in (sg, sg.rules, sg.tasks, train) for n in mod.__all__
+               if n not in not_callables and n not in covered]
+    assert not missing, f"public names without a fuzz target: {missing}"
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_fuzz(name, paths, run_folder):
+    target = TARGETS[name]
+
+    @settings(FUZZ, max_examples=SLOW.get(name, EXAMPLES))
+    @given(data=st.data())
+    def fuzz(data):
+        target(data)
+
+    fuzz()
+
+
+def test_zz_fuzz_summary(capsys):
+    if not OUTCOMES["cases"]:
+        pytest.skip("the fuzz targets did not run in this session")
+    line = (f"fuzz: {OUTCOMES['cases']} cases, {OUTCOMES['clear']} clear errors, {OUTCOMES['accepted']} accepted, "
+            f"{OUTCOMES['raw']} raw ({OUTCOMES['known']} known raw outside this change, xfailed below)")
+    with capsys.disabled():
+        print("\n" + line)
+    if os.environ.get("FUZZ_COLLECT"):
+        with capsys.disabled():
+            print("\n".join(sorted(set(RAW))))
+    assert OUTCOMES["raw"] == 0, line + "\n" + "\n".join(RAW)
+    assert OUTCOMES["clear"] > 0 and OUTCOMES["accepted"] > 0
+
+
+# ---------------------------------------------------------------------- known raw exceptions, call by call
+def clear(fn) -> None:
+    """``fn()`` raises a SimgraphError with a message (what each call below should do)."""
+    with pytest.raises(SimgraphError) as info:
+        fn()
+    assert str(info.value).strip()
+
+
+XFAIL = "raw exception in a module outside this change; found by the fuzz"
+
+
+@pytest.mark.xfail(reason=f"topologies.py: {XFAIL}: layered(sizes=3) -> TypeError: object of type 'int' has no len()")
+def test_known_raw_layered_int_sizes():
+    clear(lambda: topologies.layered(sizes=3))
+
+
+@pytest.mark.xfail(reason=f"topologies.py: {XFAIL}: small_world(p=[1]) -> TypeError: '<' not supported")
+def test_known_raw_small_world_list_p():
+    clear(lambda: topologies.small_world(n=6, k=2, p=[1]))
+
+
+@pytest.mark.xfail(reason=f"topologies.py: {XFAIL}: modular(modules=2.5) -> TypeError: 'float' object cannot be interpreted as an integer")
+def test_known_raw_modular_float_size():
+    clear(lambda: topologies.modular(modules=2.5))
+
+
+@pytest.mark.xfail(reason=f"topologies.py: {XFAIL}: recall_network(p_recurrent=torch.zeros(2)) -> RuntimeError: Boolean value of Tensor")
+def test_known_raw_recall_network_tensor_p():
+    clear(lambda: topologies.recall_network(p_recurrent=torch.zeros(2)))
+
+
+@pytest.mark.xfail(reason=f"rules/hebbian.py: {XFAIL}: HebbianRule(eta=1.7976931348623157e308) accepted, then simulate -> RuntimeError: "
+                          "value cannot be converted to type float without overflow")
+def test_known_raw_hebbian_float32_overflow():
+    clear(lambda: sg.simulate(sg.rules.HebbianRule(eta=1.7976931348623157e308), GRAPH, ticks=2, batch_size=1))
+
+
+@pytest.mark.xfail(reason=f"rules/genome.py backprop_genome: {XFAIL}: backprop_genome(loss=[]) -> TypeError: unhashable type: 'list'")
+def test_known_raw_backprop_genome_list_loss():
+    clear(lambda: sg.rules.backprop_genome(loss=[]))
+
+
+@pytest.mark.xfail(reason=f"train/loop.py evaluate: {XFAIL}: evaluate(rule, graph, task=None) -> AttributeError: no attribute 'num_inputs'")
+def test_known_raw_evaluate_task_none():
+    clear(lambda: sg.train.evaluate(_fit_rule(), RECURRENT, None, episodes=1))
+
+
+@pytest.mark.xfail(reason=f"train/loop.py load_rule: {XFAIL}: load_rule(None) -> TypeError: expected str, bytes or os.PathLike")
+def test_known_raw_load_rule_none():
+    clear(lambda: sg.train.load_rule(None))
+
+
+@pytest.mark.xfail(reason=f"train/config.py Config.load: {XFAIL}: Config.load(3.5) -> TypeError: expected str, bytes or os.PathLike")
+def test_known_raw_config_load_float():
+    clear(lambda: sg.train.Config.load(3.5))
+
+
+@pytest.mark.xfail(reason=f"cli.py export: {XFAIL}: simgraph export RUN --out DIR (a folder, or '') -> IsADirectoryError")
+def test_known_raw_cli_export_out_is_a_directory(run_folder, paths):
+    clear(lambda: cli(["export", run_folder, "--out", paths["tmp"] / "empty_dir"]))
+
+
+# ---------------------------------------------------------------------- raw exceptions the fuzz found, now clear
+@pytest.mark.parametrize("seed_value", [2**64, -(2**63) - 1, 10**30])
+def test_network_seed_out_of_range_is_clear(seed_value):
+    clear(lambda: sg.Network(seed=seed_value))
+    assert sg.Network(seed=2**64 - 1).seed == 2**64 - 1 and sg.Network(seed=np.int64(3)).seed == 3
+
+
+@pytest.mark.parametrize("device", ["nonsense", "", "tpu", object(), "cuda:99"])
+def test_build_device_is_clear(device):
+    clear(lambda: sg.Network().population("a", 2).build(device=device))
+    clear(lambda: topologies.fully_recurrent(4, device=device))
+
+
+def test_online_noise_is_clear():
+    for bad in (None, "0.1", float("nan"), -1.0):
+        clear(lambda: sg.tasks.OnlineTask("xor", noise=bad))
+    assert sg.tasks.OnlineTask("xor", noise=np.float32(0.2)).noise == np.float32(0.2)
