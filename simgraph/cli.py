@@ -151,6 +151,12 @@ def _export(args) -> int:
     from .train import load_rule
     from .train.bptt import run_ticks
 
+    target = Path(args.out)
+    if not args.out or target.is_dir():
+        raise ConfigError(f"--out must name a file to write (node-link JSON), got {args.out!r}"
+                          + (" (a folder)" if args.out and target.is_dir() else ""))
+    if not target.parent.is_dir():
+        raise ConfigError(f"--out {args.out!r}: the folder {str(target.parent)!r} does not exist")
     rule, graph, cfg = load_rule(args.run)
     episode = cfg.make_task().sample(1, seed=0)
     with torch.no_grad():

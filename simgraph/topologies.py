@@ -14,7 +14,7 @@ from typing import Sequence
 import networkx as nx
 
 from .build import Network
-from .errors import GraphError
+from .errors import GraphError, check_int, check_number
 from .graph import Graph
 
 
@@ -23,8 +23,9 @@ def layered(sizes: Sequence[int] = (8, 32, 4), seed: int = 0, device=None) -> Gr
 
     Neuron types: ``input``, ``hidden``, ``output``; synapse type ``feedforward``.
     """
-    if len(sizes) < 2:
-        raise GraphError(f"layered needs at least two layer sizes, got {list(sizes)}")
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise GraphError(f"layered needs a list of at least two layer sizes, got {sizes!r}")
+    sizes = [check_int(f"layered sizes[{i}]", n, 1) for i, n in enumerate(sizes)]
     net = Network(seed)
     last = len(sizes) - 1
     for i, n in enumerate(sizes):
@@ -50,8 +51,10 @@ def sparse_random(n: int = 100, p: float = 0.1, seed: int = 0, device=None) -> G
 
 def small_world(n: int = 100, k: int = 10, p: float = 0.1, seed: int = 0, device=None) -> Graph:
     """Watts-Strogatz small-world ring (networkx's generator), both directions of each link."""
-    if not (isinstance(k, int) and 2 <= k < n):
+    n, k = check_int("small_world n", n, 3), check_int("small_world k", k, 2)
+    if k >= n:
         raise GraphError(f"small_world needs an int 2 <= k < n, got k={k!r} for n={n!r}")
+    p = check_number("small_world p (rewiring probability)", p, low=0.0, high=1.0)
     ring = nx.connected_watts_strogatz_graph(n, k, p, seed=seed)
     src, dst = zip(*[(u, v) for u, v in ring.edges()] + [(v, u) for u, v in ring.edges()])
     net = Network(seed).population("neurons", n, neuron_type="neuron")
@@ -64,6 +67,9 @@ def modular(modules: int = 4, size: int = 16, p_within: float = 0.5, p_between: 
 
     Synapse types ``local`` and ``long_range``; all modules are inputs and outputs.
     """
+    modules, size = check_int("modular modules", modules, 1), check_int("modular size", size, 1)
+    p_within = check_number("modular p_within", p_within, low=0.0, high=1.0)
+    p_between = check_number("modular p_between", p_between, low=0.0, high=1.0)
     net = Network(seed)
     names = [f"module{m}" for m in range(modules)]
     for name in names:
@@ -89,6 +95,7 @@ def recall_network(
     ``memory`` population (all-to-all, or ``pairwise_bernoulli(p_recurrent)``), and read out of
     ``output``. Three neuron types and three synapse types (afferent, recurrent, efferent).
     """
+    p_recurrent = check_number("recall_network p_recurrent", p_recurrent, low=0.0, high=1.0)
     net = Network(seed)
     net.population("input", n_in, neuron_type="input")
     net.population("memory", n_memory, neuron_type="memory")

@@ -11,7 +11,7 @@ bad paths) and calls one public entry point. Every call ends one of three ways:
 
 The last test prints ``fuzz: N cases, X clear errors, Y accepted, 0 raw`` and asserts no raw
 outcome. Calls known to raise raw exceptions in modules outside this change are listed in
-``KNOWN_RAW`` (not drawn by the fuzz) and pinned by exact xfail tests at the end.
+``KNOWN_RAW`` (empty now: every raw exception the fuzz found is fixed and pinned by a test at the end).
 
 Sizes are small (and ``SIMGRAPH_MAX_BYTES`` is 2e8 here), so that every accepted call is quick;
 huge ints are far beyond what fits, so the byte budget refuses them at once.
@@ -101,19 +101,8 @@ def outcome(target: str, fn) -> str:
 
 # Raw exceptions in modules outside this change (topologies.py, rules/hebbian.py, genome.py's backprop_genome,
 # train/*, cli.py): (target, exception type, words of its message). The fuzz counts them apart and does not
-# fail on them; the xfail tests at the end pin each one by its exact call.
-KNOWN_RAW = [
-    ("topologies.layered", TypeError, "has no len()"),
-    ("topologies.small_world", TypeError, "not supported between instances"),
-    ("topologies.modular", TypeError, "cannot be interpreted as an integer"),
-    ("topologies.recall_network", RuntimeError, "Boolean value of Tensor"),
-    ("rules.HebbianRule", RuntimeError, "cannot be converted to type float without overflow"),
-    ("rules.backprop_genome", TypeError, "unhashable type"),
-    ("train.evaluate", AttributeError, "has no attribute"),
-    ("train.load_rule", TypeError, "expected str, bytes or os.PathLike"),
-    ("train.Config.load", TypeError, "expected str, bytes or os.PathLike"),
-    ("cli export", IsADirectoryError, "Is a directory"),
-]
+# fail on them; the tests at the end pin each one found so far by its exact call.
+KNOWN_RAW: list = []  # each raw exception the fuzz found is fixed and pinned by a test at the end
 
 
 def known_raw(target: str, exc: BaseException) -> bool:
@@ -735,7 +724,7 @@ def test_zz_fuzz_summary(capsys):
     if not OUTCOMES["cases"]:
         pytest.skip("the fuzz targets did not run in this session")
     line = (f"fuzz: {OUTCOMES['cases']} cases, {OUTCOMES['clear']} clear errors, {OUTCOMES['accepted']} accepted, "
-            f"{OUTCOMES['raw']} raw ({OUTCOMES['known']} known raw outside this change, xfailed below)")
+            f"{OUTCOMES['raw']} raw ({OUTCOMES['known']} known raw)")
     with capsys.disabled():
         print("\n" + line)
     if os.environ.get("FUZZ_COLLECT"):
@@ -753,56 +742,44 @@ def clear(fn) -> None:
     assert str(info.value).strip()
 
 
-XFAIL = "raw exception in a module outside this change; found by the fuzz"
 
 
-@pytest.mark.xfail(reason=f"topologies.py: {XFAIL}: layered(sizes=3) -> TypeError: object of type 'int' has no len()")
 def test_known_raw_layered_int_sizes():
     clear(lambda: topologies.layered(sizes=3))
 
 
-@pytest.mark.xfail(reason=f"topologies.py: {XFAIL}: small_world(p=[1]) -> TypeError: '<' not supported")
 def test_known_raw_small_world_list_p():
     clear(lambda: topologies.small_world(n=6, k=2, p=[1]))
 
 
-@pytest.mark.xfail(reason=f"topologies.py: {XFAIL}: modular(modules=2.5) -> TypeError: 'float' object cannot be interpreted as an integer")
 def test_known_raw_modular_float_size():
     clear(lambda: topologies.modular(modules=2.5))
 
 
-@pytest.mark.xfail(reason=f"topologies.py: {XFAIL}: recall_network(p_recurrent=torch.zeros(2)) -> RuntimeError: Boolean value of Tensor")
 def test_known_raw_recall_network_tensor_p():
     clear(lambda: topologies.recall_network(p_recurrent=torch.zeros(2)))
 
 
-@pytest.mark.xfail(reason=f"rules/hebbian.py: {XFAIL}: HebbianRule(eta=1.7976931348623157e308) accepted, then simulate -> RuntimeError: "
-                          "value cannot be converted to type float without overflow")
 def test_known_raw_hebbian_float32_overflow():
     clear(lambda: sg.simulate(sg.rules.HebbianRule(eta=1.7976931348623157e308), GRAPH, ticks=2, batch_size=1))
 
 
-@pytest.mark.xfail(reason=f"rules/genome.py backprop_genome: {XFAIL}: backprop_genome(loss=[]) -> TypeError: unhashable type: 'list'")
 def test_known_raw_backprop_genome_list_loss():
     clear(lambda: sg.rules.backprop_genome(loss=[]))
 
 
-@pytest.mark.xfail(reason=f"train/loop.py evaluate: {XFAIL}: evaluate(rule, graph, task=None) -> AttributeError: no attribute 'num_inputs'")
 def test_known_raw_evaluate_task_none():
     clear(lambda: sg.train.evaluate(_fit_rule(), RECURRENT, None, episodes=1))
 
 
-@pytest.mark.xfail(reason=f"train/loop.py load_rule: {XFAIL}: load_rule(None) -> TypeError: expected str, bytes or os.PathLike")
 def test_known_raw_load_rule_none():
     clear(lambda: sg.train.load_rule(None))
 
 
-@pytest.mark.xfail(reason=f"train/config.py Config.load: {XFAIL}: Config.load(3.5) -> TypeError: expected str, bytes or os.PathLike")
 def test_known_raw_config_load_float():
     clear(lambda: sg.train.Config.load(3.5))
 
 
-@pytest.mark.xfail(reason=f"cli.py export: {XFAIL}: simgraph export RUN --out DIR (a folder, or '') -> IsADirectoryError")
 def test_known_raw_cli_export_out_is_a_directory(run_folder, paths):
     clear(lambda: cli(["export", run_folder, "--out", paths["tmp"] / "empty_dir"]))
 

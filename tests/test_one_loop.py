@@ -317,7 +317,9 @@ def test_fit_refuses_bad_settings_and_mismatched_tasks():
 
 
 def test_with_io_selects_neurons_by_population_slice_label_and_id():
-    g = sg.from_networkx(nx.relabel_nodes(nx.path_graph(5, nx.DiGraph), {i: f"n{i}" for i in range(5)}))
+    path = nx.relabel_nodes(nx.path_graph(5, nx.DiGraph), {i: f"n{i}" for i in range(5)})
+    nx.set_node_attributes(path, "default", "type")
+    g = sg.from_networkx(path)
     sel = g.with_io(inputs=["n3", "n1"], outputs=["default[0:2]"])
     assert sel.input_nodes.tolist() == [g.node_labels.index("n3"), g.node_labels.index("n1")]
     assert sel.output_nodes.tolist() == [0, 1] and sel.num_inputs == 2 and sel.num_outputs == 2

@@ -254,7 +254,7 @@ def test_to_pyg_checks_its_arguments():
 def test_from_networkx_undirected_self_loop_is_one_autapse():
     G = nx.Graph()
     G.add_edges_from([(0, 0), (0, 1), (1, 2)])
-    g = sg.from_networkx(G)
+    g = sg.from_networkx(G, default_type="default")
     pairs = sorted(map(tuple, g.edge_index.t().tolist()))
     assert pairs == [(0, 0), (0, 1), (1, 0), (1, 2), (2, 1)]
 

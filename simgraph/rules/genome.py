@@ -207,7 +207,7 @@ def backprop_genome(lr: float = 0.1, schedule: "str | Schedule" = "layer_sweep",
     cross-entropy through ``injection="softmax_error"``.
     """
     losses = {"mse": "label", "ce": "softmax_error"}
-    if loss not in losses:
+    if not isinstance(loss, str) or loss not in losses:
         raise unknown("backprop_genome loss", loss, losses)
     rule = GenomeRule(2, sigma=("relu", "step"), output_sigma=("identity", "one"), backward_sigma=("identity", "identity"),
                       schedule=schedule, injection=losses[loss], **kw)

@@ -36,8 +36,9 @@ class HebbianRule(Rule):
         if not isinstance(learn_from, str) or learn_from not in SOURCES:
             raise unknown("HebbianRule learn_from", learn_from, SOURCES)
         if eta is not None:  # None: 1 / mean indegree of the graph (learning_rate)
-            eta = check_number("HebbianRule eta (None: 1 / mean indegree)", eta, positive=True)
-        beta, input_gain = check_number("HebbianRule beta", beta), check_number("HebbianRule input_gain", input_gain)
+            eta = check_number("HebbianRule eta (None: 1 / mean indegree)", eta, positive=True, high=3.4e38)  # float32
+        beta = check_number("HebbianRule beta", beta, low=-3.4e38, high=3.4e38)
+        input_gain = check_number("HebbianRule input_gain", input_gain, low=-3.4e38, high=3.4e38)
         self.eta, self.beta, self.input_gain, self.learn_from = eta, beta, input_gain, learn_from
 
     def init_state(self, graph: Graph, batch_size: int) -> State:

@@ -31,7 +31,7 @@ from .. import rules, topologies
 from .._imports import is_import_path, load_object
 from ..errors import ConfigError, unknown
 from ..graph import Graph
-from ..tasks import TASKS, Task
+from ..tasks import TASKS, RecallTask, Task
 
 SECTIONS = ("network", "rule", "task", "train")
 ESTIMATORS = ("bptt", "es", "cma")
@@ -165,6 +165,8 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
+        if not isinstance(path, (str, Path)):
+            raise ConfigError(f"Config.load needs a path to a TOML file, got {type(path).__name__}")
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
@@ -234,8 +236,9 @@ class Config:
                 raise ConfigError(f"{where} [rule]: kind {self.rule.kind!r} fixes {key}={preset[key]!r}; remove {key}")
             if key not in names and not any_keyword:
                 raise unknown(f"setting of rule kind {self.rule.kind!r} in {where} [rule]", key, names)
-        self.make_task(where=where)
+        task = self.make_task(where=where)
         self.train.check(f"{where} [train]")
+        Curriculum.of(self.train, task)  # a curriculum_field the task lacks is named now, not at step 0
 
     # ------------------------------------------------------------------ factories
     def make_task(self, where: str = "config") -> Task:
@@ -293,6 +296,38 @@ class Config:
         if not p.is_absolute() and self.base_dir and (Path(self.base_dir) / p).exists():
             return Path(self.base_dir) / p
         return p
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """Raise the integer task field ``field`` from ``start`` to ``stop``, one at a time, whenever the
+    evaluation metric reaches ``threshold``."""
+
+    field: str
+    start: int
+    stop: int
+    threshold: float
+    metric: str
+
+    @classmethod
+    def of(cls, settings: TrainConfig, task: Task) -> "Curriculum | None":
+        on = settings.curriculum if settings.curriculum is not None else isinstance(task, RecallTask)
+        if not on:
+            return None
+        names = [f.name for f in dataclasses.fields(task)] if dataclasses.is_dataclass(task) else []
+        value = getattr(task, settings.curriculum_field, None)
+        if settings.curriculum_field not in names or isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"curriculum_field {settings.curriculum_field!r} is not an integer field of "
+                              f"{type(task).__name__} (fields: {', '.join(names)}); set curriculum = false or name one")
+        stop = settings.curriculum_stop or value
+        if getattr(task, "cue", None) == "position" and settings.curriculum_field == "num_patterns":
+            raise ConfigError("curriculum changes the number of patterns, which changes the input size of "
+                              "cue='position'; set curriculum = false")
+        return cls(settings.curriculum_field, min(settings.curriculum_start, stop), stop,
+                   settings.curriculum_threshold, task.metric)
+
+    def task(self, task: Task, value: int) -> Task:
+        return task.replace(**{self.field: value})
 
 
 def check_fits(graph: Graph, task: Task) -> None:

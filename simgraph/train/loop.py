@@ -31,11 +31,10 @@ from ..errors import CheckpointError, ConfigError, DivergenceError, unknown
 from ..graph import Graph
 from ..rules.base import Rule
 from ..tasks.base import Task
-from ..tasks.recall import RecallTask
 from . import checkpoint
 from . import distributed as dist
 from .bptt import unroll
-from .config import Config, TrainConfig, check_fits
+from .config import Config, Curriculum, TrainConfig, check_fits
 from .estimators import PeerDiverged, make_estimator
 
 EVAL_SEED = 10**9  # evaluation episodes come from seeds no training step uses
@@ -62,38 +61,6 @@ def batch_seed(seed: int, step: int) -> int:
     return seed * 1_000_003 + step
 
 
-@dataclass(frozen=True)
-class Curriculum:
-    """Raise the integer task field ``field`` from ``start`` to ``stop``, one at a time, whenever the
-    evaluation metric reaches ``threshold``."""
-
-    field: str
-    start: int
-    stop: int
-    threshold: float
-    metric: str
-
-    @classmethod
-    def of(cls, settings: TrainConfig, task: Task) -> "Curriculum | None":
-        on = settings.curriculum if settings.curriculum is not None else isinstance(task, RecallTask)
-        if not on:
-            return None
-        names = [f.name for f in dataclasses.fields(task)] if dataclasses.is_dataclass(task) else []
-        value = getattr(task, settings.curriculum_field, None)
-        if settings.curriculum_field not in names or isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"curriculum_field {settings.curriculum_field!r} is not an integer field of "
-                              f"{type(task).__name__} (fields: {', '.join(names)}); set curriculum = false or name one")
-        stop = settings.curriculum_stop or value
-        if getattr(task, "cue", None) == "position" and settings.curriculum_field == "num_patterns":
-            raise ConfigError("curriculum changes the number of patterns, which changes the input size of "
-                              "cue='position'; set curriculum = false")
-        return cls(settings.curriculum_field, min(settings.curriculum_start, stop), stop,
-                   settings.curriculum_threshold, task.metric)
-
-    def task(self, task: Task, value: int) -> Task:
-        return task.replace(**{self.field: value})
-
-
 @torch.no_grad()
 def evaluate(rule: Rule, graph: Graph, task: Task, episodes: int = 256, seed: int = EVAL_SEED, chunk: int = 256,
              distributed: bool = False) -> dict:
@@ -105,6 +72,7 @@ def evaluate(rule: Rule, graph: Graph, task: Task, episodes: int = 256, seed: in
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"evaluate needs episodes >= 1 (an int), got {episodes!r}")
+    _check_parts(rule, graph, task, "evaluate")
     check_fits(graph, task)
     totals: dict[str, float] = {}
     done = 0
@@ -138,12 +106,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
     by default their description). ``stop_after`` ends early (for tests).
     """
     t = _settings(settings, overrides)
-    if not isinstance(rule, Rule):
-        raise ConfigError(f"fit needs a simgraph rule (sg.rules.Rule), got {type(rule).__name__}")
-    if not isinstance(graph, Graph):
-        raise ConfigError(f"fit needs a simgraph Graph, got {type(graph).__name__}")
-    if not isinstance(task, Task):
-        raise ConfigError(f"fit needs a simgraph task (sg.tasks.Task), got {type(task).__name__}")
+    _check_parts(rule, graph, task, "fit")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"fit seed must be an int in [0, 2**32), got {seed!r}")
     check_fits(graph, task)
@@ -285,6 +248,8 @@ def train(config: Config | None = None, out_dir: str | Path | None = None, resum
 
 def load_rule(folder: str | Path) -> tuple[Rule, Graph, Config]:
     """The trained rule, its graph and config from a run folder written by :func:`train` / ``simgraph train``."""
+    if not isinstance(folder, (str, Path)):
+        raise CheckpointError(f"load_rule needs a run folder (a path), got {type(folder).__name__}")
     spec, tensors = checkpoint.load(folder)
     run = spec.get("run")
     if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
@@ -319,6 +284,15 @@ def describe(rule: Rule, graph: Graph, task: Task, settings: TrainConfig, seed: 
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_parts(rule, graph, task, who: str) -> None:
+    if not isinstance(rule, Rule):
+        raise ConfigError(f"{who} needs a simgraph rule (sg.rules.Rule), got {type(rule).__name__}")
+    if not isinstance(graph, Graph):
+        raise ConfigError(f"{who} needs a simgraph Graph, got {type(graph).__name__}")
+    if not isinstance(task, Task):
+        raise ConfigError(f"{who} needs a simgraph task (sg.tasks.Task), got {type(task).__name__}")
+
+
 def _config_spec(cfg: Config) -> dict:
     return {"config": cfg.to_dict(), "base_dir": cfg.base_dir}
 
