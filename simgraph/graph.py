@@ -197,7 +197,7 @@ class Graph:
         for item in items:
             if isinstance(item, str) and item in self.populations:
                 ids.extend(range(self.populations[item].start, self.populations[item].stop))
-            elif labels is not None and _hashable(item) and item in labels:
+            elif labels is not None and is_hashable(item) and item in labels:
                 ids.append(labels[item])
             elif isinstance(item, str) and item.endswith("]") and "[" in item and item.split("[")[0] in self.populations:
                 pop = self.populations[item.split("[")[0]]
@@ -791,7 +791,7 @@ def _table(header: tuple, rows: list, max_rows: int, what: str) -> list[str]:
     return out
 
 
-def _hashable(x) -> bool:
+def is_hashable(x) -> bool:
     try:
         hash(x)
     except TypeError:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .build import Network
 from .errors import GraphError, ShapeError, SimgraphError, unknown
-from .graph import Graph
+from .graph import Graph, is_hashable
 
 
 def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0, labels: bool | None = None,
@@ -272,7 +272,7 @@ def from_networkx(
         given = inputs if what == "input_ids" else outputs
         if ids is None or given != _names(_meta(G, what.replace("_ids", "s"), []), what):
             continue  # not exported, or replaced by the caller's inputs/outputs
-        missing = [n for n in ids if not _hashable(n) or n not in position]
+        missing = [n for n in ids if not is_hashable(n) or n not in position]
         if missing:
             raise GraphError(f"from_networkx: graph attribute {what!r} names node {missing[0]!r}, which is not in the graph")
         graph = dataclasses.replace(graph, **{what: torch.tensor([position[n] for n in ids], dtype=torch.long)}, _cache={})
@@ -289,13 +289,6 @@ def _meta(G: nx.Graph, key: str, default=None):
             raise GraphError(f"from_networkx: graph attribute {key!r} is a string but not JSON: {value[:80]!r}") from None
     return value
 
-
-def _hashable(x) -> bool:
-    try:
-        hash(x)
-    except TypeError:
-        return False
-    return True
 
 
 def _names(names, what: str) -> list:
