@@ -42,6 +42,10 @@ class CheckpointError(SimgraphError, ValueError):
     """A checkpoint is missing, truncated, corrupt or unsafe."""
 
 
+class SimgraphWarning(UserWarning):
+    """Something will run but probably not as meant (e.g. outputs that cannot depend on the inputs)."""
+
+
 class DivergenceError(SimgraphError, FloatingPointError):
     """NaN or inf appeared in a loss or a state during a run."""
 

@@ -173,6 +173,22 @@ class Graph:
             self._cache[key] = make()
         return self._cache[key]
 
+    def unreachable_outputs(self) -> list[str]:
+        """Output populations with a neuron that no input neuron reaches along any directed path of
+        synapses: what such a neuron reports cannot depend on the inputs."""
+        def find() -> list[str]:
+            reached = self.input_mask().view(-1).clone()
+            src, dst = self.edge_index
+            while True:  # one hop per pass: at most the graph's diameter passes, each O(E)
+                grown = reached.clone()
+                grown[dst[reached[src]]] = True
+                if bool((grown == reached).all()):
+                    break
+                reached = grown
+            missed = self.output_nodes[~reached[self.output_nodes]]
+            return [p.name for p in self.populations.values() if bool(((missed >= p.start) & (missed < p.stop)).any())]
+        return self._cached(("unreachable_outputs",), find)
+
     def with_io(self, inputs: Sequence | None = None, outputs: Sequence | None = None) -> "Graph":
         """A copy whose input and/or output neurons are chosen one by one (None keeps the current set).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
-from .errors import ConfigError, ShapeError, unknown
+from .errors import ConfigError, ShapeError, SimgraphWarning, unknown
 from .graph import Graph
 from .rules.base import Rule, State
 
@@ -126,6 +127,25 @@ def check_inputs(graph: Graph, rule: Rule, inputs: Tensor, name: str = "inputs")
     return inputs
 
 
+def warn_silent_outputs(rule: Rule, graph: Graph, state: State | None) -> None:
+    """Warn once per rule class and graph when outputs cannot respond to the inputs: output
+    neurons no input reaches along the synapses, or (from the rule's default state) outputs the
+    rule itself keeps at zero (``rule.silent_outputs(graph)``, e.g. the Hebbian rule's non-input neurons)."""
+    key = ("warned", type(rule))
+    if key in graph._cache:
+        return
+    graph._cache[key] = True
+    cut = graph.unreachable_outputs()
+    if cut:
+        warnings.warn(f"output populations {cut} have neurons that no input neuron reaches along any synapse: what "
+                      "they report cannot depend on the inputs", SimgraphWarning, stacklevel=3)
+    quiet = rule.silent_outputs(graph) if state is None and callable(getattr(rule, "silent_outputs", None)) else []
+    if quiet:
+        warnings.warn(f"{type(rule).__name__} keeps output populations {quiet} at exactly 0 from its default state: "
+                      "their neurons get no external input and its writes start from zero weights; read out input "
+                      "neurons, or pass a state with nonzero weights", SimgraphWarning, stacklevel=3)
+
+
 def initial_state(rule: Rule, graph: Graph, state: State | None, batch_size: int) -> State:
     """``state`` checked against the rule, the graph and the batch size (default: ``rule.init_state``);
     a given state must hold no NaN or inf (:class:`simgraph.errors.NonFiniteStateError` otherwise)."""
@@ -209,6 +229,7 @@ def simulate(
     if not isinstance(rule, Rule):
         raise ShapeError(f"simulate needs a simgraph rule (a simgraph.rules.Rule), got {type(rule).__name__}")
     rule.check_graph(graph)
+    warn_silent_outputs(rule, graph, state)
     if isinstance(monitors, Monitor) or not isinstance(monitors, (list, tuple)) or not all(isinstance(m, Monitor) for m in monitors):
         raise ShapeError(f"monitors must be a list of sg.Monitor, got {monitors!r}")
     if inputs is not None:
@@ -273,6 +294,7 @@ def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
         raise ConfigError(f"{type(rule).__name__} has no lean_episode (its edge update cannot be undone); use "
                           "lean=False, or checkpoint_every=k to save memory by recomputation")
     rule.check_graph(graph)
+    warn_silent_outputs(rule, graph, state)
     inputs = check_inputs(graph, rule, inputs)
     T, B = inputs.shape[:2]
     from .errors import check_bytes, dtype_bytes

@@ -255,3 +255,40 @@ def test_print_graph_is_a_short_table():
         net.connect(f"p{i}", f"p{i + 1}")
     big = str(net.build())
     assert len(big.splitlines()) < 30 and "more populations" in big and "more projections" in big
+
+
+# ---------------------------------------------------------------------- outputs that cannot respond
+def test_hebbian_rule_warns_once_about_outputs_it_keeps_at_zero():
+    import warnings
+
+    import topologies
+    from simgraph.errors import SimgraphWarning
+
+    graph = topologies.recall_network(n_in=4, n_memory=6, n_out=3, seed=0)
+    u = torch.randn(5, 2, 4)
+    with pytest.warns(SimgraphWarning, match=r"HebbianRule keeps output populations \['output'\] at exactly 0"):
+        run = sg.simulate(sg.rules.HebbianRule(), graph, u)
+    assert (run.outputs == 0).all()  # what the warning says is true
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per rule class and graph; none for a net whose outputs get input
+        sg.simulate(sg.rules.HebbianRule(), graph, u)
+        sg.simulate(sg.rules.HebbianRule(), topologies.fully_recurrent(4), u)
+        sg.simulate(sg.rules.MLPRule(3, 3), graph, u)  # the learned rule can drive them
+
+
+def test_outputs_no_input_reaches_are_named():
+    from simgraph.errors import SimgraphWarning
+
+    net = sg.Network(0).population("a", 3).population("b", 2).population("c", 2)
+    net.connect("a", "b", "all_to_all").connect("c", "c", "all_to_all")
+    graph = net.inputs("a").outputs("b", "c").build()
+    assert graph.unreachable_outputs() == ["c"]
+    with pytest.warns(SimgraphWarning, match=r"output populations \['c'\] have neurons that no input neuron reaches"):
+        sg.simulate(sg.rules.MLPRule(3, 1), graph, torch.randn(3, 1, 3))
+    assert topologies_reach_all()
+
+
+def topologies_reach_all() -> bool:
+    import topologies
+
+    return all(not f(seed=0).unreachable_outputs() for name, f in topologies.TOPOLOGIES.items())

@@ -53,6 +53,12 @@ class HebbianRule(Rule):
         w = graph.edge_map(lambda s_j, s_i, w: torch.addcmul(w, s_i, s_j, value=eta), pre=[s], post=[s], edge=[w])
         return {**state, "node": x, "edge": w}
 
+    def silent_outputs(self, graph: Graph) -> list[str]:
+        """Output populations with neurons that stay exactly 0 from the default (zero) weights: the
+        write only ever grows weights between neurons that receive input (or are already active)."""
+        quiet = graph.output_nodes[~graph.input_mask().view(-1)[graph.output_nodes]]
+        return [p.name for p in graph.populations.values() if bool(((quiet >= p.start) & (quiet < p.stop)).any())]
+
     def learning_rate(self, graph: Graph) -> float:
         """``eta``, by default ``1 / mean indegree`` of ``graph``."""
         return self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
