@@ -47,10 +47,17 @@ def registered() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def settings_of(kind: str, paths=()) -> tuple[list[str], bool]:
-    """The keyword settings ``kind`` takes (and whether it takes any keyword: ``**kwargs``)."""
-    factory, _ = resolve(kind, paths)
-    return _parameters(factory)
+def check_settings(kind: str, settings: dict, paths=(), where: str = "") -> tuple[Callable[..., Rule], dict, list[str]]:
+    """``(factory, preset, keyword names)`` of ``kind``, after refusing settings it does not take or that it fixes
+    ("did you mean" for typos); ``where`` names the config table in the message."""
+    factory, preset = resolve(kind, paths)
+    names, any_keyword = _parameters(factory)
+    for key in settings:
+        if key in preset:
+            raise ConfigError(f"{where}rule kind {kind!r} fixes {key}={preset[key]!r}; remove {key} from the settings")
+        if key not in names and not any_keyword:
+            raise unknown(f"setting of rule kind {kind!r}{' in ' + where.rstrip(': ') if where else ''}", key, names)
+    return factory, preset, names
 
 
 def resolve(kind: str, paths=()) -> tuple[Callable[..., Rule], dict]:
@@ -63,13 +70,7 @@ def resolve(kind: str, paths=()) -> tuple[Callable[..., Rule], dict]:
 
 def build(kind: str, graph: Graph, *, seed: int = 0, paths=(), **settings) -> Rule:
     """A rule of ``kind`` for ``graph``; ConfigError naming any setting it does not take."""
-    factory, preset = resolve(kind, paths)
-    names, any_keyword = _parameters(factory)
-    for key in settings:
-        if key in preset:
-            raise ConfigError(f"rule kind {kind!r} fixes {key}={preset[key]!r}; remove it from the settings")
-        if key not in names and not any_keyword:
-            raise unknown(f"setting of rule kind {kind!r}", key, names)
+    factory, preset, names = check_settings(kind, settings, paths)
     kwargs = {**preset, **settings}
     if "graph" in names and "graph" not in kwargs:
         kwargs["graph"] = graph

@@ -6,6 +6,8 @@ loss and metric masks, an optional teacher signal and probe ticks), ``loss(outpu
 generated (or ships with scikit-learn); nothing is downloaded.
 """
 
+from functools import partial
+
 from .base import Episode, Task
 from .online import HELD_OUT, META_TRAIN, SOURCES, OnlineTask
 from .oneshot import REVERSAL, OneShotTask
@@ -13,16 +15,12 @@ from .pattern_completion import PatternCompletionTask
 from .recall import CUES, RecallTask
 
 
-def _reversal(**settings) -> OneShotTask:
-    return OneShotTask(**{**REVERSAL, **settings})
-
-
 # config name -> constructor taking the task's settings as keywords
 TASKS = {
     "recall": RecallTask,
     "pattern_completion": PatternCompletionTask,
     "oneshot": OneShotTask,
-    "reversal": _reversal,
+    "reversal": partial(OneShotTask, **REVERSAL),  # OneShotTask with the reversal defaults
     "online": OnlineTask,
 }
 

@@ -115,6 +115,18 @@ class Task:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare}
 
 
+class SignTask(Task):
+    """Miconi's tasks (pattern completion, one-shot, reversal): the loss is the squared error summed
+    over bits and scored ticks per episode, averaged over episodes; ``sign_error = 1 - accuracy``."""
+
+    def loss_norm(self, episode: Episode) -> Tensor:
+        return torch.tensor(float(episode.targets.shape[1]), device=episode.targets.device)
+
+    def metrics(self, outputs: Tensor, episode: Episode) -> dict[str, Tensor]:
+        acc = super().metrics(outputs, episode)["accuracy"]
+        return {"accuracy": acc, "sign_error": 1 - acc}
+
+
 def generator(seed) -> torch.Generator:
     """Every episode comes from a seed (an int) or an existing ``torch.Generator``."""
     if isinstance(seed, torch.Generator):

@@ -21,14 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from ..errors import ConfigError, check_int
-from .base import Episode, Task, check_batch, generator, random_signs, shuffled
+from .base import Episode, SignTask, check_batch, generator, random_signs, shuffled
 
 
 @dataclass(frozen=True)
-class OneShotTask(Task):
+class OneShotTask(SignTask):
     pattern_bits: int = 8
     label_bits: int = 2
     n_patterns: int = 2
@@ -109,13 +108,6 @@ class OneShotTask(Task):
             targets[t - 1], mask[t - 1] = labels[rows, q], 1.0
         episode = Episode(inputs, targets, mask, mask)
         return episode.to(device) if device is not None else episode
-
-    def loss_norm(self, episode: Episode) -> Tensor:
-        return torch.tensor(float(episode.targets.shape[1]), device=episode.targets.device)  # per episode, as Miconi
-
-    def metrics(self, outputs: Tensor, episode: Episode) -> dict[str, Tensor]:
-        acc = super().metrics(outputs, episode)["accuracy"]
-        return {"accuracy": acc, "sign_error": 1 - acc}
 
 
 REVERSAL = {"present_ticks": 2, "blank_ticks": 1, "query_ticks": 4, "reversal": True}

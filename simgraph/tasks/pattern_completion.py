@@ -22,11 +22,11 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, check_int
-from .base import Episode, Task, check_batch, generator, random_signs, shuffled
+from .base import Episode, SignTask, check_batch, generator, random_signs, shuffled
 
 
 @dataclass(frozen=True)
-class PatternCompletionTask(Task):
+class PatternCompletionTask(SignTask):
     n_bits: int = 1000
     n_patterns: int = 5
     present_ticks: int = 6
@@ -91,13 +91,6 @@ class PatternCompletionTask(Task):
             inputs = torch.cat([inputs, torch.ones(self.ticks, B, 1)], 2)
         episode = last_tick_episode(inputs, target)
         return episode.to(device) if device is not None else episode
-
-    def loss_norm(self, episode: Episode) -> Tensor:
-        return torch.tensor(float(episode.targets.shape[1]), device=episode.targets.device)  # per episode: the paper's sum
-
-    def metrics(self, outputs: Tensor, episode: Episode) -> dict[str, Tensor]:
-        acc = super().metrics(outputs, episode)["accuracy"]
-        return {"accuracy": acc, "sign_error": 1 - acc}
 
 
 def last_tick_episode(inputs: Tensor, target: Tensor) -> Episode:

@@ -86,10 +86,7 @@ def run_ticks(rule: Rule, graph: Graph, episode: Episode, state: State, *, check
     if episode.teacher is None and episode.probe is None:
         run = simulate(rule, graph, episode.inputs, state=state, checkpoint_every=checkpoint_every, lean=lean)
         return run.outputs, run.state
-    for name in ("forward_pass", "backward_pass", "readout"):
-        if not callable(getattr(rule, name, None)):
-            raise ConfigError(f"this task teaches with labels, which needs a predict-then-learn rule (a SweepRule: "
-                              f"genome, lstm_synapse); {type(rule).__name__} has no {name}()")
+    check_learns_from_labels(rule)
     rule.check_state(graph, state)
     dtype = state["node"].dtype
     inputs = episode.inputs.to(dtype).unsqueeze(-1)
@@ -101,6 +98,14 @@ def run_ticks(rule: Rule, graph: Graph, episode: Episode, state: State, *, check
             teacher = None if episode.teacher is None else episode.teacher[t]
             state = rule.backward_pass(graph, predicted, teacher)
     return torch.stack(outputs), state
+
+
+def check_learns_from_labels(rule: Rule, task: str = "this task") -> None:
+    """ConfigError unless ``rule`` can run teacher and probe ticks (``forward_pass``, ``readout``, ``backward_pass``)."""
+    for name in ("forward_pass", "backward_pass", "readout"):
+        if not callable(getattr(rule, name, None)):
+            raise ConfigError(f"{task} teaches with labels, which needs a predict-then-learn rule (a SweepRule: "
+                              f"genome, lstm_synapse); {type(rule).__name__} has no {name}()")
 
 
 @torch.no_grad()

@@ -31,11 +31,11 @@ from .. import rules, topologies
 from .._imports import is_import_path, load_object
 from ..errors import ConfigError, unknown
 from ..graph import Graph
+from ..interop import FORMATS, from_networkx, read
 from ..tasks import TASKS, RecallTask, Task
 
 SECTIONS = ("network", "rule", "task", "train")
 ESTIMATORS = ("bptt", "es", "cma")
-GRAPH_FILES = {".graphml": "GraphML", ".gexf": "GEXF", ".json": "node-link JSON"}
 DEFAULT_TASK = {"kind": "recall", "num_patterns": 6, "bits": 32}
 
 
@@ -217,9 +217,9 @@ class Config:
             raise unknown(f"topology in {where} [network]", n.topology, topologies.TOPOLOGIES)
         if n.builder is not None and not is_import_path(n.builder):
             raise ConfigError(f"{where} [network]: builder must be 'package.module:function', got {n.builder!r}")
-        if n.file is not None and Path(n.file).suffix.lower() not in GRAPH_FILES:
-            raise ConfigError(f"{where} [network]: file {n.file!r} must end in one of {', '.join(GRAPH_FILES)} "
-                              f"({', '.join(GRAPH_FILES.values())})")
+        if n.file is not None and Path(n.file).suffix.lower() not in FORMATS:
+            raise ConfigError(f"{where} [network]: file {n.file!r} must end in one of {', '.join(FORMATS)} "
+                              f"({', '.join(FORMATS.values())})")
         if not all(isinstance(k, str) for k in n.params):
             raise ConfigError(f"{where} [network]: params must be a table of keyword arguments, got {n.params!r}")
         for key in ("inputs", "outputs"):
@@ -229,13 +229,7 @@ class Config:
                                   f"node labels or ids, got {v!r}")
         if not isinstance(self.rule.kind, str):
             raise ConfigError(f"{where} [rule]: kind must be a string, got {self.rule.kind!r}")
-        names, any_keyword = rules.registry.settings_of(self.rule.kind, self.search_paths)
-        preset = rules.registry.resolve(self.rule.kind, self.search_paths)[1]
-        for key in self.rule.settings:
-            if key in preset:
-                raise ConfigError(f"{where} [rule]: kind {self.rule.kind!r} fixes {key}={preset[key]!r}; remove {key}")
-            if key not in names and not any_keyword:
-                raise unknown(f"setting of rule kind {self.rule.kind!r} in {where} [rule]", key, names)
+        rules.registry.check_settings(self.rule.kind, self.rule.settings, self.search_paths, f"{where} [rule]: ")
         task = self.make_task(where=where)
         self.train.check(f"{where} [train]")
         Curriculum.of(self.train, task)  # a curriculum_field the task lacks is named now, not at step 0
@@ -249,10 +243,12 @@ class Config:
             make = TASKS[kind]
         else:
             raise unknown(f"task kind in {where} [task]", kind, list(TASKS) + ["package.module:ClassName"])
-        fields_of = [f.name for f in dataclasses.fields(make)] if dataclasses.is_dataclass(make) else (
-            [p for p in inspect.signature(make).parameters] if callable(make) else [])
-        if kind == "reversal":
-            fields_of = [f.name for f in dataclasses.fields(TASKS["oneshot"])]
+        if not callable(make):
+            raise ConfigError(f"task kind {kind!r} is a {type(make).__name__}, not a Task class")
+        try:  # a dataclass's (or a partial's) keywords: the task's fields
+            fields_of = list(inspect.signature(make).parameters)
+        except (TypeError, ValueError):
+            fields_of = list(self.task.settings)
         for key in self.task.settings:
             if key not in fields_of:
                 raise unknown(f"setting of task kind {kind!r} in {where} [task]", key, fields_of)
@@ -270,7 +266,7 @@ class Config:
         n = self.network
         params = dict(n.params)
         if n.file is not None:
-            graph = _read_graph(self._path(n.file), params, self.seed)
+            graph = _read_graph(self._path(n.file), params)
         elif n.builder is not None:
             make = load_object(n.builder, "network builder", self.search_paths)
             graph = _call(make, params, task, self.seed, device, f"[network] builder {n.builder!r}")
@@ -373,31 +369,17 @@ def _call(make, params: dict, task: Task, seed: int, device, what: str) -> Graph
         raise ConfigError(f"{what}: {exc}") from None
 
 
-def _read_graph(path: Path, params: dict, seed: int) -> Graph:
-    import networkx as nx
-
-    from ..interop import from_networkx
+def _read_graph(path: Path, params: dict) -> Graph:
+    """``sg.read`` of the file: a file ``sg.write`` made comes back exactly; any other is imported
+    by ``from_networkx`` with ``params`` as its options."""
 
     if not path.is_file():
         raise ConfigError(f"[network] file {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".graphml":
-            G = nx.read_graphml(path)
-        elif suffix == ".gexf":
-            G = nx.read_gexf(path)
-        else:
-            import json
-
-            G = nx.node_link_graph(json.loads(path.read_text()), edges="edges" if "edges" in path.read_text() else "links")
-    except Exception as exc:  # networkx raises many kinds on a malformed file
-        raise ConfigError(f"[network] file {str(path)!r} is not a readable {GRAPH_FILES[suffix]} graph: "
-                          f"{type(exc).__name__}: {str(exc)[:200]}") from None
     allowed = [p for p in inspect.signature(from_networkx).parameters if p not in ("G", "inputs", "outputs")]
     for key in params:
         if key not in allowed:
             raise unknown("[network] params key for a graph file (a from_networkx argument)", key, allowed)
-    return from_networkx(G, **{"seed": seed, **params})
+    return read(path, **params)[0]
 
 
 def _check_keys(data: dict, known: list[str], where: str) -> None:

@@ -33,7 +33,7 @@ from ..rules.base import Rule
 from ..tasks.base import Task
 from . import checkpoint
 from . import distributed as dist
-from .bptt import unroll
+from .bptt import check_learns_from_labels, unroll
 from .config import Config, Curriculum, TrainConfig, check_fits
 from .estimators import PeerDiverged, make_estimator
 
@@ -83,8 +83,8 @@ def evaluate(rule: Rule, graph: Graph, task: Task, episodes: int = 256, seed: in
             part = dist.shard(n)
             out = torch.zeros(ep.targets.shape, dtype=torch.float64, device=graph.device)
             if part.stop > part.start:
-                out[:, part] = task.check_outputs(unroll(rule, graph, ep.episodes(part), task, backward=False).outputs,
-                                                  ep.episodes(part)).double()
+                mine = ep.episodes(part)
+                out[:, part] = task.check_outputs(unroll(rule, graph, mine, task, backward=False).outputs, mine).double()
             out = dist.all_reduce_sum(out).to(ep.targets.dtype)
         else:
             out = unroll(rule, graph, ep, task, backward=False).outputs
@@ -121,10 +121,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
                           "every process needs at least one episode")
     sample = _probe(task, graph)
     if sample[1].teacher is not None or sample[1].probe is not None:
-        missing = [m for m in ("forward_pass", "backward_pass", "readout") if not callable(getattr(rule, m, None))]
-        if missing:
-            raise ConfigError(f"{type(task).__name__} teaches with labels, which needs a predict-then-learn rule (a "
-                              f"SweepRule: genome, lstm_synapse); {type(rule).__name__} has no {missing[0]}()")
+        check_learns_from_labels(rule, type(task).__name__)
     if t.fitness != "loss" and t.estimator != "bptt":
         known = list(task.metrics(*sample))
         if t.fitness not in known:
@@ -172,7 +169,11 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
     bar = _progress(progress and main, t.steps, step)
     start, last_loss = time.time(), float("nan")
     last_saved = step if loaded is not None else None
-    current = curriculum.task(task, level) if curriculum else task
+    current = curriculum.task(task, level) if curriculum else task  # (a run resumed at its last step)
+
+    def at_level() -> dict:  # where the curriculum stands, for the log, the progress bar and the checkpoint
+        return {curriculum.field: level} if curriculum else {}
+
     while step < t.steps:
         current = curriculum.task(task, level) if curriculum else task
         episode = current.sample(t.batch_size, seed=batch_seed(seed, step if t.resample else 0), device=graph.device)
@@ -197,10 +198,10 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
         step += 1
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{last_loss:.3f}", **({curriculum.field: level} if curriculum else {}))
+            bar.set_postfix(loss=f"{last_loss:.3f}", **at_level())
         evaluating = step % t.eval_every == 0 or step == t.steps
         if evaluating or (t.log_every and step % t.log_every == 0):
-            row = {"step": step, **({curriculum.field: level} if curriculum else {}), "train_loss": result.loss}
+            row = {"step": step, **at_level(), "train_loss": result.loss}
             if result.outputs is not None:
                 row.update({f"train_{k}": float(v) for k, v in current.metrics(result.outputs, result.episode).items()})
             row.update(result.extra)
@@ -221,7 +222,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
                            "progress": torch.tensor([step, level if curriculum else 0])}
                 if opt is not None:
                     tensors.update(optimizer=opt.state_dict(), scheduler=sched.state_dict())
-                checkpoint.save(out, step, tensors, {"run": spec, **({curriculum.field: level} if curriculum else {})})
+                checkpoint.save(out, step, tensors, {"run": spec, **at_level()})
             last_saved = step
         if stop_after is not None and step >= stop_after:
             break
@@ -302,24 +303,17 @@ def _plain(values: dict) -> dict:
 
 
 def _settings(settings, overrides: dict) -> TrainConfig:
+    if isinstance(settings, dict):  # a dict of fields is keywords on top of the defaults
+        settings, overrides = None, {**settings, **overrides}
     if settings is None:
         settings = TrainConfig()
-    elif isinstance(settings, dict):
-        settings = {**settings}
-        names = [f.name for f in dataclasses.fields(TrainConfig)]
-        for key in settings:
-            if key not in names:
-                raise unknown("training setting", key, names)
-        settings = TrainConfig(**settings)
     elif not isinstance(settings, TrainConfig):
         raise ConfigError(f"settings must be a TrainConfig or a dict of its fields, got {type(settings).__name__}")
-    if overrides:
-        names = [f.name for f in dataclasses.fields(TrainConfig)]
-        for key in overrides:
-            if key not in names:
-                raise unknown("training setting", key, names)
-        settings = dataclasses.replace(settings, **overrides)
-    return settings.check("training settings")
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in overrides:
+        if key not in names:
+            raise unknown("training setting", key, names)
+    return dataclasses.replace(settings, **overrides).check("training settings")
 
 
 def _probe(task: Task, graph: Graph):
