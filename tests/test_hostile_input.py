@@ -370,7 +370,9 @@ def bad_value(default, key):
     if isinstance(default, bool):
         return st.one_of(st.integers(), st.text(max_size=3), st.floats(), st.none())
     if isinstance(default, int):
-        low = 0 if key in ("window", "warmup", "threads") else 1
+        # the settings where 0 means "off" or "the default" (TrainConfig.check); popsize needs 2
+        low = 0 if key in ("window", "warmup", "threads", "recompute_every", "log_every", "curriculum_stop") else 1
+        low = 2 if key == "popsize" else low
         return st.one_of(st.integers(max_value=low - 1), NOT_INT)
     if isinstance(default, float):
         positive = key in ("lr", "clip", "curriculum_threshold")  # others (gains, scales) may be 0 or negative

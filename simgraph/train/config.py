@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .. import rules, topologies
 from .._imports import is_import_path, load_object
-from ..errors import ConfigError, unknown
+from ..errors import ConfigError, SimgraphError, unknown
 from ..graph import Graph
 from ..interop import FORMATS, from_networkx, read
 from ..tasks import TASKS, RecallTask, Task
@@ -367,6 +367,8 @@ def _call(make, params: dict, task: Task, seed: int, device, what: str) -> Graph
         return make(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{what}: {exc}") from None
+    except SimgraphError as exc:  # same kind of error, now saying which config setting made it
+        raise type(exc)(f"{what} with params {params}: {exc}") from None
 
 
 def _read_graph(path: Path, params: dict) -> Graph:
