@@ -104,6 +104,12 @@ class Graph:
     output_ids: Tensor | None = None
     # measured strength of each synapse ([E] float, simgraph edge order), e.g. from_networkx(weight_attr=)
     edge_weight: Tensor | None = None
+    # Dale's law: [E] float, +1 / -1 the sign every rule with scalar weights keeps for the synapse (its
+    # presynaptic neuron's), 0 unconstrained; None: no signs. E.g. from_networkx(sign_attr=)
+    edge_sign: Tensor | None = None
+    # tied pairs (gap junctions): [E] long, the id of the edge sharing this one's state (itself if untied);
+    # None: no ties. E.g. from_networkx(undirected="tied" or tied_types=)
+    edge_partner: Tensor | None = None
     # per sparse projection: (pre ids, post ids), global node ids, sorted by (post, pre)
     _sparse_index: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
     _in_degree: Tensor | None = field(default=None, repr=False)  # [N] float
@@ -317,6 +323,8 @@ class Graph:
             input_ids=move(self.input_ids),
             output_ids=move(self.output_ids),
             edge_weight=move(self.edge_weight),
+            edge_sign=move(self.edge_sign),
+            edge_partner=move(self.edge_partner),
             _cache={},  # rebuilt lazily on the new device
         )
 
