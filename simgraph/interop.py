@@ -25,7 +25,9 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0, l
     Nodes are the original labels (``graph.node_labels``, e.g. after :func:`from_networkx`) when
     ``labels`` is True, which is the default for a graph that has labels; nodes 0..N-1 otherwise.
     Node attributes: ``population``, ``type`` (neuron type); edge attributes: ``projection``, ``type``
-    (synapse type) and, for a weighted graph (``graph.edge_weight``), ``weight``. With ``state``,
+    (synapse type) and, for a weighted graph (``graph.edge_weight``), ``weight``; with Dale's law
+    (``graph.edge_sign``) ``sign``; with tied pairs (``graph.edge_partner``) ``partner``, the edge key
+    of the pair's other synapse. With ``state``,
     episode ``batch_index`` of each field is attached under the field's name as a list of floats
     or, with ``scalar_attrs=True``, as one float attribute per component: ``state_0, state_1, ...``
     for ``state["node"]`` / ``state["edge"]``, ``<field>_0, ...`` for the others.
@@ -69,6 +71,10 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0, l
             meta[key] = [names[i] for i in ids.tolist()]
     if graph.edge_weight is not None:
         meta["weight_attr"] = "weight"
+    if graph.edge_sign is not None:
+        meta["signed"] = True
+    if graph.edge_partner is not None:
+        meta["tied"] = True
     if scalar_attrs:
         meta = {k: json.dumps(v) if isinstance(v, list) else v for k, v in meta.items()}
     G = nx.MultiDiGraph(**meta)
@@ -84,10 +90,11 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0, l
         proj_of[p.start : p.stop] = [p.name] * p.num_edges
         etype[p.start : p.stop] = [p.synapse_type] * p.num_edges
     src, dst = graph.edge_index.tolist()
-    weight = graph.edge_weight.tolist() if graph.edge_weight is not None else None
+    per_edge = {key: t.tolist() for key, t in (("weight", graph.edge_weight), ("sign", graph.edge_sign),
+                                                ("partner", graph.edge_partner)) if t is not None}
     G.add_edges_from(
         (names[src[e]], names[dst[e]], e, {"projection": proj_of[e], "type": etype[e],
-                                           **({"weight": weight[e]} if weight is not None else {}), **attrs(edge_fields, e)})
+                                           **{key: v[e] for key, v in per_edge.items()}, **attrs(edge_fields, e)})
         for e in range(E)
     )
     return G
@@ -137,6 +144,9 @@ def from_networkx(
     weight_attr: str | None = None,
     default_type: str | None = None,
     parallel: str = "keep",
+    sign_attr: str | dict | None = None,
+    undirected: str = "pairs",
+    tied_types: list | str | None = None,
 ) -> Graph:
     """Build a typed :class:`Graph` from any networkx graph.
 
@@ -155,11 +165,25 @@ def from_networkx(
     synapse type) as separate synapses; ``"sum"`` merges each group into one synapse whose weight is
     the sum of theirs (without ``weight_attr`` each edge counts 1, so the weight is the multiplicity).
 
-    ``inputs`` and ``outputs``: population names (a list, or one name as a string), or node labels
-    (neuron by neuron, in the order given: :meth:`Graph.with_io`). The original node labels, in
-    simgraph's node order, are kept in ``graph.node_labels``. Graphs made by :func:`to_networkx`
-    round-trip (node order, populations, projections and layouts, inputs and outputs, weights) with
-    no attribute names given.
+    Dale's law, ``sign_attr``: the name of a node attribute holding each neuron's sign (a number:
+    its sign; or ``"+"``/``"-"``/``"excitatory"``/``"inhibitory"``), or a dict giving the sign of
+    every neuron type (``{"sensory": 1, "inter": -1, "motor": 1}``). Every synapse gets its
+    presynaptic neuron's sign as ``graph.edge_sign`` ``[E]`` (+1 / -1; 0 for tied gap junctions and
+    for a sign of 0: free), which the rules with scalar weights keep (``rules/constraints.py``).
+
+    Gap junctions: an undirected graph's edges become two directed synapses each, free
+    (``undirected="pairs"``) or tied into one shared state (``undirected="tied"``). In a directed
+    graph, ``tied_types=["gap"]`` ties the edges of those synapse types: each u->v edge must have a
+    v->u edge of the same type (and weight), and the two become one tied pair. The pairing is
+    ``graph.edge_partner`` ``[E]`` (each edge's partner edge id, itself when untied).
+
+    ``inputs`` and ``outputs``: population names (a list, or one name as a string), node labels
+    (neuron by neuron, in the order given: :meth:`Graph.with_io`), or a node attribute as a dict,
+    ``{"role": "sensory"}`` (every node whose attribute equals the value, or is in a list of
+    values, in simgraph's node order). The original node labels, in simgraph's node order, are kept
+    in ``graph.node_labels``. Graphs made by :func:`to_networkx` round-trip (node order, populations,
+    projections and layouts, inputs and outputs, weights, signs, tied pairs) with no attribute
+    names given.
     """
     if not isinstance(G, nx.Graph):
         raise GraphError(f"from_networkx needs a networkx graph, got {type(G).__name__}")
@@ -170,6 +194,15 @@ def from_networkx(
     for what, value in (("weight_attr", weight_attr), ("default_type", default_type)):
         if value is not None and not isinstance(value, str):
             raise GraphError(f"from_networkx: {what} must be a string or None, got {value!r}")
+    if undirected not in UNDIRECTED:
+        raise unknown("from_networkx undirected= mode", undirected, UNDIRECTED)
+    if undirected == "tied" and G.is_directed():
+        raise GraphError("from_networkx: undirected='tied' is for undirected graphs; in a directed graph name the synapse "
+                         "types whose reciprocal edges are gap junctions with tied_types=[...]")
+    if sign_attr is not None and not isinstance(sign_attr, (str, dict)):
+        raise GraphError(f"from_networkx: sign_attr must be a node attribute name, a dict of neuron type -> sign, or "
+                         f"None, got {sign_attr!r}")
+    tied = _tied_types(tied_types)
     exported = _meta(G, "populations") is not None
     inputs = _names(inputs if inputs is not None else _meta(G, "inputs", []), "inputs")
     outputs = _names(outputs if outputs is not None else _meta(G, "outputs", []), "outputs")
@@ -208,6 +241,7 @@ def from_networkx(
         for i, node in enumerate(nodes):
             where[node] = (pop, i)
         labels.extend(nodes)
+    inputs, outputs = _by_attribute(G, inputs, labels, "inputs"), _by_attribute(G, outputs, labels, "outputs")
     if G.is_multigraph():
         edges = list(G.edges(keys=True, data=True))
         if exported and all(isinstance(k, (int, np.integer)) for _, _, k, _ in edges):  # keys are edge ids
@@ -221,26 +255,37 @@ def from_networkx(
             key = (str(name), str(pa), str(pb), str(stype))
             projections[key] = []
             layouts[key] = str(layout)
-    for u, v, k, data in edges:
-        if weight_attr is not None:
-            w = data.get(weight_attr)
-            if w is None or isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(float(w)):
-                edge = (u, v) if k is None else (u, v, k)
-                raise GraphError(f"from_networkx: edge {edge!r} has {weight_attr!r} = {w!r}, not a finite number "
-                                 f"(weight_attr={weight_attr!r} needs one on every edge)")
-            w = float(w)
-        else:
-            w = 1.0
+    signs = _node_signs(G, sign_attr, node_type_attr, default_type) if sign_attr is not None else None
+    signed = signs is not None or (exported and bool(_meta(G, "signed", False)))
+    tied_export = exported and bool(_meta(G, "tied", False))
+    weighed = [_weight(u, v, k, data, weight_attr) for u, v, k, data in edges]
+    stypes = [str(data.get(edge_type_attr, "default")) for *_, data in edges]
+    missing_types = sorted(tied - set(stypes))
+    if missing_types:
+        raise unknown("synapse type in tied_types", missing_types[0], sorted(set(stypes)))
+    tags = _pair_tags(edges, stypes, weighed, tied) if tied else {}
+    for idx, (u, v, k, data) in enumerate(edges):
+        w, stype = weighed[idx], stypes[idx]
         directions = [(u, v)] if G.is_directed() or u == v else [(u, v), (v, u)]  # a self-loop is one autapse
+        if tied_export and "partner" in data:  # an exported graph's pairs, by edge id (untied: its own partner)
+            tag = ("x", min(int(k), int(data["partner"]))) if int(data["partner"]) != int(k) else None
+        elif undirected == "tied" and not G.is_directed():
+            tag = ("u", idx)
+        else:
+            tag = tags.get(idx)
         for a, b in directions:
             (pa, ia), (pb, ib) = where[a], where[b]
-            stype = str(data.get(edge_type_attr, "default"))
             pname = data.get(projection_attr) if projection_attr else None
             key = (None if pname is None else str(pname), pa, pb, stype)
-            projections.setdefault(key, []).append((ia, ib, w))
+            if signs is not None:
+                sign = 0.0 if tag is not None else signs[a]  # gap junctions are not signed
+            elif signed:  # exported: the sign each synapse had
+                sign = _sign_value(data.get("sign"), f"edge {(u, v, k)!r} attribute 'sign'")
+            else:
+                sign = 0.0
+            projections.setdefault(key, []).append((ia, ib, w, sign, tag))
     names_used: dict[str, int] = {}
-    weights: list = []
+    extras: list = []  # (weight, sign, tie tag) per synapse, in simgraph's edge order
     keep_weights = weight_attr is not None or parallel == "sum"
     for (pname, pa, pb, stype), syn in projections.items():
         name = pname if pname is not None else f"{pa}->{pb}"
@@ -249,20 +294,28 @@ def from_networkx(
             name = f"{name}:{stype}" if names_used[name] == 1 else f"{name}:{stype}:{names_used[name]}"
         names_used.setdefault(name, 0)
         if parallel == "sum":
-            merged: "OrderedDict[tuple, float]" = OrderedDict()
-            for ia, ib, w in syn:
-                merged[(ia, ib)] = merged.get((ia, ib), 0.0) + w
-            syn = [(ia, ib, w) for (ia, ib), w in merged.items()]
+            merged: "OrderedDict[tuple, list]" = OrderedDict()
+            for ia, ib, w, sign, tag in syn:
+                m = merged.setdefault((ia, ib), [0.0, sign, None])
+                m[0] += w
+                if tag is not None:  # the merged synapse pairs with the merged reverse one
+                    m[2] = ("s", frozenset(((pa, ia), (pb, ib))), stype)
+            syn = [(ia, ib, *m) for (ia, ib), m in merged.items()]
         syn.sort(key=lambda s: (s[1], s[0]))  # simgraph's order (post, pre), stable: build keeps it as it is
         pre, post = [s[0] for s in syn], [s[1] for s in syn]
-        weights.extend(s[2] for s in syn)
+        extras.extend(s[2:] for s in syn)
         net.connect(pa, pb, "explicit", pre_idx=np.asarray(pre, dtype=np.int64), post_idx=np.asarray(post, dtype=np.int64),
                     synapse_type=stype, name=name, layout=layouts.get((pname, pa, pb, stype), "auto"))
     pop_inputs, pop_outputs = (all(isinstance(n, str) and n in groups for n in names) for names in (inputs, outputs))
     net.inputs(*(inputs if pop_inputs else []))
     net.outputs(*(outputs if pop_outputs else []))
-    graph = dataclasses.replace(net.build(), node_labels=tuple(labels),
-                                edge_weight=torch.tensor(weights, dtype=torch.float32) if keep_weights else None)
+    graph = dataclasses.replace(
+        net.build(), node_labels=tuple(labels),
+        edge_weight=torch.tensor([x[0] for x in extras], dtype=torch.float32) if keep_weights else None,
+        edge_sign=torch.tensor([x[1] for x in extras], dtype=torch.float32) if signed else None,
+        edge_partner=_partners([x[2] for x in extras]) if any(x[2] is not None for x in extras) else None)
+    if graph.edge_partner is not None:
+        _check_partners(graph)
     position = {node: i for i, node in enumerate(labels)}
     for what, names, by_pop in (("inputs", inputs, pop_inputs), ("outputs", outputs, pop_outputs)):
         if not by_pop:  # node labels: neuron by neuron
@@ -291,12 +344,144 @@ def _meta(G: nx.Graph, key: str, default=None):
 
 
 
+UNDIRECTED = ("pairs", "tied")
+_SIGN_WORDS = {"+": 1.0, "-": -1.0, "excitatory": 1.0, "inhibitory": -1.0}
+
+
+def _weight(u, v, k, data: dict, weight_attr: str | None) -> float:
+    """An edge's ``weight_attr`` as a float (1.0 without ``weight_attr``); GraphError naming the edge if not a finite number."""
+    if weight_attr is None:
+        return 1.0
+    w = data.get(weight_attr)
+    if w is None or isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not np.isfinite(float(w)):
+        edge = (u, v) if k is None else (u, v, k)
+        raise GraphError(f"from_networkx: edge {edge!r} has {weight_attr!r} = {w!r}, not a finite number "
+                         f"(weight_attr={weight_attr!r} needs one on every edge)")
+    return float(w)
+
+
+def _sign_value(value, what: str) -> float:
+    """+1.0, -1.0 or 0.0 from a number (its sign) or one of ``+ - excitatory inhibitory``."""
+    if isinstance(value, str) and value.strip().lower() in _SIGN_WORDS:
+        return _SIGN_WORDS[value.strip().lower()]
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+            and np.isfinite(float(value)):
+        return float(np.sign(float(value)))
+    raise GraphError(f"from_networkx: {what} is {value!r}; a sign is a finite number (its sign counts, 0 = free) or one "
+                     f"of {', '.join(map(repr, _SIGN_WORDS))}")
+
+
+def _node_signs(G: nx.Graph, sign_attr, node_type_attr: str, default_type: str | None) -> dict:
+    """Each node's sign (Dale's law) from node attribute ``sign_attr`` or a dict of neuron type -> sign."""
+    if isinstance(sign_attr, str):
+        out = {}
+        for node, data in G.nodes(data=True):
+            if sign_attr not in data:
+                raise GraphError(f"from_networkx: node {node!r} has no {sign_attr!r} attribute (sign_attr={sign_attr!r} "
+                                 "needs one on every node, or give a dict of neuron type -> sign)")
+            out[node] = _sign_value(data[sign_attr], f"node {node!r} attribute {sign_attr!r}")
+        return out
+    ntypes = {node: str(data.get(node_type_attr, default_type)) for node, data in G.nodes(data=True)}
+    for key in sign_attr:
+        if key not in set(ntypes.values()):
+            raise unknown("neuron type in sign_attr", key, set(ntypes.values()))
+    unsigned = sorted(set(ntypes.values()) - set(sign_attr))
+    if unsigned:
+        raise GraphError(f"from_networkx: sign_attr gives no sign for neuron type(s) {unsigned}; give every type one "
+                         "(0 = free)")
+    table = {t: _sign_value(v, f"sign_attr[{t!r}]") for t, v in sign_attr.items()}
+    return {node: table[t] for node, t in ntypes.items()}
+
+
+def _tied_types(tied_types) -> set:
+    if tied_types is None:
+        return set()
+    if isinstance(tied_types, str):
+        tied_types = [tied_types]
+    if not isinstance(tied_types, (list, tuple, set)) or not all(isinstance(t, str) for t in tied_types):
+        raise GraphError(f"from_networkx: tied_types must be a list of synapse type names, got {tied_types!r}")
+    return set(tied_types)
+
+
+def _pair_tags(edges: list, stypes: list, weights: list, tied: set) -> dict:
+    """Tie tags for the edges of ``tied`` synapse types in a directed graph: each u->v edge pairs with an
+    unpaired v->u edge of the same type and weight (in edge order); one left over is an error."""
+    tags, waiting = {}, {}
+    for idx, (u, v, k, _) in enumerate(edges):
+        if stypes[idx] not in tied:
+            continue
+        if u == v:
+            tags[idx] = ("t", idx)  # a tied autapse is its own partner
+            continue
+        back = waiting.get((v, u, stypes[idx], weights[idx]))
+        if back:
+            j = back.pop(0)
+            tags[idx] = tags[j] = ("t", j)
+        else:
+            waiting.setdefault((u, v, stypes[idx], weights[idx]), []).append(idx)
+    for (u, v, stype, w), left in waiting.items():
+        if left:
+            raise GraphError(f"from_networkx: edge {u!r} -> {v!r} of tied synapse type {stype!r} (weight {w}) has no "
+                             f"reverse edge {v!r} -> {u!r} of that type and weight; a tied gap junction needs both")
+    return tags
+
+
+def _partners(net_edges: list) -> Tensor:
+    """``edge_partner [E]`` from each synapse's tie tag (None: untied, its own partner)."""
+    partner = list(range(len(net_edges)))
+    members: dict = {}
+    for e, tag in enumerate(net_edges):
+        if tag is not None:
+            members.setdefault(tag, []).append(e)
+    for tag, es in members.items():
+        if len(es) == 2:
+            partner[es[0]], partner[es[1]] = es[1], es[0]
+        elif len(es) != 1:
+            raise GraphError(f"from_networkx: {len(es)} synapses claim one tied pair ({tag!r})")
+    return torch.tensor(partner, dtype=torch.long)
+
+
+def _check_partners(graph: Graph) -> None:
+    """Each tied pair runs both ways between the same two neurons with one weight (or one autapse)."""
+    src, dst = graph.edge_index
+    p = graph.edge_partner
+    bad = (src[p] != dst) | (dst[p] != src)
+    if graph.edge_weight is not None:
+        bad |= graph.edge_weight[p] != graph.edge_weight
+    bad &= p != torch.arange(graph.num_edges)  # untied synapses are their own partners
+    if bool(bad.any()):
+        e = int(bad.nonzero()[0])
+        raise GraphError(f"from_networkx: tied synapse {e} and its partner {int(p[e])} are not the two directions of one "
+                         "gap junction with one weight")
+
+
+def _by_attribute(G: nx.Graph, names, labels: list, what: str):
+    """``inputs``/``outputs`` given as ``{attribute: value or [values]}``: the matching node labels in simgraph
+    order; anything else unchanged."""
+    if not isinstance(names, dict):
+        return names
+    if not names:
+        raise GraphError(f"from_networkx: {what} as a node attribute needs {{attribute: value}}, got {{}}")
+    wanted = {k: (list(v) if isinstance(v, (list, tuple, set)) else [v]) for k, v in names.items()}
+    attrs = set().union(*(d.keys() for _, d in G.nodes(data=True)))
+    for key in wanted:
+        if key not in attrs:
+            raise unknown(f"node attribute in {what}", key, attrs)
+    picked = [n for n in labels if all(G.nodes[n].get(k) in vals for k, vals in wanted.items())]
+    if not picked:
+        raise GraphError(f"from_networkx: {what}={names!r} matches no node")
+    return picked
+
+
 def _names(names, what: str) -> list:
-    """Population names or node labels for ``inputs``/``outputs``: a list or tuple, or one name as a string."""
+    """Population names or node labels for ``inputs``/``outputs``: a list or tuple, or one name as a string
+    (a dict, a node attribute, passes through to be resolved once the node order is known)."""
     if names is None:
         return []
     if isinstance(names, str):
         return [names]  # one name, not its letters
+    if isinstance(names, dict):
+        return names
     if not isinstance(names, (list, tuple)):
         raise GraphError(f"from_networkx: {what} must be a list of population names or node labels, or one name, "
                          f"got {names!r}")

@@ -292,3 +292,219 @@ def topologies_reach_all() -> bool:
     import topologies
 
     return all(not f(seed=0).unreachable_outputs() for name, f in topologies.TOPOLOGIES.items())
+
+
+# ---------------------------------------------------------------------- Dale's law, gap junctions, io by attribute
+SIGNS = {"sensory": 1, "inter": -1, "motor": 1}
+
+
+def signed_worm(**options):
+    return sg.from_networkx(connectome(), weight_attr="weight", sign_attr=SIGNS, tied_types=["gap"], **options)
+
+
+def test_sign_attr_gives_each_synapse_its_presynaptic_sign_and_leaves_gap_junctions_free():
+    g = signed_worm()
+    src = g.edge_index[0]
+    pre_type = [g.neuron_types[int(g.node_type[int(i)])] for i in src]
+    gap = g.edge_type == g.synapse_type_id("gap")
+    want = torch.tensor([0.0 if gap[e] else float(SIGNS[t]) for e, t in enumerate(pre_type)])
+    assert torch.equal(g.edge_sign, want) and bool((want == -1).any()) and bool((want == 1).any())
+    G = connectome()
+    for node, data in G.nodes(data=True):
+        data["dale"] = {"sensory": "+", "inter": "inhibitory", "motor": 2.5}[data["type"]]
+    by_node = sg.from_networkx(G, weight_attr="weight", sign_attr="dale", tied_types="gap")
+    assert torch.equal(by_node.edge_sign, g.edge_sign)
+    assert sg.from_networkx(G).edge_sign is None  # no sign_attr: no signs
+
+
+def test_sign_attr_errors_name_the_type_node_or_value():
+    G = connectome()
+    with pytest.raises(GraphError, match=r"no sign for neuron type\(s\) \['motor'\]"):
+        sg.from_networkx(G, sign_attr={"sensory": 1, "inter": -1})
+    with pytest.raises(UnknownNameError, match="did you mean 'motor'"):
+        sg.from_networkx(G, sign_attr={**SIGNS, "motr": 1})
+    with pytest.raises(GraphError, match=r"node 'AVAL' has no 'dale' attribute"):
+        sg.from_networkx(G, sign_attr="dale")
+    for bad in ("maybe", float("nan"), True, None):
+        with pytest.raises(GraphError, match="a sign is a finite number"):
+            sg.from_networkx(G, sign_attr={**SIGNS, "inter": bad})
+    with pytest.raises(GraphError, match="sign_attr must be"):
+        sg.from_networkx(G, sign_attr=3)
+
+
+def test_tied_types_pair_both_directions_of_every_gap_junction():
+    g = signed_worm()
+    p, (src, dst) = g.edge_partner, g.edge_index
+    gap = g.edge_type == g.synapse_type_id("gap")
+    ids = torch.arange(g.num_edges)
+    assert torch.equal(p[p], ids)  # an involution
+    assert bool((p[gap] != ids[gap]).all()) and torch.equal(p[~gap], ids[~gap])  # gaps paired, chemical alone
+    assert torch.equal(src[p][gap], dst[gap]) and torch.equal(dst[p][gap], src[gap])
+    assert torch.equal(g.edge_weight[p], g.edge_weight) and int(gap.sum()) == 2 * len(GAPS)
+    summed = sg.from_networkx(connectome(), weight_attr="weight", tied_types=["gap"], parallel="sum")
+    tied = summed.edge_partner != torch.arange(summed.num_edges)
+    assert int(tied.sum()) == 2 * len(GAPS)
+    assert torch.equal(summed.edge_index[0][summed.edge_partner][tied], summed.edge_index[1][tied])
+    assert sg.from_networkx(connectome()).edge_partner is None
+
+
+def test_tied_pairs_are_refused_when_a_direction_is_missing_or_weights_differ():
+    G = connectome()
+    G.add_edge("AIYL", "AIYR", type="gap", weight=3)  # no AIYR -> AIYL
+    with pytest.raises(GraphError, match=r"'AIYL' -> 'AIYR' of tied synapse type 'gap' \(weight 3.0\) has no reverse"):
+        sg.from_networkx(G, weight_attr="weight", tied_types=["gap"])
+    G.add_edge("AIYR", "AIYL", type="gap", weight=2)  # a reverse edge with another weight
+    with pytest.raises(GraphError, match="has no reverse edge"):
+        sg.from_networkx(G, weight_attr="weight", tied_types=["gap"])
+    with pytest.raises(UnknownNameError, match="synapse type in tied_types 'gapp'; did you mean 'gap'"):
+        sg.from_networkx(connectome(), tied_types=["gapp"])
+    with pytest.raises(GraphError, match="tied_types must be a list"):
+        sg.from_networkx(connectome(), tied_types=[1])
+
+
+def test_undirected_tied_or_pairs():
+    U = nx.Graph()
+    U.add_nodes_from(["a", "b", "c"], type="x")
+    U.add_weighted_edges_from([("a", "b", 2.0), ("b", "c", 1.0), ("c", "c", 5.0)])
+    tied = sg.from_networkx(U, weight_attr="weight", undirected="tied")
+    src, dst = tied.edge_index
+    assert tied.num_edges == 5 and torch.equal(src[tied.edge_partner], dst) and torch.equal(dst[tied.edge_partner], src)
+    loop = int(((src == dst)).nonzero())
+    assert int(tied.edge_partner[loop]) == loop  # one autapse, its own partner
+    assert sg.from_networkx(U, undirected="pairs").edge_partner is None
+    with pytest.raises(UnknownNameError, match="undirected= mode 'tie'"):
+        sg.from_networkx(U, undirected="tie")
+    with pytest.raises(GraphError, match="undirected='tied' is for undirected graphs"):
+        sg.from_networkx(connectome(), undirected="tied")
+
+
+def test_inputs_and_outputs_by_node_attribute():
+    G = connectome()
+    for node, data in G.nodes(data=True):
+        data["side"] = node[-1] if node[-1] in "LR" else "mid"
+    g = sg.from_networkx(G, inputs={"type": "sensory", "side": "L"}, outputs={"type": ["motor", "inter"], "side": "R"})
+    labels = g.node_labels
+    assert [labels[i] for i in g.input_ids.tolist()] == [n for n in labels if CLASSES[n] == "sensory" and n.endswith("L")]
+    assert sorted(labels[i] for i in g.output_ids.tolist()) == ["AIYR", "AVAR"]
+    assert g.input_ids.tolist() == sorted(g.input_ids.tolist())  # simgraph's node order
+    with pytest.raises(UnknownNameError, match="node attribute in inputs 'sid'; did you mean 'side'"):
+        sg.from_networkx(G, inputs={"sid": "L"})
+    with pytest.raises(GraphError, match="matches no node"):
+        sg.from_networkx(G, outputs={"type": "muscle"})
+    with pytest.raises(GraphError, match="needs"):
+        sg.from_networkx(G, outputs={})
+
+
+@pytest.mark.parametrize("suffix", [".graphml", ".gexf", ".json"])
+def test_signs_and_tied_pairs_round_trip_through_files(tmp_path, suffix):
+    g = signed_worm(inputs="sensory", outputs="motor")
+    run = sg.simulate(sg.rules.PlasticRule(g), g, torch.randn(5, 2, g.num_inputs))
+    path = sg.write(g, tmp_path / f"worm{suffix}", state=run.state)
+    back, state = sg.read(path)
+    assert back.node_labels == g.node_labels and torch.equal(back.edge_index, g.edge_index)
+    for field in ("edge_weight", "edge_sign", "edge_partner", "node_type", "edge_type"):
+        assert torch.equal(getattr(back, field), getattr(g, field)), field
+    assert torch.equal(state["edge"], run.state["edge"][:1])
+    again = sg.from_networkx(sg.to_networkx(g))
+    assert torch.equal(again.edge_sign, g.edge_sign) and torch.equal(again.edge_partner, g.edge_partner)
+
+
+# ---------------------------------------------------------------------- rules on weighted, signed, tied graphs
+def test_rules_start_from_the_measured_weights_rescaled():
+    from simgraph.rules.constraints import start_weights
+
+    g = sg.from_networkx(connectome(), weight_attr="weight", inputs="sensory", outputs="motor")
+    w = g.edge_weight
+    want = (w / (w.abs().mean() * (g.num_edges / g.num_nodes) ** 0.5)).view(-1, 1)
+    assert torch.allclose(start_weights(g, "test", "auto"), want)
+    heb = sg.rules.HebbianRule().init_state(g, 2)["edge"]
+    assert torch.allclose(heb[1], want) and torch.allclose(sg.rules.StaticRule().init_state(g, 1)["edge"][0], want)
+    assert torch.allclose(sg.rules.PlasticRule(g).w, want)
+    assert (sg.rules.HebbianRule(init_weights="default").init_state(g, 1)["edge"] == 0).all()
+    # relative strengths kept: the strongest measured synapse stays the strongest
+    assert int(heb[0, :, 0].argmax()) == int(w.argmax())
+    plain = sg.from_networkx(connectome())  # no weights: the rules' own defaults, unchanged
+    assert (sg.rules.HebbianRule().init_state(plain, 1)["edge"] == 0).all()
+    assert torch.equal(sg.rules.StaticRule().init_state(plain, 1)["edge"][0],
+                       sg.rules.StaticRule(init_weights="default").init_state(g, 1)["edge"][0])
+    with pytest.raises(GraphError, match="init_weights='edge_weight' needs a graph with measured strengths"):
+        sg.rules.HebbianRule(init_weights="edge_weight").init_state(plain, 1)
+    with pytest.raises(UnknownNameError, match="did you mean 'edge_weight'"):
+        sg.rules.StaticRule(init_weights="edge_weights")
+    with pytest.raises(UnknownNameError):
+        sg.rules.PlasticRule(g, init_weights=None)
+
+
+def test_hebbian_from_measured_weights_drives_the_motor_neurons():
+    import warnings
+
+    g = sg.from_networkx(connectome(), weight_attr="weight", inputs="sensory", outputs="motor")
+    u = torch.randn(6, 1, g.num_inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sg.errors.SimgraphWarning)  # no "keeps outputs at 0": the weights reach the motors
+        run = sg.simulate(sg.rules.HebbianRule(), g, u)
+    assert bool((run.outputs != 0).any())
+    with pytest.warns(sg.errors.SimgraphWarning, match="at exactly 0"):
+        fresh = sg.from_networkx(connectome(), weight_attr="weight", inputs="sensory", outputs="motor")  # warns once per graph
+        zero = sg.simulate(sg.rules.HebbianRule(init_weights="default"), fresh, u)
+    assert (zero.outputs == 0).all()
+
+
+@pytest.mark.parametrize("make", ["hebbian", "static", "plastic"])
+def test_dale_and_tied_pairs_hold_tick_after_tick(make):
+    g = signed_worm(inputs="sensory", outputs="motor")
+    free = sg.from_networkx(connectome(), weight_attr="weight", inputs="sensory", outputs="motor")
+    rule = {"hebbian": lambda: sg.rules.HebbianRule(learn_from="activity", eta=0.5),
+            "static": lambda: sg.rules.StaticRule(init_weights="default"),
+            "plastic": lambda: sg.rules.PlasticRule(g, eta=0.5, init_std=0.5)}[make]()
+    torch.manual_seed(0)
+    u = torch.randn(8, 3, g.num_inputs)
+    mon = [sg.Monitor("edge", every=1)]
+
+    def weights(graph, state):  # the weight each synapse uses
+        if make != "plastic":
+            return state["edge"]
+        from simgraph.rules.constraints import constrain
+        return constrain(graph, rule.w + rule.alpha * state["edge"])
+
+    for t, edge in enumerate(sg.simulate(rule, g, u, monitors=mon).records["edge"]):
+        w = weights(g, {"edge": edge})
+        assert torch.equal(w[:, g.edge_partner], w), t  # tied pairs equal every tick
+        assert torch.equal(edge[:, g.edge_partner], edge), t  # and so are the states
+        assert bool((w[..., 0] * g.edge_sign >= 0).all()), t  # nothing crosses zero
+    # the same rule without the constraints breaks both, so the checks above can fail
+    loose = sg.simulate(rule, free, u).state["edge"]
+    w = weights(free, {"edge": loose})
+    signed = signed_worm().edge_sign
+    if make == "plastic":  # (the Hebbian write is symmetric: equal pairs stay equal by themselves)
+        assert not torch.equal(loose[:, g.edge_partner], loose)
+    assert bool((w[..., 0] * signed < 0).any())
+
+
+@pytest.mark.parametrize("make", ["hebbian", "plastic"])
+def test_lean_episodes_on_constrained_graphs_equal_the_plain_path(make):
+    g = signed_worm(inputs="sensory", outputs="motor")
+    rule = sg.rules.HebbianRule(learn_from="activity") if make == "hebbian" else sg.rules.PlasticRule(g, eta=0.3)
+    u = torch.randn(7, 2, g.num_inputs)
+    lean, plain = sg.simulate(rule, g, u, lean=True), sg.simulate(rule, g, u)
+    assert torch.allclose(lean.outputs, plain.outputs, atol=1e-6)
+    assert torch.allclose(lean.state["edge"], plain.state["edge"], atol=1e-6)
+
+
+def test_a_named_weighted_connectome_with_gap_junctions_trains_and_comes_back(tmp_path):
+    """Issue 16's 'done when': in, trained, simulated, out with the same names, types, weights and tied states."""
+    g = signed_worm(inputs="sensory", outputs="motor")
+    task = sg.tasks.RecallTask(num_patterns=2, bits=4, queries=2)
+    rule = sg.rules.PlasticRule(g, eta=0.1)
+    before = rule.w.detach().clone()
+    result = sg.train.fit(rule, g, task, steps=2, batch_size=4, eval_every=2, eval_batch=4, progress=False)
+    assert not torch.equal(result.rule.w.detach(), before)  # it trained
+    run = sg.simulate(result.rule, g, task.sample(2, seed=1).inputs)
+    assert torch.equal(run.state["edge"][:, g.edge_partner], run.state["edge"])
+    G = sg.to_networkx(g, run.state)
+    assert set(G.nodes) == set(CLASSES) and all(G.nodes[n]["type"] == CLASSES[n] for n in G)
+    for suffix in (".graphml", ".json"):
+        back, state = sg.read(sg.write(g, tmp_path / f"trained{suffix}", state=run.state))
+        assert back.node_labels == g.node_labels and torch.equal(back.edge_weight, g.edge_weight)
+        assert torch.equal(back.edge_partner, g.edge_partner) and torch.equal(state["edge"], run.state["edge"][:1])
+        assert torch.equal(state["edge"][:, back.edge_partner], state["edge"])

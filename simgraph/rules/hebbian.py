@@ -7,6 +7,9 @@ With ``learn_from="input"`` (default) every tick adds the outer product of the p
 so after a write phase ``w`` is the classic Hopfield matrix ``sum_k p_k p_k^T`` (scaled by
 ``eta`` and presentation ticks); a partial cue then relaxes to the nearest stored pattern.
 ``eta`` defaults to ``1 / mean indegree`` (the 1/N of a fully connected Hopfield net).
+The weights start at zero, or, on a graph with measured strengths (``graph.edge_weight``), from
+those (``init_weights``); on a graph with Dale's law or tied gap-junction pairs every write keeps
+them (``rules/constraints.py``).
 
 ``sg.simulate(rule, graph, inputs, lean=True)`` runs a whole episode through :meth:`lean_episode`,
 whose backward pass subtracts the writes again tick by tick instead of storing every tick's
@@ -23,13 +26,15 @@ from ..errors import unknown
 from ..graph import Graph
 from ._lean import HebbianEpisode
 from .base import Rule, State, zeros_state
+from .constraints import check_init, constrain, constrain_start, constrained, start_weights, stepped_episode
 from .static import drive
 
 SOURCES = ("input", "activity")
 
 
 class HebbianRule(Rule):
-    def __init__(self, eta: float | None = None, beta: float = 1.0, input_gain: float = 1.0, learn_from: str = "input"):
+    def __init__(self, eta: float | None = None, beta: float = 1.0, input_gain: float = 1.0, learn_from: str = "input",
+                 init_weights: str = "auto"):
         super().__init__()
         from ..errors import check_number
 
@@ -40,9 +45,15 @@ class HebbianRule(Rule):
         beta = check_number("HebbianRule beta", beta, low=-3.4e38, high=3.4e38)
         input_gain = check_number("HebbianRule input_gain", input_gain, low=-3.4e38, high=3.4e38)
         self.eta, self.beta, self.input_gain, self.learn_from = eta, beta, input_gain, learn_from
+        self.init_weights = check_init("HebbianRule", init_weights)
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
-        return zeros_state(graph, batch_size, 1, 1)
+        state = zeros_state(graph, batch_size, 1, 1)
+        w0 = start_weights(graph, "HebbianRule", self.init_weights)
+        if w0 is not None:
+            w0 = constrain_start(graph, w0.to(state["edge"]))
+            state["edge"] = w0.unsqueeze(0).expand(batch_size, -1, -1)
+        return state
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
         w = state["edge"]
@@ -51,11 +62,16 @@ class HebbianRule(Rule):
         eta = self.learning_rate(graph)
         # addcmul: one fused pass over the synapses instead of three (product, scale, add)
         w = graph.edge_map(lambda s_j, s_i, w: torch.addcmul(w, s_i, s_j, value=eta), pre=[s], post=[s], edge=[w])
+        w = constrain(graph, w)
         return {**state, "node": x, "edge": w}
 
     def silent_outputs(self, graph: Graph) -> list[str]:
         """Output populations with neurons that stay exactly 0 from the default (zero) weights: the
-        write only ever grows weights between neurons that receive input (or are already active)."""
+        write only ever grows weights between neurons that receive input (or are already active).
+        None are silent when the weights start from the graph's measured strengths."""
+        w0 = start_weights(graph, "HebbianRule", self.init_weights)
+        if w0 is not None and bool((w0 != 0).any()):
+            return []
         quiet = graph.output_nodes[~graph.input_mask().view(-1)[graph.output_nodes]]
         return [p.name for p in graph.populations.values() if bool(((quiet >= p.start) & (quiet < p.stop)).any())]
 
@@ -66,6 +82,9 @@ class HebbianRule(Rule):
     def lean_episode(self, graph: Graph, U: Tensor, state: State) -> tuple[Tensor, Tensor]:
         """The whole episode at once for ``sg.simulate(..., lean=True)``: per-node inputs ``U [T, B, N, 1]``
         -> every tick's node state and the final weights. Backward subtracts each tick's write
-        again instead of storing it (O(T N + E) saved instead of O(T E))."""
+        again instead of storing it (O(T N + E) saved instead of O(T E)). On a graph with Dale's law or
+        tied pairs it runs :meth:`step` tick by tick (a clamped write cannot be subtracted again)."""
+        if constrained(graph):
+            return stepped_episode(self, graph, U, state)
         return HebbianEpisode.apply(graph, self.beta, self.input_gain, self.learning_rate(graph),
                                     self.learn_from == "activity", U, state["node"], state["edge"])

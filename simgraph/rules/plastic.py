@@ -19,6 +19,12 @@ network gate its own plasticity (backpropamine): ``m(t) = tanh(v . x(t) + b)`` w
 whose backward pass reconstructs the trace tick by tick instead of storing it (see ``_lean.py``);
 the training loop takes that path when the rule's ``lean`` is True (default). ``step`` is the same
 tick in plain autograd, for ``sg.simulate`` and as the reference the tests compare against.
+
+``w`` starts at ``init_std * N(0, 1)``, or, on a graph with measured strengths
+(``graph.edge_weight``), at those, rescaled (``init_weights``). On a graph with Dale's law the
+effective weight ``w + alpha H`` is held on its synapse's side of zero, and tied gap-junction pairs
+share one effective weight and one trace (``rules/constraints.py``); the lean episode then runs
+``step`` tick by tick.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ..errors import ConfigError, GraphError, ShapeError
 from ..graph import Graph
 from ._lean import modulation, run_episode, write_trace
 from .base import Rule, State
+from .constraints import check_init, constrain, constrain_start, constrained, start_weights, stepped_episode, tie
 
 
 class PlasticRule(Rule):
@@ -48,6 +55,7 @@ class PlasticRule(Rule):
         init_std: float = 0.01,
         seed: int = 0,
         lean: bool = True,
+        init_weights: str = "auto",
     ):
         super().__init__()
         if not isinstance(graph, Graph):
@@ -68,6 +76,7 @@ class PlasticRule(Rule):
                                                                    ("oja", oja), ("neuromodulated", neuromodulated),
                                                                    ("plastic", plastic), ("lean", lean)))
         seed = check_seed("PlasticRule seed", seed)
+        self.init_weights = check_init("PlasticRule", init_weights)
         self.num_nodes, self.num_edges, self.num_types = graph.num_nodes, graph.num_edges, graph.num_synapse_types
         from ..errors import check_bytes, dtype_bytes
 
@@ -75,7 +84,9 @@ class PlasticRule(Rule):
                     (2 * self.num_edges + self.num_nodes) * dtype_bytes(), "use a graph with fewer synapses")
         self.oja, self.input_gain, self.lean, self.plastic = bool(oja), float(input_gain), bool(lean), bool(plastic)
         g = torch.Generator().manual_seed(int(seed))
-        self.w = nn.Parameter(init_std * torch.randn(self.num_edges, 1, generator=g))
+        w = init_std * torch.randn(self.num_edges, 1, generator=g)
+        measured = start_weights(graph, "PlasticRule", self.init_weights)
+        self.w = nn.Parameter(constrain_start(graph, (measured if measured is not None else w).cpu()))
         alpha = init_std * torch.randn(self.num_edges, 1, generator=g)
         if plastic:
             self.alpha = nn.Parameter(alpha)
@@ -119,18 +130,22 @@ class PlasticRule(Rule):
     # ------------------------------------------------------------------ one tick (plain autograd)
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
         x_prev, hebb = state["node"], state["edge"]
-        x = torch.tanh(graph.propagate(self.w + self.alpha * hebb, x_prev) + self.input_gain * inputs)
+        x = torch.tanh(graph.propagate(constrain(graph, self.w + self.alpha * hebb), x_prev) + self.input_gain * inputs)
         mx = x * modulation(x, self.mod_v, self.mod_b) if self.mod_v is not None else x
         hebb = graph.edge_map(
             lambda xj, xi, mxi, h, e: write_trace(h, xj, xi, mxi, e, self.oja),
             pre=[x_prev], post=[x, mx], edge=[hebb], per_type=[self.eta_table()],
         )
+        hebb = tie(graph, hebb)
         return {**state, "node": x, "edge": hebb}
 
     # ------------------------------------------------------------------ a whole episode
     def lean_episode(self, graph: Graph, U: Tensor, state: State) -> tuple[Tensor, Tensor]:
         """The whole episode at once for ``sg.simulate(..., lean=True)``: backward undoes each tick's
-        trace update instead of storing it (see ``_lean.PlasticEpisode``)."""
+        trace update instead of storing it (see ``_lean.PlasticEpisode``); on a graph with Dale's law or
+        tied pairs, :meth:`step` tick by tick."""
+        if constrained(graph):
+            return stepped_episode(self, graph, U, state)
         if U.dtype != self.w.dtype:
             raise ShapeError(f"the state is {U.dtype} but the rule's parameters are {self.w.dtype}; convert one")
         return run_episode(graph, self.oja, self.input_gain * U, state["node"], state["edge"], self.w, self.alpha,

@@ -1,6 +1,10 @@
 """Static synapses: fixed random weights that never change; the engine's simplest reference rule.
 
     x_i <- tanh( gain * sum_j w_ij x_j + input_gain * u_i ),   w_ij ~ N(0, 1 / indegree_i), fixed.
+
+On a graph with measured strengths (``graph.edge_weight``) the fixed weights are those, rescaled
+(``init_weights``, see ``rules/constraints.py``); Dale's law gives each signed synapse ``s * |w|`` and
+tied gap-junction pairs share one weight.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from torch import Tensor
 
 from ..graph import Graph
 from .base import Rule, State
+from .constraints import check_init, constrain_start, start_weights
 
 
 class StaticRule(Rule):
     """Fixed weights drawn once from ``seed`` (the same for every episode) or given as ``weights [E]``."""
 
-    def __init__(self, gain: float = 1.0, input_gain: float = 1.0, seed: int = 0, weights: Tensor | None = None):
+    def __init__(self, gain: float = 1.0, input_gain: float = 1.0, seed: int = 0, weights: Tensor | None = None,
+                 init_weights: str = "auto"):
         super().__init__()
         from ..errors import ConfigError, check_number, check_seed
 
@@ -33,16 +39,20 @@ class StaticRule(Rule):
             if not bool(torch.isfinite(w).all()):
                 raise ConfigError("StaticRule weights contain NaN or inf; pass finite weights")
         self.weights = weights
+        self.init_weights = check_init("StaticRule", init_weights)
 
     def initial_weights(self, graph: Graph) -> Tensor:
+        """``weights`` if given, else the graph's rescaled measured strengths (``init_weights``), else
+        the random draw; then Dale's law and tied pairs (the identity on a graph with neither)."""
         if self.weights is not None:
             w = torch.as_tensor(self.weights, dtype=torch.get_default_dtype()).reshape(-1, 1)
             graph.check_edges(w.to(graph.device), "StaticRule weights", 1)
-            return w.to(graph.device)
-        g = torch.Generator().manual_seed(self.seed)
-        w = torch.randn(graph.num_edges, 1, generator=g)
-        fan_in = graph.in_degree().cpu().clamp(min=1)[graph.edge_index[1].cpu()]
-        return (w / fan_in.sqrt().unsqueeze(1)).to(graph.device)
+        elif (w := start_weights(graph, "StaticRule", self.init_weights)) is None:
+            g = torch.Generator().manual_seed(self.seed)
+            w = torch.randn(graph.num_edges, 1, generator=g)
+            fan_in = graph.in_degree().cpu().clamp(min=1)[graph.edge_index[1].cpu()]
+            w = w / fan_in.sqrt().unsqueeze(1)
+        return constrain_start(graph, w.to(graph.device))
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
         w = self.initial_weights(graph)
