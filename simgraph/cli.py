@@ -1,4 +1,4 @@
-"""The ``simgraph`` command: train, eval, export (and bench, when the benchmark suite is present).
+"""The ``simgraph`` command: train, eval, export, analyze (and bench, when the benchmark suite is present).
 
 Every command ends with one machine-readable JSON line on stdout.
 """
@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("analyze", help="the learned synapses of a recall run as graphs: tables (CSV/JSON) and PNG plots")
+    p.add_argument("run", help="run folder written by simgraph train (a recall task)")
+    p.add_argument("--out", help="folder for the tables and plots (default: RUN/analysis)")
+    p.add_argument("--loads", help="comma-separated pattern counts K to store, e.g. 1,2,4,8 (default: 1, 2, K/2, K, 2K)")
+    p.add_argument("--episodes", type=int, default=8, help="episodes per load (measures are averaged over them)")
+
     # the suite parses its own flags (simgraph bench --help): everything after "bench" goes to it
     sub.add_parser("bench", help="the benchmark suite (JSON output); simgraph bench --help for its flags", add_help=False)
 
@@ -45,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(argv[1:])
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "eval": _eval, "export": _export}[args.command](args)
+        return {"train": _train, "eval": _eval, "export": _export, "analyze": _analyze}[args.command](args)
     except SimgraphError as exc:
         print(f"simgraph {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -164,6 +170,24 @@ def _export(args) -> int:
     G = to_networkx(graph, state)
     Path(args.out).write_text(json.dumps(nx.node_link_data(G, edges="edges")))
     print(json.dumps({"command": "export", "out": args.out, "nodes": G.number_of_nodes(), "edges": G.number_of_edges()}))
+    return 0
+
+
+def _analyze(args) -> int:
+    from .analysis.report import analyze_run
+
+    loads = None
+    if args.loads is not None:
+        try:
+            loads = [int(k) for k in args.loads.split(",")]
+        except ValueError:
+            raise ConfigError(f"--loads must be comma-separated ints, e.g. 1,2,4,8; got {args.loads!r}") from None
+    summary = analyze_run(args.run, args.out or str(Path(args.run) / "analysis"), loads, args.episodes)
+    for row in summary["by_load"]:
+        print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                        if k in ("num_patterns", "accuracy", "symmetry", "modularity", "pattern_alignment",
+                                 "hebbian_similarity")), file=sys.stderr)
+    print(json.dumps({k: summary[k] for k in ("command", "run", "out", "rule", "neurons", "synapses", "loads", "files")}))
     return 0
 
 
