@@ -13,6 +13,7 @@ One ``seed`` owns one ``torch.Generator``: the same seed and the same calls give
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -38,8 +39,9 @@ LAYOUTS = ("auto", "dense", "sparse")
 # memory anyway: refuse it with a clear error instead of a failed allocation deep inside torch
 MAX_SIZE = 2**31 - 1
 # what build() holds per neuron (type ids, their concatenation, in- and out-degrees: int64 each) and,
-# at its peak, per synapse (local and global pre/post ids, their concatenation, edge_index, type ids);
-# connect() holds per synapse the drawn ids, the sort keys and order and the sorted copies
+# at its peak, per synapse (the projections' local pre/post ids, edge_index, type ids: 40 bytes); a
+# connection rule's draw holds about as much per synapse (float64 draws, ids, the sorted copies).
+# Measured: 1e8 synapses (fixed_indegree) peak at 4.7 GB, 47 bytes per synapse.
 NEURON_BYTES = 32
 SYNAPSE_BYTES = 64
 _NAME = re.compile(r"^\S(.*\S)?$")  # non-empty, no surrounding whitespace
@@ -171,11 +173,12 @@ class Network:
                 raise GraphError(f"{where}: rule {rule!r} needs {key}=")
             if value is not None and key not in wanted:
                 raise GraphError(f"{where}: rule {rule!r} does not take {key}= (it takes {sorted(wanted) or 'nothing'})")
-        _check_work(rule, n_pre, n_post, given, allow_multapses, where)
         same = pre == post
         autapses_ok = allow_autapses or not same
+        _check_work(rule, n_pre, n_post, given, allow_multapses, autapses_ok, where)
         g = self.generator
 
+        # every rule but fixed_outdegree and explicit draws its synapses already sorted by (post, pre)
         if rule == "all_to_all":
             post_i, pre_i = _grid(n_post, n_pre)
             if not autapses_ok:
@@ -190,14 +193,13 @@ class Network:
         elif rule == "pairwise_bernoulli":
             if not _is_number(p) or not 0.0 <= float(p) <= 1.0:
                 raise GraphError(f"{where}: pairwise_bernoulli p must be a probability in [0, 1], got {p!r}")
-            mask = torch.rand(n_post, n_pre, generator=g) < float(p)
-            if not autapses_ok:
-                mask.fill_diagonal_(False)
-            post_i, pre_i = mask.nonzero(as_tuple=True)
+            pre_i, post_i = _decode(_bernoulli(_pairs(n_pre, n_post, autapses_ok), float(p), g), n_pre, autapses_ok)
         elif rule == "fixed_indegree":
             post_i, pre_i = _fixed_degree(n_post, n_pre, indegree, "indegree", autapses_ok, allow_multapses, g, where)
         elif rule == "fixed_outdegree":
             pre_i, post_i = _fixed_degree(n_pre, n_post, outdegree, "outdegree", autapses_ok, allow_multapses, g, where)
+            post_i, order = torch.sort(post_i, stable=True)  # drawn sorted by (pre, post): a stable sort by post
+            pre_i = pre_i[order]
         elif rule == "fixed_total_number":
             pre_i, post_i = _fixed_total(n_pre, n_post, n, autapses_ok, allow_multapses, g, where)
         else:  # explicit
@@ -209,9 +211,9 @@ class Network:
                 raise GraphError(f"{where}: explicit indices contain autapses but allow_autapses=False")
             if not allow_multapses and len(torch.unique(post_i * n_pre + pre_i)) != len(pre_i):
                 raise GraphError(f"{where}: explicit indices contain repeated pairs but allow_multapses=False")
+            order = torch.argsort(post_i * n_pre + pre_i, stable=True)
+            pre_i, post_i = pre_i[order], post_i[order]
 
-        order = torch.argsort(post_i.long() * n_pre + pre_i.long(), stable=True)
-        pre_i, post_i = pre_i.long()[order], post_i.long()[order]
         complete = len(pre_i) == n_pre * n_post and (rule == "all_to_all" or _is_complete(pre_i, post_i, n_pre, n_post))
         if layout == "auto":
             layout = "dense" if complete else "sparse"
@@ -245,27 +247,25 @@ class Network:
         synapse_types: list[str] = []
         projections: dict[str, Projection] = {}
         sparse_index: dict[str, tuple[Tensor, Tensor]] = {}
-        pre_all, post_all, etype_all = [], [], []
+        # written in place, projection by projection: one copy of every id, no concatenations
+        edge_index = torch.empty(2, E, dtype=torch.long)
+        edge_type = torch.empty(E, dtype=torch.long)
         e0 = 0
         for q in self._projections:
             if q.synapse_type not in synapse_types:
                 synapse_types.append(q.synapse_type)
             tid = synapse_types.index(q.synapse_type)
             pre_pop, post_pop = populations[q.pre], populations[q.post]
-            proj = Projection(q.name, pre_pop, post_pop, q.synapse_type, tid, q.layout, e0, len(q.pre_idx), q.rule)
-            projections[q.name] = proj
-            pre_g, post_g = q.pre_idx + pre_pop.start, q.post_idx + post_pop.start
+            e1 = e0 + len(q.pre_idx)
+            projections[q.name] = Projection(q.name, pre_pop, post_pop, q.synapse_type, tid, q.layout, e0, e1 - e0, q.rule)
+            pre_g, post_g = edge_index[0, e0:e1], edge_index[1, e0:e1]
+            torch.add(q.pre_idx, pre_pop.start, out=pre_g)
+            torch.add(q.post_idx, post_pop.start, out=post_g)
+            edge_type[e0:e1] = tid
             if q.layout == "sparse":
-                sparse_index[q.name] = (pre_g, post_g)
-            pre_all.append(pre_g)
-            post_all.append(post_g)
-            etype_all.append(torch.full((len(pre_g),), tid, dtype=torch.long))
-            e0 += len(pre_g)
+                sparse_index[q.name] = (pre_g, post_g)  # views of edge_index
+            e0 = e1
         node_type = torch.cat([torch.full((p.size,), p.type_id, dtype=torch.long) for p in populations.values()])
-        empty = torch.zeros(0, dtype=torch.long)
-        pre_cat = torch.cat(pre_all) if pre_all else empty
-        post_cat = torch.cat(post_all) if post_all else empty
-        edge_index = torch.stack([pre_cat, post_cat])
         in_degree, out_degree = degrees(edge_index, N)
         graph = Graph(
             populations=populations,
@@ -275,7 +275,7 @@ class Network:
             inputs=tuple(self._inputs),
             outputs=tuple(self._outputs),
             node_type=node_type,
-            edge_type=torch.cat(etype_all) if etype_all else empty,
+            edge_type=edge_type,
             edge_index=edge_index,
             seed=self.seed,
             _sparse_index=sparse_index,
@@ -293,7 +293,8 @@ def _grid(n_post: int, n_pre: int) -> tuple[Tensor, Tensor]:
 
 
 def _fixed_degree(n_fixed, n_other, k, what, autapses_ok, multapses_ok, g, where):
-    """For each of ``n_fixed`` nodes, draw ``k`` partners among ``n_other``; returns (fixed ids, partner ids)."""
+    """For each of ``n_fixed`` nodes, draw ``k`` partners among ``n_other``; returns (fixed ids, partner ids),
+    sorted by (fixed, partner)."""
     if not _is_int(k) or k < 0:
         raise GraphError(f"{where}: {what} must be a non-negative int, got {k!r}")
     available = n_other - (0 if autapses_ok else 1)
@@ -301,66 +302,155 @@ def _fixed_degree(n_fixed, n_other, k, what, autapses_ok, multapses_ok, g, where
         raise GraphError(f"{where}: {what}={k} exceeds the {available} possible partners without multapses")
     if k > 0 and available <= 0:
         raise GraphError(f"{where}: no possible partners for {what}={k} without autapses")
-    fixed = torch.arange(n_fixed).repeat_interleave(k)
-    if multapses_ok:
-        partner = torch.randint(0, max(available, 1), (n_fixed, k), generator=g)
-        if not autapses_ok:  # draw among n-1 and skip over the node itself
-            partner = partner + (partner >= torch.arange(n_fixed).unsqueeze(1)).long()
-    else:
-        keys = torch.rand(n_fixed, n_other, generator=g)
-        if not autapses_ok:
-            keys.fill_diagonal_(-1.0)
-        partner = keys.topk(k, dim=1).indices
-    return fixed, partner.reshape(-1)
+    partner = _draw_rows(n_fixed, available, int(k), g, distinct=not multapses_ok)
+    if not autapses_ok:  # drawn among the n-1 others: skip over the node itself
+        partner += partner >= torch.arange(n_fixed).unsqueeze(1)
+    return torch.arange(n_fixed).repeat_interleave(int(k)), partner.reshape(-1)
 
 
 def _fixed_total(n_pre, n_post, n, autapses_ok, multapses_ok, g, where):
     if not _is_int(n) or n < 0:
         raise GraphError(f"{where}: fixed_total_number n must be a non-negative int, got {n!r}")
-    if autapses_ok:
-        pairs = n_pre * n_post
-        if not multapses_ok and n > pairs:
-            raise GraphError(f"{where}: n={n} exceeds the {pairs} possible pairs without multapses")
-        flat = torch.randint(0, pairs, (n,), generator=g) if multapses_ok else torch.randperm(pairs, generator=g)[:n]
-        return flat % n_pre, flat // n_pre
-    # same population, no autapses: draw among the n*(n-1) off-diagonal pairs
-    pairs = n_pre * (n_pre - 1)
+    pairs = _pairs(n_pre, n_post, autapses_ok)
     if n > 0 and pairs == 0 or (not multapses_ok and n > pairs):
-        raise GraphError(f"{where}: n={n} exceeds the {pairs} possible pairs without autapses/multapses")
-    flat = torch.randint(0, max(pairs, 1), (n,), generator=g) if multapses_ok else torch.randperm(pairs, generator=g)[:n]
-    post_i = flat // (n_pre - 1)
-    pre_i = flat % (n_pre - 1)
-    pre_i = pre_i + (pre_i >= post_i).long()
+        without = "multapses" if autapses_ok else "autapses/multapses"
+        raise GraphError(f"{where}: n={n} exceeds the {pairs} possible pairs without {without}")
+    if multapses_ok:
+        flat = torch.randint(0, max(pairs, 1), (int(n),), generator=g).sort().values
+    else:
+        flat = _distinct_ids(pairs, int(n), g)
+    return _decode(flat, n_pre, autapses_ok)
+
+
+# ---------------------------------------------------------------------- O(synapses) sampling
+# Each draw below costs time and memory in proportion to the synapses it makes (NEST's builders do the
+# same): no n_post x n_pre scratch unless the rows are so dense that it is about the size of the result.
+DENSE_ROWS = 8  # rows drawing more than 1/DENSE_ROWS of their candidates use random keys over every candidate
+
+
+def _pairs(n_pre: int, n_post: int, autapses_ok: bool) -> int:
+    """Candidate (post, pre) pairs: all of them, or (within one population) those off the diagonal."""
+    return n_pre * n_post if autapses_ok else n_pre * (n_pre - 1)
+
+
+def _decode(flat: Tensor, n_pre: int, autapses_ok: bool) -> tuple[Tensor, Tensor]:
+    """(pre, post) of flat pair ids ``post * width + pre`` (width ``n_pre``, or ``n_pre - 1`` off the diagonal,
+    where pre skips over post); increasing flat ids give synapses sorted by (post, pre)."""
+    width = n_pre if autapses_ok else n_pre - 1
+    if flat.numel() == 0:
+        return flat, flat.clone()
+    post_i = torch.div(flat, width, rounding_mode="floor")
+    pre_i = flat - post_i * width
+    if not autapses_ok:
+        pre_i += pre_i >= post_i
     return pre_i, post_i
 
 
-def _check_work(rule, n_pre, n_post, given, multapses_ok, where) -> None:
-    """Refuse a projection whose index tensors could not be allocated (before trying to)."""
+def _bernoulli(pairs: int, p: float, g: torch.Generator) -> Tensor:
+    """Each of ``range(pairs)`` independently with probability ``p``, sorted: geometric skips between
+    successive hits (Batagelj & Brandes 2005), so the work is the expected ``p * pairs`` hits, not ``pairs``."""
+    if p <= 0.0 or pairs == 0:
+        return torch.zeros(0, dtype=torch.long)
+    if p >= 1.0:
+        return torch.arange(pairs)
+    log_q = math.log1p(-p)
+    chunks, last = [], -1
+    while True:
+        mean = p * (pairs - 1 - last)
+        size = int(mean + 6 * math.sqrt(mean) + 16)
+        u = torch.rand(size, dtype=torch.float64, generator=g)
+        gaps = u.neg_().log1p_().div_(log_q).floor_().clamp_(max=pairs).long() + 1  # Geometric(p) on 1, 2, ...
+        hits = gaps.cumsum_(0).add_(last)  # each gap <= pairs + 1 < 2**62: no overflow before the first id >= pairs
+        past = hits >= pairs
+        if bool(past.any()):
+            chunks.append(hits[: int(past.int().argmax())])
+            return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+        chunks.append(hits)
+        last = int(hits[-1])
+
+
+def _draw_rows(rows: int, m: int, k: int, g: torch.Generator, distinct: bool) -> Tensor:
+    """``[rows, k]`` int64 draws from ``range(m)``, each row sorted; ``distinct``: each row a uniform k-subset.
+
+    Sparse rows draw k uniform ids already sorted (exponential spacings: the running sums of k + 1
+    exponentials over their total are k sorted uniforms, no sort needed), and with ``distinct`` redraw
+    the repeats, in the rows that have any, until none has (whatever a row keeps, its redraws are
+    uniform, so every k-subset is equally likely). Dense rows (``k > m / DENSE_ROWS``) take the ``k``
+    largest of random keys over all ``m`` candidates: ``rows * m`` keys, at most ``DENSE_ROWS`` per synapse."""
+    if k == 0:
+        return torch.zeros(rows, 0, dtype=torch.long)
+    if distinct and k * DENSE_ROWS > m:
+        keys = torch.rand(rows, m, generator=g)
+        return keys.topk(k, dim=1, sorted=False).indices.sort(dim=1).values
+    s = torch.empty(rows, k + 1, dtype=torch.float64).exponential_(generator=g).cumsum_(1)
+    x = s[:, :k].div_(s[:, k:]).mul_(m).floor_().clamp_(max=m - 1).long()
+    del s
+    todo = None  # rows that may still hold a repeat: all of them at first
+    while distinct:
+        sub = x if todo is None else x[todo]
+        again = sub[:, 1:] == sub[:, :-1]  # rows are sorted: a repeat follows its first copy
+        bad = again.any(1)
+        if not bool(bad.any()):
+            break
+        todo = bad.nonzero().squeeze(1) if todo is None else todo[bad]
+        sub, again = sub[bad], again[bad]
+        sub[:, 1:][again] = torch.randint(0, m, (int(again.sum()),), generator=g)
+        x[todo] = sub.sort(dim=1).values
+    return x
+
+
+def _distinct_ids(m: int, k: int, g: torch.Generator) -> Tensor:
+    """``k`` different values of ``range(m)``, sorted, every k-subset equally likely.
+
+    Sparse (``k <= m / DENSE_ROWS``): draw with replacement until ``k`` different values are in hand,
+    then drop a uniform subset of the surplus. Dense: the first ``k`` of a permutation, at most
+    ``DENSE_ROWS`` ids per value kept."""
+    if k * DENSE_ROWS > m:
+        return torch.randperm(m, generator=g)[:k].sort().values
+    have = torch.zeros(0, dtype=torch.long)
+    while len(have) < k:
+        h = len(have)
+        draws = -(m - h) * math.log1p(-(k - h) / (m - h))  # expected draws for k - h new values
+        draws = int(draws + 4 * math.sqrt(draws) + 16)
+        have = torch.unique(torch.cat([have, torch.randint(0, m, (draws,), generator=g)]))
+    if len(have) > k:
+        keep = torch.ones(len(have), dtype=torch.bool)
+        keep[_draw_rows(1, len(have), len(have) - k, g, distinct=True)[0]] = False
+        have = have[keep]
+    return have
+
+
+def _check_work(rule, n_pre, n_post, given, multapses_ok, autapses_ok, where) -> None:
+    """Refuse, before drawing anything, a projection whose synapses (and the draw's scratch) cannot fit."""
     k = given["indegree"] if rule == "fixed_indegree" else given["outdegree"] if rule == "fixed_outdegree" else None
     if k is not None and not _is_int(k):
         return  # the rule's own check names the bad value
-    n = given["n"] if _is_int(given["n"]) else 0
-    dense = n_pre * n_post
-    size = {
-        "all_to_all": dense,
-        "pairwise_bernoulli": dense,
-        "fixed_indegree": n_post * (k or 0) if multapses_ok else dense,
-        "fixed_outdegree": n_pre * (k or 0) if multapses_ok else dense,
-        "fixed_total_number": n if multapses_ok else max(n, dense),
+    k = max(int(k or 0), 0)
+    n = max(int(given["n"]), 0) if _is_int(given["n"]) else 0
+    p = given["p"]
+    p = float(p) if _is_number(p) and 0.0 <= float(p) <= 1.0 else 0.0  # a bad p: the rule's own check names it
+    pairs = _pairs(n_pre, n_post, autapses_ok)
+    rows, others = (n_post, n_pre) if rule == "fixed_indegree" else (n_pre, n_post)
+    available = others - (0 if autapses_ok else 1)
+    if not multapses_ok:  # more than the rule can make: the rule's own check says so
+        k, n = min(k, max(available, 0)), min(n, pairs)
+    synapses = {
+        "all_to_all": pairs,
+        "one_to_one": min(n_pre, n_post),
+        "pairwise_bernoulli": int(p * pairs + 6 * math.sqrt(p * pairs)),  # expected, plus six standard deviations
+        "fixed_indegree": rows * k,
+        "fixed_outdegree": rows * k,
+        "fixed_total_number": n,
     }.get(rule, 0)
-    if size > MAX_SIZE:
-        raise GraphError(f"{where}: rule {rule!r} would need {size} synapses (or candidate pairs), more than {MAX_SIZE}")
-    # candidate grids: a float32 random key (and a mask byte) per (post, pre) pair, then the drawn synapses
-    if rule == "pairwise_bernoulli":
-        p = given["p"]
-        frac = float(p) if _is_number(p) and 0.0 <= float(p) <= 1.0 else 0.0  # a bad p: the rule's own check names it
-        need = dense * 5 + int(frac * dense) * SYNAPSE_BYTES
-    elif rule in ("fixed_indegree", "fixed_outdegree") and not multapses_ok:
-        need = dense * 4 + (n_post if rule == "fixed_indegree" else n_pre) * (k or 0) * SYNAPSE_BYTES
-    else:
-        need = size * SYNAPSE_BYTES
-    check_bytes(f"{where}: rule {rule!r} ({size} synapses or candidate pairs)", need,
-                "use smaller populations or a sparser rule (fixed_indegree with allow_multapses=True draws no candidate grid)")
+    if synapses > MAX_SIZE:
+        raise GraphError(f"{where}: rule {rule!r} would make about {synapses} synapses, more than {MAX_SIZE}")
+    scratch = 0  # dense draws: random keys (4 bytes) over every candidate, or a permutation (8 bytes) of them
+    if not multapses_ok and rule in ("fixed_indegree", "fixed_outdegree") and k * DENSE_ROWS > available:
+        scratch = rows * available * 4
+    elif not multapses_ok and rule == "fixed_total_number" and n * DENSE_ROWS > pairs:
+        scratch = pairs * 8
+    check_bytes(f"{where}: rule {rule!r} (about {synapses} synapses)", synapses * SYNAPSE_BYTES + scratch,
+                "use smaller populations or a sparser rule")
 
 
 def _index_array(idx, size: int, what: str, pop: str) -> Tensor:
