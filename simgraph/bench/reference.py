@@ -103,3 +103,28 @@ def pyg_mlp(rule, conv, edge, edge_index, scale, x, e, u):
     m = conv(rule.message_in(torch.cat([x, t], -1)), edge_index, e) * scale
     x = rule.node_cell(torch.cat([m, u, t], -1).reshape(B * N, -1), x.reshape(B * N, -1)).reshape(B, N, -1)
     return x, edge(torch.cat([x, t], -1), edge_index, e)
+
+
+# ---------------------------------------------------------------------- the dense-scratch builder
+def dense_connect(rule: str, n_pre: int, n_post: int, g: torch.Generator, *, p: float = 0.0, k: int = 0,
+                  autapses_ok: bool = True) -> tuple[Tensor, Tensor]:
+    """simgraph's builder before issue 14, without multapses: an ``n_post x n_pre`` random matrix per
+    projection (a Bernoulli mask, top-k keys, or a permutation of every pair), then a sort by (post, pre).
+    Returns local (pre, post) ids, the order :meth:`simgraph.Network.connect` stores."""
+    if rule == "pairwise_bernoulli":
+        mask = torch.rand(n_post, n_pre, generator=g) < p
+        if not autapses_ok:
+            mask.fill_diagonal_(False)
+        post_i, pre_i = mask.nonzero(as_tuple=True)
+    elif rule == "fixed_indegree":
+        keys = torch.rand(n_post, n_pre, generator=g)
+        if not autapses_ok:
+            keys.fill_diagonal_(-1.0)
+        post_i, pre_i = torch.arange(n_post).repeat_interleave(k), keys.topk(k, dim=1).indices.reshape(-1)
+    elif rule == "fixed_total_number" and autapses_ok:
+        flat = torch.randperm(n_pre * n_post, generator=g)[:k]
+        post_i, pre_i = flat // n_pre, flat % n_pre
+    else:
+        raise ValueError(f"no dense-scratch reference for {rule!r} (autapses_ok={autapses_ok})")
+    order = torch.argsort(post_i * n_pre + pre_i, stable=True)
+    return pre_i[order], post_i[order]
