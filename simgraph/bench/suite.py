@@ -231,6 +231,82 @@ def checkpoint_interval(ticks: int) -> int:
     return max(1, round(ticks**0.5))
 
 
+# ---------------------------------------------------------------------- typed graphs: many projections vs one
+# (name: neurons, synapses, populations = neuron types, projections); the connectome is about the
+# size of C. elegans' imported from networkx (issue 14): ~300 neurons, ~7k synapses, ~20 projections
+# Nets past 1000 neurons run at the smallest batch only (16 episodes of the MLP rule's forward+backward
+# on the 10k net take seconds a tick on 2 cores); --quick runs the connectome alone.
+TYPED_NETS = {"connectome": (300, 7000, 6, 20), "10k": (10000, 200_000, 5, 20)}
+TYPED_QUICK = {"connectome": (300, 7000, 6, 20)}
+TYPED_RULES = ("hebbian", "mlp")
+
+
+def make_typed_graphs(n: int, synapses: int, populations: int = 5, projections: int = 20, synapse_types: int = 2,
+                      seed: int = 0, device="cpu") -> tuple[Graph, Graph]:
+    """A typed net (``populations`` populations of unequal sizes, one neuron type each, and
+    ``projections`` sparse projections, each a random (pre, post, synapse type) triple of its own
+    with distinct random synapses, all at about the same density) and the very same synapses as one
+    projection of one population: the pair the typed-graph ratio compares."""
+    g = torch.Generator().manual_seed(seed)
+    cuts = torch.sort(torch.randperm(n - 1, generator=g)[: populations - 1] + 1).values.tolist()
+    sizes = [b - a for a, b in zip([0] + cuts, cuts + [n])]
+    triples = [(a, b, s) for a in range(populations) for b in range(populations) for s in range(synapse_types)]
+    if projections > len(triples):
+        raise ConfigError(f"{projections} projections need more than {populations} populations x {synapse_types} types")
+    chosen = [triples[i] for i in torch.randperm(len(triples), generator=g)[:projections].tolist()]
+    density = synapses / sum(sizes[a] * sizes[b] for a, b, _ in chosen)
+    typed = Network(seed=seed)
+    for i, size in enumerate(sizes):
+        typed.population(f"p{i}", size, neuron_type=f"t{i}")
+    starts = [sum(sizes[:i]) for i in range(populations)]
+    pre_all, post_all = [], []
+    for a, b, s in chosen:
+        pairs = torch.randperm(sizes[a] * sizes[b], generator=g)[: max(1, round(density * sizes[a] * sizes[b]))]
+        post_i, pre_i = pairs // sizes[a], pairs % sizes[a]
+        typed.connect(f"p{a}", f"p{b}", "explicit", pre_idx=pre_i, post_idx=post_i, synapse_type=f"s{s}",
+                      name=f"p{a}->p{b}:s{s}")
+        pre_all.append(pre_i + starts[a])
+        post_all.append(post_i + starts[b])
+    names = [f"p{i}" for i in range(populations)]
+    one = (Network(seed=seed).population("all", n, neuron_type="t0")
+           .connect("all", "all", "explicit", pre_idx=torch.cat(pre_all), post_idx=torch.cat(post_all)))
+    return (typed.inputs(*names).outputs(*names).build(device),
+            one.inputs("all").outputs("all").build(device))
+
+
+def typed_rule(name: str, typed: Graph) -> rules.Rule:
+    """The rule both graphs of a typed pair run (the MLP rule sized for the typed graph's types)."""
+    torch.manual_seed(0)
+    if name == "mlp":
+        return rules.MLPRule(typed.num_neuron_types, typed.num_synapse_types).to(typed.device)
+    return make_rule(name, typed)
+
+
+def typed_case(rule_names, batches, repeats: int, device, quick: bool = False, print_row=None) -> tuple[list, dict]:
+    """Each typed net against the same synapses as one projection, every rule, batch and mode,
+    interleaved: rows (``impl`` ``typed`` / ``one_projection``) and the time ratios typed / one."""
+    rows, ratios = [], {}
+    for net, (n, synapses, pops, projs) in (TYPED_QUICK if quick else TYPED_NETS).items():
+        typed, one = make_typed_graphs(n, synapses, pops, projs, device=device)
+        for rule_name in rule_names:
+            rule = typed_rule(rule_name, typed)
+            for B in batches if n <= 1000 else batches[:1]:
+                for backward in (False, True):
+                    mode = "fwd+bwd" if backward else "fwd"
+                    variants = {impl: make_variant(rule_name, "engine", g, B, backward, rule)
+                                for impl, g in (("typed", typed), ("one_projection", one))}
+                    times = time_interleaved(variants, 2 if quick else 3, backward, repeats, device)
+                    for impl, sec in times.items():
+                        row = dict(rule=rule_name, graph=f"typed:{net}", n=n, synapses=typed.num_edges,
+                                   projections=len(typed.projections) if impl == "typed" else 1, batch=B, mode=mode,
+                                   impl=impl, s_per_tick=sec, ticks_per_s=1 / sec, syn_updates_per_s=typed.num_edges * B / sec)
+                        rows.append(row)
+                        if print_row is not None:
+                            print_row(row)
+                    ratios[f"{rule_name}/{net}/B{B}/{mode}"] = round(times["typed"] / times["one_projection"], 3)
+    return rows, ratios
+
+
 # ---------------------------------------------------------------------- peak memory, one process per variant
 def measure_peak(spec: dict) -> dict:
     """Run ``spec`` in a fresh Python and return its peak memory (CPU: max RSS; GPU: max allocated)."""
