@@ -53,6 +53,9 @@ def test_measures_on_weights_with_known_answers():
     assert A.measures(g, torch.ones(g.num_edges))["strength_cv"] == pytest.approx(0.0)
     s = A.strengths(g, torch.ones(g.num_edges))
     assert torch.equal(s, torch.full((8,), 16.0, dtype=torch.float64))  # 8 in + 8 out
+    assert A.measures(g, sym, initial=2 * sym + 1)["initial_corr"] == pytest.approx(1.0)
+    assert A.measures(g, sym, initial=-sym)["initial_corr"] == pytest.approx(-1.0)
+    assert math.isnan(A.measures(g, sym)["initial_corr"])
     one_way = torch.where(src < dst, 1.0, 0.0)
     assert A.measures(g, one_way)["reciprocity"] == pytest.approx(0.0)
 

@@ -508,3 +508,33 @@ def test_a_named_weighted_connectome_with_gap_junctions_trains_and_comes_back(tm
         assert back.node_labels == g.node_labels and torch.equal(back.edge_weight, g.edge_weight)
         assert torch.equal(back.edge_partner, g.edge_partner) and torch.equal(state["edge"], run.state["edge"][:1])
         assert torch.equal(state["edge"][:, back.edge_partner], state["edge"])
+
+
+def test_the_connectome_example_reads_the_same_network_from_csv_and_graphml(monkeypatch):
+    """runs/connectome: the config's GraphML file and worm.py's CSV tables give one graph, with weights,
+    Dale's law from the transmitters and tied gap junctions, sensory inputs and motor outputs."""
+    import sys
+    from pathlib import Path
+
+    from simgraph.train import Config
+
+    here = Path(__file__).resolve().parents[1] / "runs" / "connectome"
+    monkeypatch.syspath_prepend(str(here))
+    import worm
+
+    cfg = Config.load(here / "connectome.toml")
+    g = cfg.make_graph()
+    h = worm.build(n_in=16, n_out=16)
+    assert g.node_labels == h.node_labels and torch.equal(g.edge_index, h.edge_index)
+    for field in ("edge_weight", "edge_sign", "edge_partner", "input_ids", "output_ids"):
+        assert torch.equal(getattr(g, field), getattr(h, field)), field
+    labels = g.node_labels
+    assert all(labels[i].startswith("SEN") for i in g.input_ids.tolist()) and g.num_outputs == 16
+    inhibitory = {labels[i] for i in g.edge_index[0][g.edge_sign < 0].tolist()}
+    transmitter = {row.split(",")[0]: row.split(",")[2] for row in (here / "neurons.csv").read_text().split()[1:]}
+    assert inhibitory == {n for n, t in transmitter.items() if t == "GABA"}
+    gap = g.edge_type == g.synapse_type_id("gap")
+    assert bool((g.edge_partner[gap] != torch.arange(g.num_edges)[gap]).all())
+    with pytest.raises(GraphError, match="needs 8 inputs"):
+        worm.build(n_in=8)
+    sys.modules.pop("worm", None)

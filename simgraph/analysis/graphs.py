@@ -27,7 +27,7 @@ from ..tasks.recall import RecallTask
 
 MEASURES = ("weight_mean", "weight_std", "weight_abs_mean", "positive_fraction", "strength_mean", "strength_cv",
             "strength_max", "reciprocity", "symmetry", "clustering", "degree_strength_corr", "modularity",
-            "communities", "pattern_alignment", "hebbian_similarity")
+            "communities", "pattern_alignment", "hebbian_similarity", "initial_corr")
 
 
 def synapse_weights(rule: Rule, graph: Graph, state: dict) -> Tensor:
@@ -95,7 +95,9 @@ def measures(graph: Graph, weights: Tensor, patterns: Tensor | None = None, init
     the largest normalised mutual information between the input neurons' communities and the sign
     of one stored pattern, and ``hebbian_similarity``, the cosine between the weight change
     (``weights - initial``; ``initial`` default 0) and the Hebbian outer-product matrix
-    ``sum_k p_k[i] p_k[j]`` over the synapses between input neurons (NaN where none exist).
+    ``sum_k p_k[i] p_k[j]`` over the synapses between input neurons (NaN where none exist). With
+    ``initial``: ``initial_corr``, the correlation of the weights with the weights before storing
+    (e.g. the measured strengths a connectome started from).
     """
     w = _one(graph, weights, "measures").double()
     G = weight_graph(graph, w)
@@ -122,6 +124,7 @@ def measures(graph: Graph, weights: Tensor, patterns: Tensor | None = None, init
     communities, modularity = _communities(G)
     row["modularity"], row["communities"] = modularity, len(communities)
     row["pattern_alignment"] = row["hebbian_similarity"] = math.nan
+    row["initial_corr"] = _corr(_one(graph, initial, "measures initial").numpy(), w.numpy()) if initial is not None else math.nan
     if patterns is not None:
         p = _patterns(graph, patterns)
         row["pattern_alignment"] = _alignment(graph, communities, p)

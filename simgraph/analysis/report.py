@@ -26,7 +26,7 @@ import torch
 from ..errors import ConfigError
 from . import graphs
 
-PLOTTED = ("accuracy", "symmetry", "modularity", "pattern_alignment", "hebbian_similarity", "clustering")
+PLOTTED = ("accuracy", "symmetry", "modularity", "pattern_alignment", "hebbian_similarity", "clustering", "initial_corr")
 
 
 def default_loads(k: int) -> list[int]:
