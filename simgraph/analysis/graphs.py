@@ -175,11 +175,9 @@ def stored_weights(rule: Rule, graph: Graph, task: RecallTask, episodes: int = 8
     patterns stored), the weights before it, the stored patterns, and the episodes' recall accuracy."""
     from ..errors import check_int
     from ..train.bptt import run_ticks
+    from ..train.loop import _check_parts
 
-    if not isinstance(rule, Rule):
-        raise ConfigError(f"stored_weights needs a simgraph rule, got {type(rule).__name__}")
-    if not isinstance(graph, Graph):
-        raise ConfigError(f"stored_weights needs a simgraph Graph, got {type(graph).__name__}")
+    _check_parts(rule, graph, task, "stored_weights")
     if not isinstance(task, RecallTask):
         raise ConfigError(f"stored_weights needs a RecallTask (patterns stored, then recalled), got {type(task).__name__}")
     episodes = check_int("stored_weights episodes", episodes, low=1)

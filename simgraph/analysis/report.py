@@ -112,10 +112,7 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
     ax.set_xscale("log", base=2)
     ax.set_title("learned synapses after storing K patterns")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "measures_vs_load.png", dpi=110)
-    plt.close(fig)
-    made.append("measures_vs_load.png")
+    _save(fig, out, "measures_vs_load.png", made)
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for r_k in sorted({loads[0], loads[-1], k} & set(stored)):
@@ -124,10 +121,7 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
     ax.set_xlabel("neuron strength (sum of |w| in and out)")
     ax.set_ylabel("neurons")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "strength_distribution.png", dpi=110)
-    plt.close(fig)
-    made.append("strength_distribution.png")
+    _save(fig, out, "strength_distribution.png", made)
 
     fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(types) + 2), 4))
     ax.bar(range(len(types)), [t["mean"] for t in types], yerr=[t["std"] for t in types], capsize=3)
@@ -135,10 +129,7 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
                   rotation=30, ha="right")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel(f"synapse weight at K={k} (mean, std)")
-    fig.tight_layout()
-    fig.savefig(out / "weights_by_type.png", dpi=110)
-    plt.close(fig)
-    made.append("weights_by_type.png")
+    _save(fig, out, "weights_by_type.png", made)
 
     keep, hebb = graphs.hebbian_matrix(graph, ws.patterns[0])
     if bool(keep.any()):
@@ -147,9 +138,14 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
         ax.set_xlabel("Hebbian outer product sum_k p_k[i] p_k[j]")
         ax.set_ylabel("learned weight change")
         ax.set_title(f"K={k}, synapses between input neurons")
-        fig.tight_layout()
-        fig.savefig(out / "learned_vs_hebbian.png", dpi=110)
-        plt.close(fig)
-        made.append("learned_vs_hebbian.png")
+        _save(fig, out, "learned_vs_hebbian.png", made)
     return made
 
+
+def _save(fig, out: Path, name: str, made: list) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    made.append(name)
