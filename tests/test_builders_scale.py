@@ -254,3 +254,21 @@ def test_size_check_is_in_bytes(monkeypatch):
         with pytest.raises(MemoryBudgetError, match="bytes"):
             net.connect("a", "b", rule, **kw)
     assert time.perf_counter() - start < 1  # refused before drawing
+
+
+# ---------------------------------------------------------------------- the bench's builder rows
+def test_bench_builder_rows_and_dense_reference():
+    """The dense-scratch reference draws from the same laws; the bench child reports time and memory."""
+    from simgraph.bench import builders
+    from simgraph.bench.reference import dense_connect
+
+    g = torch.Generator().manual_seed(0)
+    pre, post = dense_connect("pairwise_bernoulli", 30, 20, g, p=1.0)
+    new = one("pairwise_bernoulli", 30, 20, p=1.0)
+    assert torch.equal(pre, new[0]) and torch.equal(post, new[1])
+    pre, post = dense_connect("fixed_indegree", 50, 40, g, k=7)
+    assert torch.all(torch.bincount(post, minlength=40) == 7)
+    assert_sorted_distinct(pre, post, 50)
+    for impl in ("old", "new"):
+        r = builders.child(dict(rule="fixed_total_number", n_pre=200, value=500, impl=impl, graph=True))
+        assert r["synapses"] == 500 and r["seconds"] >= 0 and r["peak_mb"] > 0

@@ -45,6 +45,10 @@ def _args(argv):
                         "completion, simgraph vs a plain dense PyTorch implementation (time and peak memory ratios)")
     p.add_argument("--typed", action="store_true",
                    help="only the typed-graph benchmark: nets of ~20 typed projections vs the same synapses as one projection")
+    p.add_argument("--builders", action="store_true",
+                   help="only the builder benchmark (part of a full run, not of --quick): the connection rules against the old "
+                        "dense-scratch builder, and at issue 14's sizes (1e5 neurons at p=1e-3, 46k x 46k at p=1e-6, "
+                        "1e6 neurons x in-degree 100)")
     a = p.parse_args(argv)
     rules = [r.strip() for r in a.rules.split(",") if r.strip()]
     for r in rules:
@@ -77,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
         plastic.report(plastic.benchmark(n=200 if a.quick else 1000, episodes=1 if a.quick else 3,
                                          threads=a.threads or 1, rounds=1 if a.quick else 2))
+        return 0
+    if a.builders:
+        print(json.dumps(_builders(a)))
         return 0
     started = time.time()
     device = torch.device(a.device)
@@ -128,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                         _print_row(row)
     ratios = {**_ratios(rows), "typed_vs_one_projection": typed_ratios}
     curves = _memory_curves(a, device, quick, repeats) if not a.typed else {"rules": {}}
+    built = _builders(a) if not (a.typed or quick) else {}  # --quick: only with --builders
     result = {"command": "bench", "quick": quick, "machine": machine, "torch": torch.__version__, "roofline": roof,
-              "ratios": ratios, "targets": TARGETS, "memory": curves, "rows": rows,
+              "ratios": ratios, "targets": TARGETS, "memory": curves, "builders": built, "rows": rows,
               "seconds": round(time.time() - started, 1)}
     _print_summary(ratios, curves)
     if a.json:
@@ -137,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         Path(a.json).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     return 0
+
+
+def _builders(a) -> dict:
+    """Connection rules: each build in a fresh process, against the dense-scratch builder (see bench.builders)."""
+    from . import builders
+
+    return builders.benchmark(quick=a.quick, repeats=a.repeats or (1 if a.quick else 3), threads=a.threads or 1,
+                              log=lambda line: print(line, file=sys.stderr))
 
 
 def _default_threads() -> int:

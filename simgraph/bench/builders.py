@@ -9,9 +9,9 @@ the baseline it started from (imports done):
   (> 1: the new builder is faster or lighter).
 - ``scale``: the sizes of issue 14, new builder only, ``connect`` and ``build`` (the Graph): 1e5
   neurons at p = 1e-3 (1e7 synapses), 46,000 x 46,000 at p = 1e-6, 1e6 neurons with in-degree 100
-  (1e8 synapses; not with ``--quick``).
+  (1e8 synapses, with and without multapses; not with ``--quick``).
 
-    python -m simgraph.bench.builders [--quick]
+    simgraph bench --builders [--quick]      (or python -m simgraph.bench.builders [--quick])
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ SCALE = [
     ("bernoulli 1e5 p=1e-3", "pairwise_bernoulli", 100_000, None, 0.001, {}),
     ("bernoulli 46k x 46k p=1e-6", "pairwise_bernoulli", 46_000, 46_000, 1e-6, {}),
     ("indegree 100 of 1e6", "fixed_indegree", 1_000_000, None, 100, {}),
+    ("indegree 100 of 1e6, no multapses", "fixed_indegree", 1_000_000, None, 100, {"allow_multapses": False}),
 ]
 PARAM = {"pairwise_bernoulli": "p", "fixed_indegree": "indegree", "fixed_total_number": "n"}
 TARGETS = {"bernoulli 1e5 p=1e-3": (20.0, 1500.0), "bernoulli 46k x 46k p=1e-6": (1.0, None)}  # seconds, peak MB
@@ -101,7 +102,7 @@ def benchmark(quick: bool = False, repeats: int = 3, threads: int = 1, log=print
         seconds, peak = TARGETS.get(label, (None, None))
         ok = "error" not in r and (seconds is None or r["seconds"] < seconds) and (peak is None or r["peak_mb"] < peak)
         scale.append({"case": label, **r, "target_seconds": seconds, "target_peak_mb": peak, "ok": ok})
-        log(f"builder scale {label:<28s} {_fmt(r)}  peak {r.get('peak_mb', '-')} MB"
+        log(f"builder scale {label:<34s} {_fmt(r)}  peak {r.get('peak_mb', '-')} MB"
             + (f"  (target < {seconds:g} s" + (f", < {peak:g} MB peak" if peak else "") + f") {'ok' if ok else 'MISSED'}" if seconds else ""))
     return {"vs_dense": vs_dense, "scale": scale, "ratios": ratios}
 
