@@ -8,6 +8,7 @@ and the graph measures of what the Hebbian rule writes into it after storing K=4
 cosine to the Hebbian outer-product matrix). No training: the trained rules' capacities are read.
 
     python runs/capacity_structure.py    # writes runs/out/capacity_structure/{results.json,table.md,capacity_vs_structure.png}
+    python runs/capacity_structure.py --replot   # the figure again from results.json
 """
 
 import json
@@ -63,23 +64,29 @@ def main(out="runs/out/capacity_structure"):
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     lines.append(f"\nHebbian measures after storing K=4 patterns (8 episodes, recurrent gain tuned on 16); {seconds} s.")
     (out / "table.md").write_text("\n".join(lines) + "\n")
+    plot(rows, out / "capacity_vs_structure.png")
+    print(json.dumps({"command": "capacity_structure", "seconds": seconds, "out": str(out)}))
+
+
+def plot(rows, path):
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=True)
     for ax, x in zip(axes, ("synapses", "clustering", "reciprocity")):
         for kind, marker in (("hebbian", "o"), ("mlp", "s"), ("frozen", "^")):
             pts = [(r[x], r[f"capacity_{kind}"]) for r in rows if f"capacity_{kind}" in r]
             ax.scatter(*zip(*pts), marker=marker, label=kind)
-            for r in rows:
-                if f"capacity_{kind}" in r and kind == "mlp":
-                    ax.annotate(r["topology"], (r[x], r[f"capacity_{kind}"]), fontsize=7)
+        for r in rows:
+            ax.annotate(r["topology"], (r[x], r["capacity_mlp"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(x)
     axes[0].set_ylabel("capacity K (>= 95% bits)")
-    axes[0].set_xscale("log")
     axes[-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "capacity_vs_structure.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    print(json.dumps({"command": "capacity_structure", "seconds": seconds, "out": str(out)}))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--replot"]:  # the figure again from results.json, without recomputing
+        folder = Path("runs/out/capacity_structure")
+        plot(json.loads((folder / "results.json").read_text())["rows"], folder / "capacity_vs_structure.png")
+    else:
+        main()

@@ -128,6 +128,8 @@ def test_analysis_refuses_bad_arguments():
     for bad in (3, "1,2", [0], [1.5], []):
         with pytest.raises(ConfigError, match="loads"):
             A.load_sweep(sg.rules.HebbianRule(), g, sg.tasks.RecallTask(bits=4), loads=bad)
+    with pytest.raises(ConfigError, match="structure needs a simgraph Graph"):
+        A.structure(nx.DiGraph())
     with pytest.raises(ShapeError, match="'edge' tensor"):
         A.synapse_weights(sg.rules.HebbianRule(), g, {"node": torch.zeros(1, 4, 1)})
 

@@ -429,6 +429,11 @@ def test_rules_start_from_the_measured_weights_rescaled():
                        sg.rules.StaticRule(init_weights="default").init_state(g, 1)["edge"][0])
     with pytest.raises(GraphError, match="init_weights='edge_weight' needs a graph with measured strengths"):
         sg.rules.HebbianRule(init_weights="edge_weight").init_state(plain, 1)
+    import dataclasses
+
+    broken = dataclasses.replace(g, edge_weight=torch.full_like(g.edge_weight, float("nan")), _cache={})
+    with pytest.raises(GraphError, match="NaN"):
+        sg.rules.HebbianRule().init_state(broken, 1)
     with pytest.raises(UnknownNameError, match="did you mean 'edge_weight'"):
         sg.rules.StaticRule(init_weights="edge_weights")
     with pytest.raises(UnknownNameError):

@@ -196,6 +196,8 @@ def stored_weights(rule: Rule, graph: Graph, task: RecallTask, episodes: int = 8
 def load_sweep(rule: Rule, graph: Graph, task: RecallTask, loads=(1, 2, 4, 8), episodes: int = 8, seed: int = 4321) -> list[dict]:
     """:func:`measures` after storing K patterns, mean over ``episodes`` episodes, for every K in ``loads``;
     each row also has ``num_patterns`` and the episodes' recall ``accuracy``."""
+    if not isinstance(task, RecallTask):
+        raise ConfigError(f"load_sweep needs a RecallTask (patterns stored, then recalled), got {type(task).__name__}")
     if isinstance(loads, (int, str)) or not hasattr(loads, "__iter__"):
         raise ConfigError(f"load_sweep loads must be a list of pattern counts, got {loads!r}")
     loads = list(loads)

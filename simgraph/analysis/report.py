@@ -110,6 +110,8 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
             ax.plot(loads, ys, marker="o", label=m.replace("_", " "))
     ax.set_xlabel("stored patterns K")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(loads, [str(x) for x in loads])
+    ax.minorticks_off()
     ax.set_title("learned synapses after storing K patterns")
     ax.legend(fontsize=8)
     _save(fig, out, "measures_vs_load.png", made)
