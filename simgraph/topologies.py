@@ -89,12 +89,19 @@ def hopfield(n: int = 64, seed: int = 0, device=None) -> Graph:
 
 
 def recall_network(
-    n_in: int = 16, n_memory: int = 64, n_out: int = 16, p_recurrent: float = 1.0, seed: int = 0, device=None
+    n_in: int = 16, n_memory: int = 64, n_out: int = 16, p_recurrent: float = 1.0, teach: bool = False, seed: int = 0,
+    device=None,
 ) -> Graph:
     """Input -> memory -> output: the cue/pattern enters ``input``, is stored in a recurrent
     ``memory`` population (all-to-all, or ``pairwise_bernoulli(p_recurrent)``), and read out of
     ``output``. Three neuron types and three synapse types (afferent, recurrent, efferent).
+
+    ``teach=True`` makes the output population an input too (after ``input``): the teacher channels
+    of ``RecallTask(teach=True)``, which show each value to the output neurons while it is written.
     """
+    from .errors import check_bool
+
+    teach = check_bool("recall_network teach", teach)
     p_recurrent = check_number("recall_network p_recurrent", p_recurrent, low=0.0, high=1.0)
     net = Network(seed)
     net.population("input", n_in, neuron_type="input")
@@ -106,7 +113,7 @@ def recall_network(
     else:
         net.connect("memory", "memory", "pairwise_bernoulli", p=p_recurrent, allow_autapses=False, synapse_type="recurrent")
     net.connect("memory", "output", "all_to_all", synapse_type="efferent")
-    return net.inputs("input").outputs("output").build(device)
+    return net.inputs(*(("input", "output") if teach else ("input",))).outputs("output").build(device)
 
 
 TOPOLOGIES = {

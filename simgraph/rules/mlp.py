@@ -16,6 +16,23 @@ for free. ``U`` starts small so the untrained rule is a gentle perturbation, not
 
 ``plastic=False`` freezes synapses at their initial values: the "memory in activations only"
 network type. ``use_types=False`` gives every neuron and synapse the same embedding.
+
+``start="hebbian"`` puts the Hebbian rule inside the family and starts meta-training there. Node
+channel 0 is an activity ``a``, edge channel 0 a weight ``w``, and every learned term is a residual
+that is exactly zero before training:
+
+    a_i  <- tanh( beta * sum_j w_ij a_j + input_gain * u_i + R x_i )         (R = 0 at the start)
+    w_ij <- w_ij + eta * s_i s_j + [U h_ij]_0                                 (s = u, or a; [U]_0 = 0)
+    out_i = g * a_i + read(x_i)                                               (read = 0 at the start)
+
+with the GRU state ``x`` and the other edge channels learned as above (the GRU also sees ``a``,
+``u`` and the Hebbian field). So the untrained rule *is* ``HebbianRule(eta, beta, input_gain,
+learn_from)``: with ``output_gain=1`` output for output (tested), and with the default read-out gain
+``g = 1/beta`` (for beta < 1) sign for sign, so its bit accuracy is exactly the Hebbian rule's. ``beta``,
+``input_gain``, ``eta`` and ``g`` are meta-parameters,
+and training can only move away from Hebbian storage where that lowers the loss. The synapse
+function sees the input ``u`` too, so error-correcting writes such as ``(u_i - f_i) u_j`` (the delta
+rule, ``f`` the Hebbian field) lie in its span.
 """
 
 from __future__ import annotations
@@ -24,9 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown
 from ..graph import Graph
 from .base import Rule, State, type_rows
+
+STARTS = ("random", "hebbian")
+LEARN_FROM = ("input", "activity")
 
 
 class MLPRule(Rule):
@@ -45,6 +65,14 @@ class MLPRule(Rule):
         init_edge_std: float = 1.0,
         update_scale: float = 0.1,
         seed: int = 0,
+        start: str = "random",
+        eta: float | None = None,
+        beta: float = 1.0,
+        input_gain: float = 1.0,
+        learn_from: str = "input",
+        init_weight_std: float = 0.0,
+        output_gain: float | None = None,
+        residual_scale: float = 0.1,
     ):
         super().__init__()
         from ..errors import check_bool, check_bytes, check_int, check_number, check_seed, dtype_bytes, is_int
@@ -66,7 +94,29 @@ class MLPRule(Rule):
         self.num_neuron_types, self.num_synapse_types = num_neuron_types, num_synapse_types
         self.use_types, self.plastic = use_types, plastic
         self.init_edge_std, self.seed = init_edge_std, check_seed("MLPRule seed", seed)
-        z = node_dim + type_dim
+        if not isinstance(start, str) or start not in STARTS:
+            raise unknown("MLPRule start", start, STARTS)
+        if not isinstance(learn_from, str) or learn_from not in LEARN_FROM:
+            raise unknown("MLPRule learn_from", learn_from, LEARN_FROM)
+        self.start, self.learn_from = start, learn_from
+        self.init_weight_std = check_number("MLPRule init_weight_std", init_weight_std, low=0.0)
+        hebbian = start == "hebbian"
+        given = dict(eta=eta, beta=beta, input_gain=input_gain, learn_from=learn_from, init_weight_std=init_weight_std,
+                     output_gain=output_gain, residual_scale=residual_scale)
+        unused = [k for k, v in given.items() if v != dict(eta=None, beta=1.0, input_gain=1.0, learn_from="input",
+                                                            init_weight_std=0.0, output_gain=None,
+                                                            residual_scale=0.1)[k]]
+        if unused and not hebbian:  # silently ignoring them would train a different rule than the config says
+            raise ConfigError(f"MLPRule {', '.join(unused)} set the Hebbian core of start='hebbian'; this rule has "
+                              f"start={start!r}: set start='hebbian' or remove them")
+        if hebbian and (input_dim != 1 or output_dim != 1):
+            raise ConfigError(f"MLPRule start='hebbian' stores scalar inputs and reads scalar outputs; it needs "
+                              f"input_dim=1 and output_dim=1, got {input_dim} and {output_dim}")
+        # start="hebbian": one more node channel (the activity a) and one more edge channel (the weight w)
+        core = 1 if hebbian else 0
+        self.core = core
+        self.node_dim, self.edge_dim = node_dim + core, edge_dim + core
+        z = node_dim + core + type_dim
         # every parameter below, counted before any is allocated (hidden=2**34 would be terabytes)
         params = (num_neuron_types * (type_dim + node_dim) + num_synapse_types * (hidden + edge_dim)
                   + (z + 1) * edge_dim + 3 * node_dim * (edge_dim + input_dim + type_dim + node_dim + 2)
@@ -78,17 +128,38 @@ class MLPRule(Rule):
         self.synapse_embedding = nn.Parameter(torch.zeros(num_synapse_types, hidden))
         self.initial_edge = nn.Parameter(torch.zeros(num_synapse_types, edge_dim))
         self.initial_node = nn.Parameter(torch.zeros(num_neuron_types, node_dim))
-        # neuron function
+        # neuron function (start="hebbian": the GRU also sees a, u and the Hebbian field)
         self.message_in = nn.Linear(z, edge_dim)
-        self.node_cell = nn.GRUCell(edge_dim + input_dim + type_dim, node_dim)
+        self.node_cell = nn.GRUCell(edge_dim + input_dim + type_dim + 2 * core, node_dim)
         self.read = nn.Linear(node_dim, output_dim)
         # synapse function: per-node first layer (pre, post, product pair, state gate), then U
-        self.node_to_edge = nn.Linear(z, 5 * hidden)
-        self.edge_in = nn.Linear(edge_dim, hidden, bias=False)
-        self.edge_out = nn.Linear(hidden, edge_dim)
+        self.node_to_edge = nn.Linear(z + input_dim * core, 5 * hidden)
+        self.edge_in = nn.Linear(edge_dim + core, hidden, bias=False)
+        self.edge_out = nn.Linear(hidden, edge_dim + core)
         with torch.no_grad():
             self.edge_out.weight.mul_(update_scale)
             self.edge_out.bias.zero_()
+        if hebbian:  # the Hebbian rule's constants, now meta-parameters; every residual starts at exactly 0
+            self.eta = None if eta is None else check_number("MLPRule eta (None: 1 / mean indegree)", eta, positive=True)
+            self.eta_scale = nn.Parameter(torch.ones(()))
+            self.beta = nn.Parameter(torch.tensor(check_number("MLPRule beta", beta)))
+            self.input_gain = nn.Parameter(torch.tensor(check_number("MLPRule input_gain", input_gain)))
+            # The read-out gain leaves every sign, hence the bit accuracy, at the Hebbian rule's; by default
+            # 1/beta for beta < 1, so a low-gain (linear-recall) start reports outputs of order 1 and the
+            # squared-error loss does not push beta up into the regime where recall gets worse.
+            beta = float(self.beta.detach())
+            gain = output_gain if output_gain is not None else (1.0 / abs(beta) if 0 < abs(beta) < 1 else 1.0)
+            self.output_gain = nn.Parameter(torch.tensor(check_number("MLPRule output_gain", gain)))
+            # Adam moves every parameter by about lr per step whatever its gradient's size, so a residual
+            # that starts at 0 would jump to the size of the Hebbian terms within a few steps; its output
+            # is scaled down instead (by residual_scale; the weight residual also by eta, the write's size).
+            self.residual_scale = check_number("MLPRule residual_scale", residual_scale, low=0.0)
+            self.activity_residual = nn.Linear(node_dim, 1)
+            with torch.no_grad():
+                for layer in (self.activity_residual, self.read):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+                self.edge_out.weight[0].zero_()
 
     # ------------------------------------------------------------------ state
     def check_graph(self, graph: Graph) -> None:
@@ -114,16 +185,28 @@ class MLPRule(Rule):
         node_type, edge_type = self._types(graph)
         # a fixed random pattern per synapse (same every episode) breaks the symmetry between synapses
         g = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(graph.num_edges, self.edge_dim, generator=g).to(graph.device, self.initial_edge.dtype)
+        noise = torch.randn(graph.num_edges, self.edge_dim - self.core, generator=g).to(graph.device, self.initial_edge.dtype)
         e0 = self.initial_edge.index_select(0, edge_type) + self.init_edge_std * noise
         x0 = self.initial_node.index_select(0, node_type)
+        if self.core:  # a = 0; w = 0, or a fixed random pattern N(0, init_weight_std^2 / indegree)
+            w0 = torch.randn(graph.num_edges, 1, generator=g).to(graph.device, e0.dtype)
+            fan_in = graph.in_degree().clamp(min=1).to(e0.dtype)[graph.edge_index[1]].unsqueeze(1)
+            e0 = torch.cat([self.init_weight_std * w0 / fan_in.sqrt(), e0], -1)
+            x0 = torch.cat([x0.new_zeros(x0.shape[0], 1), x0], -1)
         return {
             "node": x0.unsqueeze(0).expand(batch_size, -1, -1),
             "edge": e0.unsqueeze(0).expand(batch_size, -1, -1),
         }
 
+    def learning_rate(self, graph: Graph) -> Tensor:
+        """start="hebbian": the Hebbian write's ``eta`` (by default ``1 / mean indegree``) times its learned scale."""
+        eta = self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
+        return self.eta_scale * eta
+
     # ------------------------------------------------------------------ one tick
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        if self.core:
+            return self._hebbian_step(graph, state, inputs)
         x, e = state["node"], state["edge"]
         B, N = x.shape[0], x.shape[1]
         node_type, _ = self._types(graph)
@@ -154,5 +237,43 @@ class MLPRule(Rule):
         e = graph.edge_map(update, pre=[a, c], post=[b, d, gate], edge=[e], per_type=[syn])
         return {**state, "node": x, "edge": e}
 
+    def _hebbian_step(self, graph: Graph, state: State, u: Tensor) -> State:
+        """start="hebbian": the Hebbian rule on (a, w) plus learned residuals on every channel."""
+        x, e = state["node"], state["edge"]
+        B, N = x.shape[0], x.shape[1]
+        a, w = x[..., :1], e[..., :1]
+        node_type, _ = self._types(graph)
+        t = type_rows(self.neuron_embedding, node_type).expand(B, -1, -1)
+
+        field = graph.propagate(w, a)  # the Hebbian rule's sum_j w_ij a_j
+        scale = graph.in_degree().clamp(min=1).rsqrt().view(1, -1, 1).to(x.dtype)
+        m = graph.propagate(e[..., 1:], self.message_in(torch.cat([x, t], -1))) * scale
+        cell_in = torch.cat([m, u, t, a, field], -1).reshape(B * N, -1)
+        h = self.node_cell(cell_in, x[..., 1:].reshape(B * N, -1)).reshape(B, N, -1)
+        a = torch.tanh(self.beta * field + self.input_gain * u + self.residual_scale * self.activity_residual(h))
+        x = torch.cat([a, h], -1)
+        if not self.plastic:
+            return {**state, "node": x}
+
+        s = u if self.learn_from == "input" else a
+        a_, b_, c_, d_, gate = self.node_to_edge(torch.cat([x, u, t], -1)).chunk(5, dim=-1)
+        W, U = self.edge_in, self.edge_out
+        syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
+        # the Hebbian write lands on channel 0 only
+        eta = self.learning_rate(graph).to(x.dtype).view(1)
+        hebbian_write = torch.cat([eta, eta.new_zeros(self.edge_dim - 1)])
+        residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
+
+        def update(a_j, c_j, s_j, b_i, d_i, g_i, s_i, e_ij, syn_type):
+            hid = torch.addcmul(a_j + syn_type + b_i, c_j, d_i)
+            hid = hid.addcmul_(F.linear(e_ij, W.weight), 1 + g_i).tanh_()
+            return torch.addcmul(e_ij + F.linear(hid, U.weight, U.bias) * residual, s_i * s_j, hebbian_write)
+
+        e = graph.edge_map(update, pre=[a_, c_, s], post=[b_, d_, gate, s], edge=[e], per_type=[syn])
+        return {**state, "node": x, "edge": e}
+
     def readout(self, graph: Graph, state: State) -> Tensor:
+        if self.core:
+            x = graph.read_outputs(state["node"])
+            return self.output_gain * x[..., :1] + self.residual_scale * self.read(x[..., 1:])
         return self.read(graph.read_outputs(state["node"]))

@@ -20,6 +20,7 @@ from .._imports import is_import_path, load_object
 from ..errors import ConfigError, unknown
 from ..graph import Graph
 from .base import Rule
+from .delta import DeltaRule
 from .genome import GenomeRule, backprop_genome
 from .hebbian import HebbianRule
 from .lstm_synapse import LSTMSynapseRule
@@ -122,6 +123,7 @@ for _name, _factory, _preset in (
     ("mlp", MLPRule, {}),
     ("frozen", MLPRule, {"plastic": False}),
     ("hebbian", HebbianRule, {}),
+    ("delta", DeltaRule, {}),
     ("static", StaticRule, {}),
     ("plastic", PlasticRule, {}),
     ("genome", _genome, {}),

@@ -20,6 +20,15 @@ Cue kinds and the input each tick carries (``num_inputs`` channels, one input ne
 - ``position`` (``num_inputs = D + K``): write shows ``[pattern, onehot(k)]`` for the k-th pattern of
   the stream (``repeats`` must be 1, so "k-th" is well defined); a query shows ``[0, onehot(k)]``.
 
+With ``teach=True`` the value is also a *teacher input* to the output neurons while it is written:
+``D`` more input channels (the last ones), which carry the value during the write phase and zeros at
+queries (for ``key`` cues these are the value channels themselves, so nothing is added). A network
+whose output neurons are not its input neurons (``recall_network``: input -> memory -> output) needs
+it: without it the output neurons never see the pattern while it is stored, every output neuron runs
+the same shared function with the same type embedding, and no rule can know which output stands for
+which bit, so chance is the only possible result. Route the channels with ``inputs=["input",
+"output"]`` (``recall_network(teach=True)`` does; a config fills ``teach`` from the task).
+
 Targets are the full D-bit pattern on the ``num_outputs = D`` output neurons. The loss is the mean
 squared error at read-out ticks; the metric is bit accuracy (sign of the output) on the bits the cue
 did *not* give (all D bits for ``key``/``position``). Capacity is the largest K with >= 95% bit accuracy.
@@ -52,6 +61,7 @@ class RecallTask(Task):
     cue_fraction: float = 0.5
     query_ticks: int = 3
     readout_ticks: int = 1
+    teach: bool = False
 
     def __post_init__(self):
         positive = ("num_patterns", "bits", "present_ticks", "repeats", "queries", "query_ticks", "readout_ticks")
@@ -65,9 +75,12 @@ class RecallTask(Task):
             raise ConfigError(f"RecallTask cue_fraction must be in [0, 1) (the fraction of bits given), got {self.cue_fraction!r}")
         if self.readout_ticks > self.query_ticks:
             raise ConfigError(f"RecallTask readout_ticks={self.readout_ticks} exceeds query_ticks={self.query_ticks}")
+        if self.teach is True and self.cue == "position":
+            raise ConfigError("RecallTask teach=True supports cue='partial' and cue='key' (a position cue has no "
+                              "value channels to teach with)")
         if self.cue == "position" and self.repeats != 1:
             raise ConfigError("RecallTask cue='position' needs repeats=1 (the k-th pattern is ambiguous otherwise)")
-        for name in ("shuffle", "distractors"):
+        for name in ("shuffle", "distractors", "teach"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"RecallTask {name} must be true or false, got {getattr(self, name)!r}")
         self.check_bytes(1)
@@ -89,7 +102,17 @@ class RecallTask(Task):
     # ------------------------------------------------------------------ sizes
     @property
     def num_inputs(self) -> int:
-        return {"partial": self.bits, "key": 2 * self.bits, "position": self.bits + self.num_patterns}[self.cue]
+        return self.cue_inputs + self.teacher_inputs
+
+    @property
+    def cue_inputs(self) -> int:
+        """Input channels that carry the stream and the cues (all but the teacher's)."""
+        return {"partial": self.bits, "key": (1 if self.teach else 2) * self.bits, "position": self.bits + self.num_patterns}[self.cue]
+
+    @property
+    def teacher_inputs(self) -> int:
+        """Input channels that carry the value to the output neurons while it is written (``teach``)."""
+        return self.bits if self.teach else 0
 
     @property
     def num_outputs(self) -> int:
@@ -121,7 +144,7 @@ class RecallTask(Task):
 
         def shown(k: Tensor) -> Tensor:  # [B] item ids -> what the write phase shows
             if self.cue == "partial":
-                return values[batch, k]
+                return values[batch, k].repeat(1, 2) if self.teach else values[batch, k]
             if self.cue == "key":
                 return torch.cat([keys[batch, k], values[batch, k]], -1)
             return torch.cat([values[batch, k], torch.nn.functional.one_hot(k, K).float()], -1)
@@ -146,7 +169,7 @@ class RecallTask(Task):
             target = values[batch, k]
             if self.cue == "partial":
                 given = (torch.rand(B, D, generator=g) < self.cue_fraction).float()
-                cue = target * given
+                cue = torch.cat([target * given, torch.zeros(B, self.teacher_inputs)], -1)
             elif self.cue == "key":
                 given = torch.zeros(B, D)
                 cue = torch.cat([keys[batch, k], torch.zeros(B, D)], -1)

@@ -338,8 +338,10 @@ def check_fits(graph: Graph, task: Task) -> None:
 
 # sizes a topology takes that the task can fill: parameter -> value from the task
 def _sizes(task: Task) -> dict:
-    return {"n": max(task.num_inputs, task.num_outputs), "n_in": task.num_inputs, "n_out": task.num_outputs,
-            "sizes": [task.num_inputs, task.num_outputs]}
+    teacher = getattr(task, "teacher_inputs", 0)  # channels that drive the output neurons, not input neurons
+    n_in = task.num_inputs - teacher
+    return {"n": max(n_in, task.num_outputs), "n_in": n_in, "n_out": task.num_outputs,
+            "sizes": [n_in, task.num_outputs], "teach": bool(teacher)}
 
 
 def _call(make, params: dict, task: Task, seed: int, device, what: str) -> Graph:
