@@ -174,7 +174,8 @@ def from_networkx(
     Gap junctions: an undirected graph's edges become two directed synapses each, free
     (``undirected="pairs"``) or tied into one shared state (``undirected="tied"``). In a directed
     graph, ``tied_types=["gap"]`` ties the edges of those synapse types: each u->v edge must have a
-    v->u edge of the same type (and weight), and the two become one tied pair. The pairing is
+    v->u edge of the same type (and weight), and the two become one tied pair (in an undirected
+    graph, the two directions of each edge of those types are tied). The pairing is
     ``graph.edge_partner`` ``[E]`` (each edge's partner edge id, itself when untied).
 
     ``inputs`` and ``outputs``: population names (a list, or one name as a string), node labels
@@ -263,13 +264,13 @@ def from_networkx(
     missing_types = sorted(tied - set(stypes))
     if missing_types:
         raise unknown("synapse type in tied_types", missing_types[0], sorted(set(stypes)))
-    tags = _pair_tags(edges, stypes, weighed, tied) if tied else {}
+    tags = _pair_tags(edges, stypes, weighed, tied) if tied and G.is_directed() else {}
     for idx, (u, v, k, data) in enumerate(edges):
         w, stype = weighed[idx], stypes[idx]
         directions = [(u, v)] if G.is_directed() or u == v else [(u, v), (v, u)]  # a self-loop is one autapse
         if tied_export and "partner" in data:  # an exported graph's pairs, by edge id (untied: its own partner)
             tag = ("x", min(int(k), int(data["partner"]))) if int(data["partner"]) != int(k) else None
-        elif undirected == "tied" and not G.is_directed():
+        elif not G.is_directed() and (undirected == "tied" or stype in tied):  # both directions of one edge
             tag = ("u", idx)
         else:
             tag = tags.get(idx)

@@ -372,6 +372,10 @@ def test_undirected_tied_or_pairs():
     loop = int(((src == dst)).nonzero())
     assert int(tied.edge_partner[loop]) == loop  # one autapse, its own partner
     assert sg.from_networkx(U, undirected="pairs").edge_partner is None
+    U.add_edge("a", "c", type="gap", weight=1.0)  # tied_types in an undirected graph: those edges' two directions
+    some = sg.from_networkx(U, weight_attr="weight", tied_types=["gap"], default_type="x")
+    tied_ids = (some.edge_partner != torch.arange(some.num_edges)).nonzero().view(-1).tolist()
+    assert len(tied_ids) == 2 and some.edge_type[tied_ids].tolist() == [some.synapse_type_id("gap")] * 2
     with pytest.raises(UnknownNameError, match="undirected= mode 'tie'"):
         sg.from_networkx(U, undirected="tie")
     with pytest.raises(GraphError, match="undirected='tied' is for undirected graphs"):
