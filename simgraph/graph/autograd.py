@@ -28,14 +28,12 @@ class GatherNodes(torch.autograd.Function):
 
 class SegmentsToNodes(torch.autograd.Function):
     """Per-segment values ``[B, S, D]`` added into their nodes ``[B, N, D]`` (several segments may
-    share a node): one ``[N, S]`` CSR product forward, a gather backward."""
+    share a node): ``index_add_`` forward, a gather backward."""
 
     @staticmethod
     def forward(ctx, seg: Tensor, side: Side) -> Tensor:
         ctx.side = side
-        B, S, D = seg.shape
-        out = side.segment_matrix(seg.dtype) @ seg.transpose(0, 1).reshape(S, B * D)  # [N, B*D]
-        return out.view(-1, B, D).transpose(0, 1)
+        return side.to_nodes(seg)
 
     @staticmethod
     def backward(ctx, g: Tensor):
