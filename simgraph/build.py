@@ -141,7 +141,9 @@ class Network:
         ``fixed_indegree`` (``indegree``), ``fixed_outdegree`` (``outdegree``),
         ``fixed_total_number`` (``n``), ``explicit`` (``pre_idx``, ``post_idx``: local indices).
         Autapses (i -> i) only arise when ``pre == post``. ``layout="auto"`` stores a projection
-        dense when it holds every (post, pre) pair exactly once, sparse otherwise.
+        dense when it holds every (post, pre) pair exactly once, sparse otherwise. Every rule draws in
+        time and memory proportional to the synapses it makes (not to ``n_pre * n_post``); a projection
+        whose synapses would not fit the byte budget is refused before anything is drawn.
         """
         n_pre, _ = self._pop(pre)
         n_post, _ = self._pop(post)
