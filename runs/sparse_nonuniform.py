@@ -12,7 +12,7 @@ t0 = time.time()
 g = (sg.Network(seed=0).population("neurons", 10000)
      .connect("neurons", "neurons", "pairwise_bernoulli", p=0.01, allow_autapses=False)
      .inputs("neurons").outputs("neurons").build())
-print("built", g.num_edges, "edges in", round(time.time() - t0, 1), "s; uniform:", g._uniform_indegree(next(iter(g.projections.values()))))
+print("built", g.num_edges, "edges in", round(time.time() - t0, 1), "s; uniform:", g.blocks()[0].post.uniform)
 for rule in ("static", "hebbian", "mlp"):
     for bw in (False, True):
         vs = {impl: suite.make_variant(rule, impl, g, 1, bw) for impl in ("engine", "pyg")}
