@@ -1,13 +1,19 @@
 """Recall vs load and delay, per network type and topology (issue: learning to remember, part 4).
 
 For each topology (fully recurrent, input->memory->output, sparse random p=0.2, small-world) and
-network type (frozen synapses, fixed Hebbian outer product, learned MLP rule with and without
-neuron types) this meta-trains the trainable types with runs/capacity.toml (32-bit patterns, half
-cues, 400 steps, curriculum up to K=8 checked every 25 steps; [network] and [rule] set per
-model, through the one training loop), then measures bit accuracy on fresh episodes against the load K
+network type this meta-trains the trainable types with runs/capacity.toml (32-bit patterns, half
+cues, 400 steps, curriculum up to K=8 checked every 25 steps; [network] and [rule] set per model,
+through the one training loop), then measures bit accuracy on fresh episodes against the load K
 (delay 0) and against the delay (K=4). Writes runs/out/capacity/{results.json,results.md,*.png}.
 
-    python runs/recall_capacity.py            # ~30 min on a 2-core CPU; resumable (checkpoints per model)
+Network types: ``frozen`` (synapses fixed), ``hebbian`` (outer product, gain tuned), ``delta`` (online
+delta rule, gain and step tuned), ``mlp`` (the learned MLP rule from a random start), ``mlp_hebbian``
+(the learned MLP rule started at the tuned Hebbian rule: ``start="hebbian"``), ``mlp_untyped`` (one
+neuron and synapse embedding for all). On input->memory->output the task shows each value to the
+output neurons while it is written (``teach=True``), without which it is unsolvable.
+
+    python runs/recall_capacity.py            # ~60 min on a 2-core CPU; resumable (checkpoints per model)
+    python runs/recall_capacity.py --models hebbian,delta,mlp_hebbian --topologies sparse_random
     python runs/recall_capacity.py --quick    # a smoke run: tiny budgets, a minute
 """
 
@@ -26,8 +32,8 @@ from simgraph.analysis import capacity, sweep  # noqa: E402
 from simgraph.train import Config, load_rule, train  # noqa: E402
 
 BASE = Path(__file__).resolve().parent / "capacity.toml"
-from simgraph.baselines import hebbian_baseline  # noqa: E402
-from simgraph.rules import HebbianRule  # noqa: E402
+from simgraph.baselines import delta_baseline, hebbian_baseline  # noqa: E402
+from simgraph.rules import DeltaRule, HebbianRule  # noqa: E402
 
 TOPOLOGIES = {
     "fully_recurrent": {},
@@ -41,10 +47,22 @@ DELAYS = (0, 4, 8, 16, 32)
 
 def models_for(topology):
     if topology == "recall_network":
-        # the only topology here with several neuron types; the Hebbian rule stores what reaches a
-        # neuron's own input, and here no input neuron is an output neuron, so it has nothing to recall
-        return ["frozen", "mlp", "mlp_untyped"]
-    return ["frozen", "hebbian", "mlp"]
+        # the only topology here with several neuron types; the scalar hand-set rules store what
+        # reaches a neuron's own input, and their zero start leaves the memory population silent
+        return ["frozen", "mlp", "mlp_untyped", "mlp_hebbian", "mlp_hebbian_untyped"]
+    return ["frozen", "hebbian", "delta", "mlp", "mlp_hebbian"]
+
+
+def rule_settings(kind, topology):
+    """[rule] overrides for a trainable network type."""
+    rule = {"rule.kind": "frozen" if kind == "frozen" else "mlp"}
+    if kind.endswith("_untyped"):
+        rule["rule.use_types"] = False
+    if kind.startswith("mlp_hebbian"):
+        rule["rule.start"] = "hebbian"
+        if topology == "recall_network":  # memory neurons get a fixed random code of the cue, and learn from activity
+            rule.update({"rule.learn_from": "activity", "rule.init_weight_std": 1.0})
+    return rule
 
 
 def main():
@@ -53,6 +71,7 @@ def main():
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--out", default="runs/out/capacity")
     ap.add_argument("--topologies", default=",".join(TOPOLOGIES), help="comma-separated subset")
+    ap.add_argument("--models", default="", help="comma-separated subset of network types (default: all)")
     ap.add_argument("--eval-every", type=int, default=25, help="curriculum check interval (steps)")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -61,7 +80,9 @@ def main():
     steps, episodes = (2, 8) if args.quick else (args.steps, 128)
     loads, delays = ((1, 2), (0, 4)) if args.quick else (LOADS, DELAYS)
     started = time.time()
-    results = {}
+    # a run of some models adds to (or replaces) their rows in the results already there
+    previous = out / "results.json"
+    results = json.loads(previous.read_text())["results"] if previous.is_file() and not args.quick else {}
     chosen = args.topologies.split(",")
     for name in chosen:
         if name not in TOPOLOGIES:
@@ -70,18 +91,25 @@ def main():
         if topology not in chosen:
             continue
         for kind in models_for(topology):
+            if args.models and kind not in args.models.split(","):
+                continue
             name = f"{topology}/{kind}"
             t0 = time.time()
-            rule = {"rule.kind": "mlp" if kind == "mlp_untyped" else kind}
-            if kind == "mlp_untyped":
-                rule["rule.use_types"] = False
-            cfg = Config.load(BASE).override(**{"network.topology": topology, "network.params": params, **rule,
+            task_settings = {"task.teach": True} if topology == "recall_network" else {}
+            cfg = Config.load(BASE).override(**{"network.topology": topology, "network.params": params,
+                                                **rule_settings(kind, topology), **task_settings,
                                                 "train.steps": steps, "train.eval_every": args.eval_every})
             task = cfg.make_task()
-            if kind == "hebbian":
+            tuned = {}
+            if kind in ("hebbian", "delta", "mlp_hebbian") and topology != "recall_network":
                 graph = cfg.make_graph()
                 beta, _ = hebbian_baseline(graph, task.replace(num_patterns=4), episodes=16)
-                rule = HebbianRule(beta=beta)
+                tuned = {"beta": beta}
+                if kind == "delta":
+                    tuned, _ = delta_baseline(graph, task.replace(num_patterns=4), episodes=16)
+                cfg = cfg.override(**{f"rule.{k}": v for k, v in tuned.items()}) if kind == "mlp_hebbian" else cfg
+            if kind in ("hebbian", "delta"):
+                rule = HebbianRule(**tuned) if kind == "hebbian" else DeltaRule(**tuned)
             else:
                 folder = out / "models" / topology / kind
                 done = folder.joinpath("checkpoint.json").is_file() and json.loads(folder.joinpath("checkpoint.json").read_text())["step"] >= steps
@@ -92,7 +120,7 @@ def main():
                     rule, graph = res.rule, res.graph
             by_load = sweep(rule, graph, task, "num_patterns", loads, episodes)
             by_delay = sweep(rule, graph, task.replace(num_patterns=4), "delay", delays, episodes)
-            results[name] = {"neurons": graph.num_nodes, "synapses": graph.num_edges,
+            results[name] = {"neurons": graph.num_nodes, "synapses": graph.num_edges, "tuned": tuned,
                              "by_load": by_load, "by_delay": by_delay, "capacity": capacity(by_load),
                              "seconds": round(time.time() - t0, 1)}
             print(f"{name:<32s} N={graph.num_nodes:<3d} capacity K={capacity(by_load):<3d} "

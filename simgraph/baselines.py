@@ -1,6 +1,7 @@
 """Reference points for learned rules.
 
-- Memory: :func:`hebbian_baseline`, the fixed Hebbian outer-product rule with its gain tuned.
+- Memory: :func:`hebbian_baseline`, the fixed Hebbian outer-product rule with its gain tuned, and
+  :func:`delta_baseline`, the online delta rule with its gain and step tuned.
 - Online learning: SGD and Adam on a bias-free ReLU MLP of the rules' shape.
 
 Online baselines take one example per step, a batch of independent episodes trained at once (each episode has its own
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from .errors import ConfigError, unknown
 from .graph import Graph
+from .rules.delta import DeltaRule
 from .rules.hebbian import HebbianRule
 from .tasks.online import OnlineTask
 from .tasks.recall import RecallTask
@@ -35,6 +37,20 @@ def hebbian_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=
     tuned = {b: evaluate(HebbianRule(beta=b), graph, task, 128, seed=TUNE_SEED)["accuracy"] for b in betas}
     beta = max(tuned, key=tuned.get)
     return beta, evaluate(HebbianRule(beta=beta), graph, task, episodes)["accuracy"]
+
+
+ETA_SCALES = (0.25, 0.5, 1.0)  # times 1 / mean indegree
+
+
+def delta_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=BETAS,
+                   eta_scales=ETA_SCALES) -> tuple[dict, float]:
+    """The online delta rule, ``beta`` and ``eta`` tuned on separate episodes like :func:`hebbian_baseline`;
+    returns ``({"beta", "eta"}, bit accuracy on the evaluation episodes)``."""
+    eta0 = graph.num_nodes / max(graph.num_edges, 1)
+    grid = [{"beta": b, "eta": e * eta0} for b in betas for e in eta_scales]
+    tuned = [evaluate(DeltaRule(**kw), graph, task, 128, seed=TUNE_SEED)["accuracy"] for kw in grid]
+    best = grid[max(range(len(grid)), key=tuned.__getitem__)]
+    return best, evaluate(DeltaRule(**best), graph, task, episodes)["accuracy"]
 
 
 OPTIMIZERS = ("sgd", "adam")
