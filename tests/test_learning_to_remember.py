@@ -117,3 +117,33 @@ def test_a_config_routes_the_teacher_to_the_output_population():
     assert result.history[-1]["step"] == 2
     with pytest.raises(ConfigError, match="input"):  # a fully recurrent net has no separate outputs to teach
         Config.from_dict({"task": {"kind": "recall", "bits": 6, "teach": True}}).make_graph()
+
+
+# ---------------------------------------------------------------------- the rule portrait
+class _Oja(sg.rules.Rule):
+    def init_state(self, graph, batch_size):
+        return {"node": torch.zeros(batch_size, graph.num_nodes, 1), "edge": torch.zeros(batch_size, graph.num_edges, 1)}
+
+    def step(self, graph, state, inputs):
+        u = inputs
+        w = graph.edge_map(lambda u_j, u_i, w: w + 0.05 * (u_i * u_j - u_i**2 * w), pre=[u], post=[u], edge=[state["edge"]])
+        return {**state, "node": torch.tanh(u), "edge": w}
+
+
+def test_portrait_of_a_hebbian_rule_is_pre_times_post(tmp_path):
+    graph = fully_recurrent(16)
+    p = sg.analysis.rule_portrait(sg.rules.HebbianRule(), graph)
+    assert p.r2 > 0.9999
+    assert p.coefficients["pre*post"] == pytest.approx(1 / 16, rel=1e-4)  # eta = 1 / mean indegree
+    assert all(abs(c) < 1e-6 for t, c in p.coefficients.items() if t != "pre*post")
+    assert "| pre*post | +1.000 | +1 | +1 |" in p.table()
+    assert sg.analysis.plot_portrait(p, tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_portrait_tells_oja_from_hebbian():
+    p = sg.analysis.rule_portrait(_Oja(), sparse_random(20, 0.3, seed=1))
+    assert p.r2 > 0.9999
+    assert p.coefficients["pre*post"] == pytest.approx(0.05, rel=1e-4)
+    assert p.coefficients["w*post^2"] == pytest.approx(-0.05, rel=1e-4)
+    with pytest.raises(sg.errors.UnknownNameError, match="basis term"):
+        sg.analysis.rule_portrait(_Oja(), fully_recurrent(4), basis=("pre*pots",))
