@@ -83,9 +83,16 @@ class Side:
 
     @property
     def segmented(self) -> bool:
-        """Sums go through segments when the edges run in few long runs of one node (uniform, in
-        node order, or many sorted projections one after the other); else through a permutation."""
-        return self.uniform is not None or self.sorted or self.num_segments <= self.ids.shape[0] // 2
+        """Sums go through segments when the edges run in long runs of one node (at least 2 edges a
+        run on average: many sorted projections one after the other); else through a permutation."""
+        return self.num_segments <= self.ids.shape[0] // 2
+
+    @property
+    def repeats(self) -> bool:
+        """Per-edge values are a repeat of per-segment ones, cheaper than a gather per edge: uniform
+        runs of ``k >= 2`` edges, or of one edge each over a span of nodes (a slice). Runs of one edge
+        each elsewhere are just scattered ids (as segment rows they would cost a CSR row per edge)."""
+        return self.uniform is not None and (self.uniform > 1 or self.span is not None)
 
     def lazy(self, key, make):
         if key not in self._lazy:
@@ -198,11 +205,11 @@ class CSR:
 
     def targets(self, g: Tensor) -> Tensor:
         """Per-edge target values ``g[:, tgt]`` (edge order): a repeat, not a gather, when uniform."""
-        return self.tgt.repeat(g) if self.tgt.uniform is not None else g.index_select(1, self.tgt.ids)
+        return self.tgt.repeat(g) if self.tgt.repeats else g.index_select(1, self.tgt.ids)
 
     def sources(self, x: Tensor) -> Tensor:
         """Per-edge source values ``x[:, src]`` (edge order): a repeat, not a gather, when uniform."""
-        return self.src.repeat(x) if self.src.uniform is not None else x.index_select(1, self.src.ids)
+        return self.src.repeat(x) if self.src.repeats else x.index_select(1, self.src.ids)
 
     def batch_dot(self, g: Tensor, x: Tensor) -> Tensor:
         """``sum_b g[b, tgt_e, c] * x[b, src_e, c]`` -> ``[1, E, C]``. Node tensors are turned
@@ -210,7 +217,7 @@ class CSR:
         B, C = g.shape[0], g.shape[-1]
         xs = x.transpose(0, 1).contiguous().index_select(0, self.src.ids)  # [E, B, C]
         gt = g.transpose(0, 1)  # [N, B, C]
-        if self.tgt.uniform is not None:
+        if self.tgt.repeats:
             k = self.tgt.uniform
             gs = self.tgt.per_segment(gt, 0)
             out = (xs.view(-1, k, B, C) * gs.unsqueeze(1)).sum(2)

@@ -31,7 +31,7 @@ def side_sum(side: Side, m: Tensor) -> Tensor:
     reductions (``segment_reduce``: one pass, no atomics, ~50x faster than ``index_add`` along dim 1
     on CPU), through a cached permutation when the ids are scattered (sums into pre)."""
     B, D = m.shape[0], m.shape[-1]
-    if side.uniform is not None:
+    if side.repeats:
         return segments_to_nodes(side, m.reshape(B, -1, side.uniform, D).sum(2))
     if side.sorted:
         return torch.segment_reduce(m, "sum", lengths=side.node_lengths().expand(B, -1).contiguous(), axis=1)
@@ -74,7 +74,7 @@ class SparseBlock:
         types = {p.type_id for p in self.projections}
         self.type_id = types.pop() if len(types) == 1 else None  # one synapse type: per-type rows broadcast
         self.edge_type = edge_type[self.start : self.stop]
-        self.ell = self.post.uniform  # k edges into every post segment: [B, S, k, D] views
+        self.ell = self.post.uniform if self.post.repeats else None  # k edges a post segment: [B, S, k, D] views
         self._lazy: dict = {}
 
     @property
@@ -100,7 +100,7 @@ class SparseBlock:
     # ------------------------------------------------------------------ per-edge views
     def gather(self, x: Tensor, side: Side) -> Tensor:
         """``x``'s node values along ``side``, per edge ``[B, E_b, D]`` (materialised)."""
-        if side.uniform is not None:  # a repeat of per-segment values, not a gather per edge
+        if side.repeats:  # a repeat of per-segment values, not a gather per edge
             return side.repeat(x)
         if _fast_gather_backward(x):
             return GatherNodes.apply(x, side.ids, side.edge_matrix(x.dtype))
