@@ -10,7 +10,9 @@ Files written to the output folder:
 - ``learned.graphml``: the network with the stored synapse states of one episode (``sg.read`` loads
   it back exactly) and ``weights.graphml``: the scalar weight graph, for Gephi / networkx;
 - ``measures_vs_load.png``, ``strength_distribution.png``, ``weights_by_type.png``,
-  ``learned_vs_hebbian.png``; ``summary.json``.
+  ``learned_vs_hebbian.png``; ``summary.json`` (with ``measured_corr``, for a weighted graph: the
+  correlation of the trained weights before storing with the measured strengths a rule starts
+  from, rescaled and signed by Dale's law).
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def analyze_run(run, out, loads=None, episodes: int = 8, seed: int = 4321) -> di
     summary = {"command": "analyze", "run": str(run), "out": str(out), "rule": cfg.rule.kind,
                "neurons": graph.num_nodes, "synapses": graph.num_edges, "num_patterns": task.num_patterns,
                "loads": [r["num_patterns"] for r in rows], "episodes": episodes, "by_load": rows,
+               # how much of the measured strengths the trained rule's starting weights keep (weighted graphs)
+               "measured_corr": _measured_corr(graph, ws.initial),
                "files": sorted(p.name for p in out.iterdir())}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_nan))
     summary["plots"] = plots
@@ -103,7 +107,7 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
 
     made = []
     loads = [r["num_patterns"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     for m in PLOTTED:
         ys = [r[m] for r in rows]
         if not all(math.isnan(y) for y in ys):
@@ -113,7 +117,7 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
     ax.set_xticks(loads, [str(x) for x in loads])
     ax.minorticks_off()
     ax.set_title("learned synapses after storing K patterns")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, out, "measures_vs_load.png", made)
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -151,3 +155,12 @@ def _save(fig, out: Path, name: str, made: list) -> None:
     fig.savefig(out / name, dpi=110)
     plt.close(fig)
     made.append(name)
+
+
+def _measured_corr(graph, initial) -> float | None:
+    from ..rules.constraints import constrain_start, start_weights
+
+    if graph.edge_weight is None:
+        return None
+    measured = constrain_start(graph, start_weights(graph, "analyze", "edge_weight").to(graph.device))
+    return graphs._corr(measured.view(-1).cpu().numpy(), initial.numpy())
