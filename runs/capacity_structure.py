@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE))
 from recall_capacity import BASE, TOPOLOGIES  # noqa: E402
 
 from simgraph.analysis import load_sweep, structure  # noqa: E402
+from simgraph.analysis.report import save_figure  # noqa: E402
 from simgraph.baselines import hebbian_baseline  # noqa: E402
 from simgraph.rules import HebbianRule  # noqa: E402
 from simgraph.train import Config  # noqa: E402
@@ -79,9 +80,7 @@ def plot(rows, path):
         ax.set_xlabel(x)
     axes[0].set_ylabel("capacity K (>= 95% bits)")
     axes[-1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

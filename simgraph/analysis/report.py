@@ -118,7 +118,7 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
     ax.minorticks_off()
     ax.set_title("learned synapses after storing K patterns")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    _save(fig, out, "measures_vs_load.png", made)
+    save_figure(fig, out / "measures_vs_load.png", made)
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for r_k in sorted({loads[0], loads[-1], k} & set(stored)):
@@ -127,7 +127,7 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
     ax.set_xlabel("neuron strength (sum of |w| in and out)")
     ax.set_ylabel("neurons")
     ax.legend(fontsize=8)
-    _save(fig, out, "strength_distribution.png", made)
+    save_figure(fig, out / "strength_distribution.png", made)
 
     fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(types) + 2), 4))
     ax.bar(range(len(types)), [t["mean"] for t in types], yerr=[t["std"] for t in types], capsize=3)
@@ -135,7 +135,7 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
                   rotation=30, ha="right")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel(f"synapse weight at K={k} (mean, std)")
-    _save(fig, out, "weights_by_type.png", made)
+    save_figure(fig, out / "weights_by_type.png", made)
 
     keep, hebb = graphs.hebbian_matrix(graph, ws.patterns[0])
     if bool(keep.any()):
@@ -144,17 +144,19 @@ def _plots(out: Path, graph, rows: list[dict], stored: dict, ws, types: list[dic
         ax.set_xlabel("Hebbian outer product sum_k p_k[i] p_k[j]")
         ax.set_ylabel("learned weight change")
         ax.set_title(f"K={k}, synapses between input neurons")
-        _save(fig, out, "learned_vs_hebbian.png", made)
+        save_figure(fig, out / "learned_vs_hebbian.png", made)
     return made
 
 
-def _save(fig, out: Path, name: str, made: list) -> None:
+def save_figure(fig, path: Path, made: list | None = None) -> None:
+    """``tight_layout``, save as PNG (110 dpi), close; the file name joins ``made``."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    made.append(name)
+    if made is not None:
+        made.append(Path(path).name)
 
 
 def _measured_corr(graph, initial) -> float | None:
