@@ -1,8 +1,8 @@
 """The sparse layout: consecutive projections run as ONE CSR block over global node ids.
 
 However many populations, projections and synapse types a graph has, its sparse synapses (and
-the small dense projections that cost less as sparse ones) form one block per contiguous edge
-range, usually one for the whole graph: one gather per primitive, one CSR product per channel,
+dense projections below ``layout.DENSE_AS_SPARSE_BELOW`` synapses, none by default) form one block
+per contiguous edge range, usually one for the whole graph: one gather per primitive, one CSR product per channel,
 one segment reduction, whatever the number of projections. Edges stay in the graph's order (so
 edge views stay views, and rules may write them in place); the index tensors are built once:
 
