@@ -3,7 +3,9 @@
 For every rule, on a dense all-to-all net and a sparse random net of about the same number of
 synapses, at batch 1 and 16, forward and forward+backward: seconds per tick, ticks/s, synapse
 updates/s, fraction of the measured roofline, peak memory (a fresh process per variant), and the
-ratios the performance targets are about. Ends with one JSON line (also written to ``--json``).
+ratios the performance targets are about; and typed nets of 20 projections against the same
+synapses as one projection (``--typed`` runs only those). Ends with one JSON line (also written
+to ``--json``).
 """
 
 from __future__ import annotations
