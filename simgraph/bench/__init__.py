@@ -99,8 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"simgraph bench on {machine}; bandwidth {roof['bandwidth_gbs']:.1f} GB/s, matmul {roof['matmul_gflops']:.0f} GFLOP/s",
           file=sys.stderr)
 
-    if a.typed:
-        rules = [r for r in rules if r in suite.TYPED_RULES]
     rows, typed_ratios = suite.typed_case([r for r in rules if r in suite.TYPED_RULES], a.batches, repeats, device, quick,
                                           _print_row)
     for kind, (n, density) in sizes.items() if not a.typed else ():
