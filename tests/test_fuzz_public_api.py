@@ -351,7 +351,13 @@ RULE_ARGS = {
                                    "node_dim": small_int(), "edge_dim": small_int(), "hidden": small_int(),
                                    "type_dim": small_int(), "input_dim": small_int(1, 2), "output_dim": small_int(1, 2),
                                    "use_types": maybe(st.booleans()), "plastic": maybe(st.booleans()),
-                                   "init_edge_std": POS, "update_scale": NUM, "seed": seed()}),
+                                   "init_edge_std": POS, "update_scale": NUM, "seed": seed(),
+                                   "start": maybe(st.sampled_from(["random", "hebbian"]), st.sampled_from(["hebian", ""])),
+                                   "beta": NUM, "eta": maybe(st.one_of(st.none(), st.floats(0.001, 1))),
+                                   "learn_from": maybe(st.sampled_from(["input", "activity", "output"])),
+                                   "output_gain": NUM, "residual_scale": POS, "init_weight_std": POS}),
+    "DeltaRule": (sg.rules.DeltaRule, {"eta": maybe(st.one_of(st.none(), st.floats(0.001, 1))), "beta": NUM,
+                                       "input_gain": NUM}),
     "GenomeRule": (sg.rules.GenomeRule, {"k": small_int(2, 3), "sigma": maybe(st.sampled_from([None, ("tanh", "relu")])),
                                          "symmetric": maybe(st.booleans()), "schedule": maybe(st.sampled_from(["layer_sweep"])),
                                          "injection": maybe(st.sampled_from(["label", "softmax_error"])),
@@ -379,7 +385,7 @@ def t_rule(name):
 
         def call():
             rule = make(**kw)
-            if isinstance(rule, sg.rules.Rule) and name in ("StaticRule", "HebbianRule", "MLPRule", "PlasticRule"):
+            if isinstance(rule, sg.rules.Rule) and name in ("StaticRule", "HebbianRule", "DeltaRule", "MLPRule", "PlasticRule"):
                 sg.simulate(rule, GRAPH, ticks=2, batch_size=1)  # the settings must also run
 
         outcome(f"rules.{name}", call)

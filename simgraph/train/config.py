@@ -37,6 +37,8 @@ from ..tasks import TASKS, RecallTask, Task
 SECTIONS = ("network", "rule", "task", "train")
 ESTIMATORS = ("bptt", "es", "cma")
 DEFAULT_TASK = {"kind": "recall", "num_patterns": 6, "bits": 32}
+# the learned MLP rule started at the Hebbian rule, at the gain hebbian_baseline tunes on the default net
+DEFAULT_RULE = {"kind": "mlp", "start": "hebbian", "beta": 0.03}
 
 
 @dataclass
@@ -56,7 +58,7 @@ class NetworkConfig:
 @dataclass
 class RuleConfig:
     kind: str = "mlp"
-    settings: dict = field(default_factory=dict)  # the rule constructor's keywords (flat in TOML)
+    settings: dict = field(default_factory=lambda: {k: v for k, v in DEFAULT_RULE.items() if k != "kind"})
 
 
 @dataclass
@@ -150,7 +152,7 @@ class Config:
         for key in SECTIONS:
             if key in data and not isinstance(data[key], dict):
                 raise ConfigError(f"{where}: [{key}] must be a table, got {data[key]!r}")
-        rule = dict(data.get("rule", {}))
+        rule = dict(data["rule"]) if "rule" in data else dict(DEFAULT_RULE)
         task = dict(data.get("task", {}) or {}) if "task" in data else dict(DEFAULT_TASK)
         cfg = cls(
             seed=data.get("seed", 0),
@@ -195,6 +197,8 @@ class Config:
             if section == "network" and key in ("topology", "file", "builder"):
                 for other in ("topology", "file", "builder"):
                     data["network"].pop(other, None)  # one way of naming the network replaces the other
+            if section == "rule" and key == "kind" and value != data["rule"].get("kind", "mlp"):
+                data["rule"] = _settings_kept_by(value, data["rule"], self.search_paths)
             (data[section] if section else data)[key] = value
         return Config.from_dict(data, base_dir=self.base_dir)
 
@@ -337,6 +341,16 @@ def check_fits(graph: Graph, task: Task) -> None:
 
 
 # sizes a topology takes that the task can fill: parameter -> value from the task
+def _settings_kept_by(kind, settings: dict, paths) -> dict:
+    """A new rule kind keeps the settings it also takes (``frozen`` from ``mlp`` keeps the sizes) and
+    drops the others (the Hebbian start of the default has no meaning for ``plastic``)."""
+    try:
+        names = rules.registry.check_settings(kind, {}, paths)[2]
+    except ConfigError:
+        return {k: v for k, v in settings.items() if k != "kind"}  # validate() names the unknown kind
+    return {k: v for k, v in settings.items() if k in names}
+
+
 def _sizes(task: Task) -> dict:
     teacher = getattr(task, "teacher_inputs", 0)  # channels that drive the output neurons, not input neurons
     n_in = task.num_inputs - teacher
