@@ -147,3 +147,17 @@ def test_portrait_tells_oja_from_hebbian():
     assert p.coefficients["w*post^2"] == pytest.approx(-0.05, rel=1e-4)
     with pytest.raises(sg.errors.UnknownNameError, match="basis term"):
         sg.analysis.rule_portrait(_Oja(), fully_recurrent(4), basis=("pre*pots",))
+
+
+def test_the_default_starts_at_hebbian_and_other_kinds_drop_its_settings():
+    cfg = Config()
+    assert cfg.rule.kind == "mlp" and cfg.rule.settings == {"start": "hebbian", "beta": 0.03}
+    frozen = cfg.override(**{"rule.kind": "frozen"})  # the frozen baseline keeps the same rule family
+    assert frozen.rule.settings == {"start": "hebbian", "beta": 0.03}
+    hebbian = cfg.override(**{"rule.kind": "hebbian"})
+    assert hebbian.rule.settings == {"beta": 0.03}  # HebbianRule takes beta, not start
+    plastic = cfg.override(**{"rule.kind": "plastic", "task.bits": 8})
+    assert plastic.rule.settings == {}
+    assert isinstance(plastic.make_rule(plastic.make_graph()), sg.rules.PlasticRule)
+    with pytest.raises(sg.errors.UnknownNameError, match="start"):  # a setting the new kind lacks, given anew: refused
+        cfg.override(**{"rule.kind": "hebbian", "rule.start": "hebbian"})
