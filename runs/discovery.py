@@ -44,7 +44,10 @@ class Discovered(Exception):
 
 
 def config(setting: str, start: str, seed: int, steps: int) -> Config:
-    return Config.load(DEFAULT).override(**{
+    cfg = Config.load(DEFAULT)
+    if start == "random":  # the default's beta belongs to its Hebbian start
+        cfg.rule.settings.pop("beta", None)
+    return cfg.override(**{
         **SETTINGS[setting], "seed": seed, "rule.start": start, "task.num_patterns": 2, "train.curriculum": False,
         "train.steps": steps, "train.eval_every": 10, "train.eval_batch": 64, "train.checkpoint_every": 10**6,
         "train.threads": 0})

@@ -83,6 +83,9 @@ def main():
     # a run of some models adds to (or replaces) their rows in the results already there
     previous = out / "results.json"
     results = json.loads(previous.read_text())["results"] if previous.is_file() and not args.quick else {}
+    for r in results.values():  # JSON made the loads and delays strings
+        for key in ("by_load", "by_delay"):
+            r[key] = {int(k): v for k, v in r[key].items()}
     chosen = args.topologies.split(",")
     for name in chosen:
         if name not in TOPOLOGIES:
