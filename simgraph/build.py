@@ -134,6 +134,7 @@ class Network:
         allow_multapses: bool = True,
         layout: str = "auto",
         name: str | None = None,
+        **unknown_options,
     ) -> "Network":
         """Connect population ``pre`` to population ``post`` with a NEST connection rule.
 
@@ -145,6 +146,10 @@ class Network:
         time and memory proportional to the synapses it makes (not to ``n_pre * n_post``); a projection
         whose synapses would not fit the byte budget is refused before anything is drawn.
         """
+        if unknown_options:  # a typo (prob=, in_degree=) would otherwise be Python's bare TypeError
+            raise unknown("Network.connect keyword", next(iter(unknown_options)),
+                          ["synapse_type", "p", "indegree", "outdegree", "n", "pre_idx", "post_idx", "allow_autapses",
+                           "allow_multapses", "layout", "name"])
         n_pre, _ = self._pop(pre)
         n_post, _ = self._pop(post)
         where = f"projection {pre}->{post}"

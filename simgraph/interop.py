@@ -554,8 +554,9 @@ def write(graph: Graph, path, state: dict | None = None, batch_index: int = 0) -
             "weight_dtype": None if graph.edge_weight is None else str(graph.edge_weight.dtype).removeprefix("torch.")}
     G.graph["simgraph"] = json.dumps(meta)
     if suffix == ".gexf":
-        for *_, d in G.edges(data=True):
+        for *_, key, d in G.edges(keys=True, data=True):
             d[_GEXF_TYPE] = d.pop("type")
+            d["id"] = str(key)  # GEXF's edge id: the key, which a file without parallel edges keeps only there
         G.graph = {"name": json.dumps(G.graph)}  # networkx's GEXF keeps no graph attributes but its name
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -664,6 +665,13 @@ def _from_gexf(G: nx.Graph, path: Path) -> nx.Graph:
             meta = None
     if not isinstance(meta, dict) or "simgraph" not in meta:
         return G  # a GEXF file from elsewhere
+    if G.is_directed() and not G.is_multigraph():  # networkx reads a file without parallel edges as a DiGraph:
+        M = nx.MultiDiGraph()  # back to sg.write's MultiDiGraph, each edge keyed by its GEXF id (its key when written)
+        M.add_nodes_from(G.nodes(data=True))
+        for u, v, d in G.edges(data=True):
+            key = d.get("id")
+            M.add_edge(u, v, key=int(key) if isinstance(key, str) and key.isdigit() else key, **d)
+        G = M
     for n, d in G.nodes(data=True):
         if d.get("label") == str(n):
             d.pop("label")

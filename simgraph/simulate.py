@@ -13,7 +13,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
-from .errors import ConfigError, ShapeError, SimgraphWarning, unknown
+from .errors import ConfigError, ShapeError, SimgraphWarning, is_int, unknown
 from .graph import Graph
 from .rules.base import Rule, State
 
@@ -235,7 +235,13 @@ def simulate(
     if inputs is not None:
         inputs = check_inputs(graph, rule, inputs)
         T, B = inputs.shape[0], inputs.shape[1]
+        for name, value, have in (("ticks", ticks, T), ("batch_size", batch_size, B)):  # inputs fix both; a conflict
+            if value is not None and (not is_int(value) or value != have):  # would be silently ignored
+                raise ShapeError(f"simulate {name}={value!r} disagrees with inputs of shape {tuple(inputs.shape)} "
+                                 f"({'T' if name == 'ticks' else 'B'} = {have}); leave {name} out when passing inputs")
     else:
+        ticks = int(ticks) if is_int(ticks) else ticks  # numpy ints are ints
+        batch_size = int(batch_size) if is_int(batch_size) else batch_size
         if not isinstance(ticks, int) or isinstance(ticks, bool) or ticks < 1:
             raise ShapeError(f"without inputs, ticks must be a positive int, got {ticks!r}")
         if batch_size is None and state is not None:
@@ -548,7 +554,11 @@ def _compiled_step(rule: Rule, graph: Graph, state: State, options: bool | dict)
     key = tuple(sorted((k, repr(v)) for k, v in options.items()))
     cache = rule.__dict__.setdefault("_compiled_steps", {})
     if key not in cache:
-        cache[key] = torch.compile(rule.step, **{"dynamic": False, **options})
+        try:
+            cache[key] = torch.compile(rule.step, **{"dynamic": False, **options})
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:  # torch checks the options here
+            raise ConfigError(f"simulate compile options {options!r} are not valid torch.compile options: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     prepared = rule.__dict__.setdefault("_prepared_graphs", weakref.WeakSet())
     if graph not in prepared:
         with torch.no_grad():

@@ -102,6 +102,8 @@ def recall_network(
     from .errors import check_bool
 
     teach = check_bool("recall_network teach", teach)
+    for name, size in (("n_in", n_in), ("n_memory", n_memory), ("n_out", n_out)):
+        check_int(f"recall_network {name}", size, 1)
     p_recurrent = check_number("recall_network p_recurrent", p_recurrent, low=0.0, high=1.0)
     net = Network(seed)
     net.population("input", n_in, neuron_type="input")

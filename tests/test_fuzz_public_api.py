@@ -9,8 +9,12 @@ bad paths) and calls one public entry point. Every call ends one of three ways:
 - **accepted**: the call returned (a valid input, or one the API defines a meaning for);
 - **raw**: any other exception, or a hang: a failure.
 
-The last test prints ``fuzz: N cases, X clear errors, Y accepted, 0 raw`` and asserts no raw
-outcome. Calls known to raise raw exceptions in modules outside this change are listed in
+A case where every drawn value is valid (no ``hostile()`` draw, no ``maybe`` hostile branch, no
+combination ``together()`` marks as invalid) must be accepted: a SimgraphError on it fails the test
+("valid input refused"). ``test_fuzz_valid`` runs each target again with only valid draws.
+
+The last test prints ``fuzz: N cases, X clear errors, Y accepted, 0 raw; V valid cases, 0 valid inputs
+refused`` and the valid cases per target, and asserts no raw outcome and no refusal of valid input. Calls known to raise raw exceptions in modules outside this change are listed in
 ``KNOWN_RAW`` (empty now: every raw exception the fuzz found is fixed and pinned by a test at the end).
 
 Sizes are small (and ``SIMGRAPH_MAX_BYTES`` is 2e8 here), so that every accepted call is quick;
@@ -41,6 +45,19 @@ from simgraph.errors import SimgraphError
 
 OUTCOMES: Counter = Counter()
 RAW: list[str] = []
+VALID: Counter = Counter()  # per target: cases whose every drawn value was valid (no hostile draw)
+REFUSED: list[str] = []  # valid cases refused with a SimgraphError: a failure
+
+
+class _Case:
+    """The case being drawn: ``hostile`` turns True when any hostile value is drawn (``hostile()`` strategies,
+    the hostile branch of ``maybe``); with ``valid_only`` set, ``maybe`` draws only its valid branch."""
+
+    hostile = False
+    valid_only = False
+
+
+CASE = _Case()
 HANG_S = 20  # per call; a small call takes milliseconds
 EXAMPLES = 12  # per target (hypothesis max_examples)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=False,
@@ -72,6 +89,9 @@ def time_limit(seconds: float):
 def outcome(target: str, fn) -> str:
     """Run ``fn()`` and classify it (see the module docstring); a raw outcome fails the calling test."""
     OUTCOMES["cases"] += 1
+    valid = not CASE.hostile
+    if valid:
+        VALID[target] += 1
     try:
         with time_limit(HANG_S):
             fn()
@@ -81,6 +101,11 @@ def outcome(target: str, fn) -> str:
             RAW.append(f"{target}: {type(exc).__name__} with an empty message")
             raise AssertionError(RAW[-1]) from exc
         OUTCOMES["clear"] += 1
+        if valid:  # every value drawn was valid: the call had to run
+            OUTCOMES["refused"] += 1
+            REFUSED.append(f"{target}: valid input refused: {type(exc).__name__}: {str(exc)[:300]}")
+            if not os.environ.get("FUZZ_COLLECT"):
+                raise AssertionError(REFUSED[-1]) from exc
         return "clear"
     except Hang as exc:
         OUTCOMES["raw"] += 1
@@ -132,9 +157,40 @@ WEIRD = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True, allow_infi
 HOSTILE = st.one_of(WEIRD, HUGE, NEG, NUMPY)
 
 
-def maybe(valid, hostile=HOSTILE):
-    """A valid value most of the time, else a hostile one."""
-    return st.one_of(valid, valid, hostile)
+def hostile(strategy):
+    """``strategy``, marking the case as hostile when drawn: a refusal is then the right answer."""
+
+    @st.composite
+    def marked(draw):
+        CASE.hostile = True
+        return draw(strategy)
+
+    return marked()
+
+
+def together(ok: bool, fix=None) -> None:
+    """Values each valid alone that the API documents as invalid together (sizes that must agree, options for
+    another mode): in the valid pass ``fix()`` makes them agree; otherwise (``ok`` False) the case counts as hostile."""
+    if not ok and CASE.valid_only and fix is not None:
+        fix()
+        return
+    if not ok:
+        CASE.hostile = True
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def maybe(valid, bad=HOSTILE):
+    """A valid value most of the time, else a hostile one (only the valid one while ``CASE.valid_only``)."""
+    mixed = st.one_of(valid, valid, hostile(bad))
+
+    @st.composite
+    def pick(draw):
+        return draw(valid if CASE.valid_only else mixed)
+
+    return pick()
 
 
 def small_int(lo=1, hi=4):
@@ -181,22 +237,45 @@ def t_population(d):
     outcome("Network.population", lambda: sg.Network().population(name, size, neuron_type=ntype))
 
 
+RULE_PARAMS = {"pairwise_bernoulli": {"p": prob()}, "fixed_indegree": {"indegree": small_int(0, 3)},
+               "fixed_outdegree": {"outdegree": small_int(0, 3)}, "fixed_total_number": {"n": small_int(0, 6)},
+               "explicit": {"pairs": maybe(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)).filter(lambda t: t[0] != t[1]),
+                                                    unique=True, max_size=3))}}
+
+
 def t_connect(d):
     net = sg.Network(seed=0).population("a", 4).population("b", 3)
+    sizes = {"a": 4, "b": 3}
     pre = d.draw(maybe(st.sampled_from(["a", "b"])), label="pre")
     post = d.draw(maybe(st.sampled_from(["a", "b"])), label="post")
     rule = d.draw(maybe(st.sampled_from(sg.CONNECTION_RULES)), label="rule")
-    kw = kwargs(d, {"p": prob(), "indegree": small_int(0, 3), "outdegree": small_int(0, 3), "n": small_int(0, 6),
-                    "pre_idx": maybe(st.lists(st.integers(0, 2), max_size=3)), "post_idx": maybe(st.lists(st.integers(0, 2), max_size=3)),
-                    "allow_autapses": maybe(st.booleans()), "allow_multapses": maybe(st.booleans()),
-                    "layout": maybe(st.sampled_from(["auto", "dense", "sparse"])), "synapse_type": maybe(st.just("s")),
-                    "name": maybe(st.just("q"))})
+    # the rule's own parameters (required), then the common options; another rule's parameter is hostile
+    kw = {k: d.draw(v, label=k) for k, v in (RULE_PARAMS.get(rule, {}) if isinstance(rule, str) else {}).items()}
+    if "pairs" in kw:
+        pairs = kw.pop("pairs")
+        split = isinstance(pairs, list) and all(isinstance(p, tuple) for p in pairs)
+        kw["pre_idx"], kw["post_idx"] = ([p[0] for p in pairs], [p[1] for p in pairs]) if split else (pairs, pairs)
+    kw.update(kwargs(d, {"allow_autapses": maybe(st.booleans()), "allow_multapses": maybe(st.booleans()),
+                         "layout": maybe(st.sampled_from(["auto", "sparse"]), st.sampled_from(["dense", "x"])),
+                         "synapse_type": maybe(st.just("s")), "name": maybe(st.just("q"))}))
+    if d.draw(st.integers(0, 3), label="foreign") == 0:
+        foreign = {k: v for r, spec in RULE_PARAMS.items() if not isinstance(rule, str) or r != rule
+                   for k, v in spec.items() if k != "pairs"}
+        kw.update(kwargs(d, {k: hostile(v) for k, v in foreign.items()}))
+    named = isinstance(pre, str) and pre in sizes and isinstance(post, str) and post in sizes
+    if rule == "one_to_one" and named:
+        together(sizes[pre] == sizes[post], lambda: None)  # one_to_one needs equal sizes
+        post = pre if CASE.valid_only else post
+    degree = {"fixed_indegree": ("indegree", pre), "fixed_outdegree": ("outdegree", post)}.get(rule) if named else None
+    if degree and kw.get("allow_multapses") is False and is_int(kw.get(degree[0])):
+        partners = sizes[degree[1]] - (1 if pre == post and kw.get("allow_autapses") is False else 0)
+        together(kw[degree[0]] <= partners, lambda: kw.update({degree[0]: partners}))  # no more partners than exist
     outcome("Network.connect", lambda: net.connect(pre, post, rule, **kw).build())
 
 
 def t_io_build(d):
-    ins = d.draw(st.lists(maybe(st.sampled_from(["a", "b"])), max_size=3), label="inputs")
-    outs = d.draw(st.lists(maybe(st.sampled_from(["a", "b"])), max_size=3), label="outputs")
+    ins = d.draw(st.lists(maybe(st.sampled_from(["a", "b"])), max_size=3, unique_by=repr), label="inputs")
+    outs = d.draw(st.lists(maybe(st.sampled_from(["a", "b"])), max_size=3, unique_by=repr), label="outputs")
     device = d.draw(DEVICE, label="device")
     outcome("Network.inputs/outputs/build",
             lambda: sg.Network(seed=0).population("a", 3).population("b", 2).connect("a", "b").inputs(*ins).outputs(*outs)
@@ -205,8 +284,11 @@ def t_io_build(d):
 
 def t_with_io(d):
     item = maybe(st.sampled_from(["a", "b", "a[0:2]", "b[1:3]", 0, 5]), st.one_of(HOSTILE, st.sampled_from(["a[3:1]", "a[0:9]", "zz", "a[x]"])))
-    ins = d.draw(maybe(st.lists(item, min_size=1, max_size=3), st.one_of(st.just([]), WEIRD)), label="inputs")
-    outs = d.draw(maybe(st.lists(item, min_size=1, max_size=3), st.one_of(st.just([]), WEIRD)), label="outputs")
+    valid = st.sampled_from([["a"], ["b"], ["a", "b"], ["a[0:2]"], ["a[0:2]", "b"], [0, "b[1:3]"], [5], ["b[1:3]", 0, 1]])
+    # a list drawn item by item may name a neuron twice (refused): hostile
+    bad = st.one_of(st.lists(item, min_size=1, max_size=3), st.just([]), WEIRD)
+    ins = d.draw(maybe(valid, bad), label="inputs")
+    outs = d.draw(maybe(valid, bad), label="outputs")
     outcome("Graph.with_io", lambda: GRAPH.with_io(inputs=ins, outputs=outs))
 
 
@@ -214,7 +296,7 @@ TOPOLOGY_ARGS = {
     "layered": {"sizes": maybe(st.lists(st.integers(1, 4), min_size=2, max_size=3)), "seed": seed(), "device": DEVICE},
     "fully_recurrent": {"n": small_int(), "autapses": maybe(st.booleans()), "seed": seed(), "device": DEVICE},
     "sparse_random": {"n": small_int(), "p": prob(), "seed": seed(), "device": DEVICE},
-    "small_world": {"n": small_int(3, 8), "k": small_int(2, 4), "p": prob(), "seed": seed(), "device": DEVICE},
+    "small_world": {"n": small_int(5, 8), "k": small_int(2, 4), "p": prob(), "seed": seed(), "device": DEVICE},
     "modular": {"modules": small_int(1, 3), "size": small_int(), "p_within": prob(), "p_between": prob(), "seed": seed(),
                 "device": DEVICE},
     "hopfield": {"n": small_int(), "seed": seed(), "device": DEVICE},
@@ -226,6 +308,8 @@ TOPOLOGY_ARGS = {
 def t_topology(name):
     def run(d):
         kw = kwargs(d, TOPOLOGY_ARGS[name])
+        if name == "small_world" and is_int(kw.get("k", 10)) and is_int(kw.get("n", 100)):  # k < n (defaults 10, 100)
+            together(kw.get("k", 10) < kw.get("n", 100), lambda: kw.update(k=2))
         outcome(f"topologies.{name}", lambda: getattr(topologies, name)(**kw))
 
     return run
@@ -256,8 +340,14 @@ def t_simulate(d):
         "monitors": maybe(st.lists(st.builds(sg.Monitor, st.sampled_from(["node", "edge"]), st.integers(1, 3)), max_size=2),
                           st.one_of(WEIRD, st.just([sg.Monitor("nope")]), st.just(sg.Monitor("node")))),
         "checkpoint_every": maybe(st.integers(0, 2)), "lean": maybe(st.booleans()),
-        "compile": st.one_of(st.just(False), WEIRD.filter(lambda v: not isinstance(v, (bool, dict)))),  # True: a slow compile
+        "compile": st.one_of(st.just(False), hostile(WEIRD.filter(lambda v: not isinstance(v, (bool, dict))))),  # True: a slow compile
     })
+    if inputs is None:  # without inputs, ticks says how long
+        together("ticks" in kw, lambda: kw.update(ticks=T))
+    elif inputs is good_inputs:  # inputs fix ticks and batch_size: other values are refused
+        for key, have in (("ticks", T), ("batch_size", B)):
+            if is_int(kw.get(key)):
+                together(kw[key] == have, lambda key=key: kw.pop(key))
     outcome("simulate", lambda: sg.simulate(rule, GRAPH, inputs, **kw))
 
 
@@ -310,9 +400,11 @@ NX_GRAPHS = _nx_graphs()
 
 
 def t_from_networkx(d):
-    G = d.draw(maybe(st.sampled_from(NX_GRAPHS), WEIRD), label="G")
+    G = d.draw(maybe(st.sampled_from(NX_GRAPHS[:3] + NX_GRAPHS[4:]), st.one_of(st.just(NX_GRAPHS[3]), WEIRD)), label="G")  # 3: empty
     kw = kwargs(d, {"node_type_attr": maybe(st.sampled_from(["type", "kind"])),
                     "default_type": maybe(st.sampled_from([None, "t"])), "seed": seed()})
+    typed = G is not NX_GRAPHS[2] and kw.get("node_type_attr", "type") == "type"
+    together(typed or kw.get("default_type") is not None, lambda: kw.update(default_type="t"))  # an untyped node needs one
     outcome("from_networkx", lambda: sg.from_networkx(G, **kw))
 
 
@@ -340,21 +432,22 @@ def t_write_read(d):
 
 # ---------------------------------------------------------------------- rules
 NUM = maybe(st.floats(-2, 2, allow_nan=False))
+CLIP = maybe(st.floats(0, 2))  # clip >= 0 (0 = off)
 POS = maybe(st.floats(0.001, 2))
 RULE_ARGS = {
     "StaticRule": (sg.rules.StaticRule, {"gain": NUM, "input_gain": NUM, "seed": seed(),
                                          "weights": maybe(st.sampled_from([None, torch.ones(GRAPH.num_edges)]),
                                                           st.one_of(WEIRD, st.just(torch.ones(3))))}),
     "HebbianRule": (sg.rules.HebbianRule, {"eta": maybe(st.one_of(st.none(), st.floats(0.001, 1))), "beta": NUM,
-                                           "input_gain": NUM, "learn_from": maybe(st.sampled_from(["input", "output"]))}),
-    "MLPRule": (sg.rules.MLPRule, {"num_neuron_types": small_int(1, 2), "num_synapse_types": small_int(1, 2),
+                                           "input_gain": NUM, "learn_from": maybe(st.sampled_from(["input", "activity"]))}),
+    "MLPRule": (sg.rules.MLPRule, {"num_neuron_types": small_int(2, 3), "num_synapse_types": small_int(1, 2),
                                    "node_dim": small_int(), "edge_dim": small_int(), "hidden": small_int(),
                                    "type_dim": small_int(), "input_dim": small_int(1, 2), "output_dim": small_int(1, 2),
                                    "use_types": maybe(st.booleans()), "plastic": maybe(st.booleans()),
                                    "init_edge_std": POS, "update_scale": NUM, "seed": seed(),
                                    "start": maybe(st.sampled_from(["random", "hebbian"]), st.sampled_from(["hebian", ""])),
                                    "beta": NUM, "eta": maybe(st.one_of(st.none(), st.floats(0.001, 1))),
-                                   "learn_from": maybe(st.sampled_from(["input", "activity", "output"])),
+                                   "learn_from": maybe(st.sampled_from(["input", "activity"])),
                                    "output_gain": NUM, "residual_scale": POS, "init_weight_std": POS}),
     "DeltaRule": (sg.rules.DeltaRule, {"eta": maybe(st.one_of(st.none(), st.floats(0.001, 1))), "beta": NUM,
                                        "input_gain": NUM}),
@@ -382,6 +475,21 @@ def t_rule(name):
 
     def run(d):
         kw = kwargs(d, spec)
+        if name == "MLPRule":  # the Hebbian core's settings need start='hebbian', which needs scalar inputs and outputs
+            core = {"eta", "beta", "input_gain", "learn_from", "init_weight_std", "output_gain", "residual_scale"} & set(kw)
+
+            def hebbian_start():
+                kw.update(start="hebbian")
+                kw.pop("input_dim", None), kw.pop("output_dim", None)
+
+            if core and kw.get("start", "random") in ("random", "hebbian"):
+                together(kw.get("start") == "hebbian", hebbian_start)
+            if kw.get("start") == "hebbian":
+                together(kw.get("input_dim", 1) == 1 and kw.get("output_dim", 1) == 1, hebbian_start)
+        if name == "MLPRule" and is_int(kw.get("num_neuron_types", 1)) and kw.get("use_types", True) is True:
+            together(kw.get("num_neuron_types", 1) >= 2, lambda: kw.update(num_neuron_types=2))  # GRAPH has 2 types
+        if name == "GenomeRule" and isinstance(kw.get("sigma"), tuple) and is_int(kw.get("k", 2)):
+            together(len(kw["sigma"]) == kw.get("k", 2), lambda: kw.update(sigma=None))  # one activation per state
 
         def call():
             rule = make(**kw)
@@ -396,14 +504,21 @@ def t_rule(name):
 def t_registry(d):
     kind = d.draw(maybe(st.sampled_from(["hebbian", "mlp", "static", "frozen"]), st.one_of(WEIRD, st.just("nope:Rule"))),
                   label="kind")
-    kw = kwargs(d, {"seed": seed(), "hidden": small_int(), "eta": POS, "bogus": st.integers()})
+    takes = {"hebbian": {"eta"}, "mlp": {"hidden"}, "frozen": {"hidden"}, "static": set()}.get(kind if isinstance(kind, str) else "",
+                                                                                                 {"hidden", "eta"})
+    settings_ = {"hidden": small_int(), "eta": POS}  # a setting the kind does not take is hostile (refused by name)
+    kw = kwargs(d, {"seed": seed(), "bogus": hostile(st.integers()),
+                    **{k: (v if k in takes else hostile(v)) for k, v in settings_.items()}})
     outcome("rules.build", lambda: sg.rules.build(kind, GRAPH, **kw))
 
 
 def t_register(d):
-    name = d.draw(maybe(st.sampled_from(["hebbian", "fuzz_rule"])), label="name")
+    OUTCOMES["registered"] += 1
+    name = d.draw(maybe(st.just(f"fuzz_rule_{OUTCOMES['registered']}"), st.one_of(HOSTILE, st.sampled_from(["", "a:b"]))), label="name")
+    if d.draw(st.integers(0, 3), label="taken") == 0:
+        name = d.draw(hostile(st.just("hebbian")), label="taken name")  # registered already: needs replace=True
     factory = d.draw(maybe(st.just(sg.rules.HebbianRule), WEIRD), label="factory")
-    replace = d.draw(maybe(st.just(False)), label="replace")
+    replace = d.draw(maybe(st.booleans()), label="replace")
 
     def run():
         sg.rules.register(name, factory, replace=replace)
@@ -442,6 +557,20 @@ def t_task(name):
 
     def run(d):
         kw = kwargs(d, spec)
+        if name in ("OneShotTask", "reversal"):  # distinct labels: label_bits >= n_patterns; reversal: n_patterns >= 2
+            lb, n = kw.get("label_bits", 2), kw.get("n_patterns", 2)
+            if is_int(lb) and is_int(n):
+                together(lb >= n, lambda: kw.update(n_patterns=min(n, lb)))
+                if name == "reversal" or kw.get("reversal") is True:
+                    together(kw.get("n_patterns", 2) >= 2, lambda: kw.update(n_patterns=2, label_bits=max(lb, 2)))
+        if name == "OnlineTask":  # digits take classes=, the 2-D generators num_classes= (blobs >= 2, the others 2)
+            src = kw.get("source", "digits")
+            if src == "digits":
+                together(kw.get("num_classes") is None, lambda: kw.pop("num_classes"))
+            elif src in sg.tasks.SOURCES:
+                together(kw.get("classes") is None, lambda: kw.pop("classes"))
+                if src != "blobs" and is_int(kw.get("num_classes")):
+                    together(kw["num_classes"] == 2, lambda: kw.update(num_classes=2))
         batch = d.draw(small_int(1, 3), label="batch_size")
         s = d.draw(maybe(st.integers(0, 100)), label="seed")
         device = d.draw(maybe(st.sampled_from([None, "cpu"]), st.sampled_from(["nonsense", "cuda:99"])), label="device")
@@ -460,7 +589,7 @@ def t_task(name):
 def t_task_methods(d):
     ep = TASK.sample(2)
     outputs = d.draw(maybe(st.just(torch.zeros(ep.targets.shape)), st.one_of(WEIRD, st.just(torch.zeros(3, 2, 1)))), label="outputs")
-    changes = kwargs(d, {"num_patterns": small_int(1, 3), "bits": small_int(1, 4), "bogus": st.integers(), "cue": maybe(st.just("key"))})
+    changes = kwargs(d, {"num_patterns": small_int(1, 3), "bits": small_int(1, 4), "bogus": hostile(st.integers()), "cue": maybe(st.just("key"))})
 
     def run():
         TASK.loss(outputs, ep), TASK.metrics(outputs, ep)
@@ -476,10 +605,10 @@ def _fit_rule():
 
 def t_fit(d):
     kw = kwargs(d, {"steps": maybe(st.integers(1, 2), st.one_of(WEIRD, NEG, NUMPY)), "batch_size": small_int(1, 2),
-                    "eval_every": small_int(1, 2), "eval_batch": small_int(1, 2), "lr": POS, "clip": NUM,
+                    "eval_every": small_int(1, 2), "eval_batch": small_int(1, 2), "lr": POS, "clip": CLIP,
                     "estimator": maybe(st.sampled_from(["bptt", "es", "cma"])), "window": small_int(0, 3),
                     "pairs": small_int(1, 2), "popsize": small_int(2, 3), "sigma": POS, "fitness": maybe(st.sampled_from(["loss", "accuracy"])),
-                    "bogus": st.integers(), "seed": seed(), "checkpoint_every": small_int(1, 2)})
+                    "bogus": hostile(st.integers()), "seed": seed(), "checkpoint_every": small_int(1, 2)})
     kw.setdefault("steps", 1)
     kw.setdefault("eval_batch", 2)
     if isinstance(kw.get("eval_every"), int) and not isinstance(kw["eval_every"], bool) and kw["eval_every"] > 2:
@@ -519,19 +648,20 @@ def paths(tmp_path_factory):
 
 
 def t_load_rule(d):
-    p = d.draw(maybe(st.sampled_from(BAD_FILES["bad"]), WEIRD), label="folder")
+    p = d.draw(maybe(st.sampled_from([BAD_FILES["run"], Path(BAD_FILES["run"])]), st.one_of(st.sampled_from(BAD_FILES["bad"]), WEIRD)),
+               label="folder")
     outcome("train.load_rule", lambda: sg.train.load_rule(p))
 
 
 def t_config(d):
-    data = d.draw(st.one_of(
+    data = d.draw(maybe(
         st.sampled_from([{}, {"seed": 1}, {"train": {"steps": 2}}, {"task": {"kind": "oneshot"}}]),
-        st.dictionaries(st.sampled_from(["seed", "network", "rule", "task", "train", "bogus"]),
-                        st.one_of(HOSTILE, st.dictionaries(st.sampled_from(["kind", "steps", "bits", "topology", "lr", "x"]),
-                                                           HOSTILE, max_size=2)), max_size=3),
-        WEIRD), label="data")
+        st.one_of(st.dictionaries(st.sampled_from(["seed", "network", "rule", "task", "train", "bogus"]),
+                                  st.one_of(HOSTILE, st.dictionaries(st.sampled_from(["kind", "steps", "bits", "topology", "lr", "x"]),
+                                                                     HOSTILE, max_size=2)), min_size=1, max_size=3),
+                  WEIRD)), label="data")
     sets = kwargs(d, {"train.steps": small_int(1, 3), "task.bits": small_int(1, 4), "rule.kind": maybe(st.sampled_from(["mlp", "hebbian"])),
-                      "network.topology": maybe(st.sampled_from(["fully_recurrent", "layered"])), "bogus.key": st.integers(),
+                      "network.topology": maybe(st.sampled_from(["fully_recurrent", "layered"])), "bogus.key": hostile(st.integers()),
                       "seed": seed()})
 
     def run():
@@ -543,12 +673,13 @@ def t_config(d):
 
 
 def t_config_load(d):
-    p = d.draw(maybe(st.sampled_from(BAD_FILES["bad"]), WEIRD), label="path")
+    p = d.draw(maybe(st.sampled_from([BAD_FILES["tiny"], Path(BAD_FILES["tiny"])]), st.one_of(st.sampled_from(BAD_FILES["bad"]), WEIRD)),
+               label="path")
     outcome("train.Config.load", lambda: sg.train.Config.load(p))
 
 
 def t_train_config(d):
-    kw = kwargs(d, {"steps": small_int(1, 3), "batch_size": small_int(1, 3), "lr": POS, "clip": NUM,
+    kw = kwargs(d, {"steps": small_int(1, 3), "batch_size": small_int(1, 3), "lr": POS, "clip": CLIP,
                     "estimator": maybe(st.sampled_from(["bptt", "es", "cma"])), "lr_schedule": maybe(st.sampled_from(["cosine", "constant"])),
                     "curriculum_threshold": maybe(st.floats(0.01, 1)), "keep": maybe(st.sampled_from(["mean", "best"])),
                     "lean": maybe(st.booleans()), "popsize": small_int(2, 4), "threads": small_int(0, 2)})
@@ -636,25 +767,30 @@ OK_SETS = ["train.steps=1", "task.bits=4", "train.lr=0.01"]
 
 
 def t_cli_train(d):
-    cfg = d.draw(st.sampled_from(BAD_FILES["bad"] + [BAD_FILES["tiny"]]), label="config")
-    sets = d.draw(st.lists(st.sampled_from(BAD_SETS + OK_SETS), max_size=2), label="sets")
-    out = d.draw(st.sampled_from([str(BAD_FILES["tmp"] / "file.txt"), str(BAD_FILES["tmp"] / "empty_dir"), None]), label="out")
-    device = d.draw(st.sampled_from(["cpu", "nonsense", "cuda:99", "", "tpu"]), label="device")
-    if cfg == BAD_FILES["tiny"] and all(s in OK_SETS for s in sets) and device == "cpu" and out != str(BAD_FILES["tmp"] / "file.txt"):
-        sets = sets + [d.draw(st.sampled_from(BAD_SETS), label="bad set")]  # never a real training run here (slow)
-    argv = ["train", cfg, "--no-baselines", "--no-progress", "--device", device]
+    tmp = BAD_FILES["tmp"]
+    cfg = d.draw(maybe(st.just(BAD_FILES["tiny"]), st.sampled_from(BAD_FILES["bad"])), label="config")
+    sets = d.draw(st.lists(maybe(st.sampled_from(OK_SETS), st.sampled_from(BAD_SETS)), max_size=2), label="sets")
+    out = d.draw(maybe(st.just("fresh"), st.sampled_from([str(tmp / "file.txt"), str(tmp / "empty_dir")])), label="out")
+    device = d.draw(maybe(st.just("cpu"), st.sampled_from(["nonsense", "cuda:99", "", "tpu"])), label="device")
+    if out == "fresh":  # a new folder under the test's tmp: a valid run never writes into the repository
+        OUTCOMES["train_runs"] += 1
+        out = str(tmp / f"train_{OUTCOMES['train_runs']}")
+    if not CASE.hostile and not CASE.valid_only:  # never a real training run in the mixed pass (slow)
+        sets = sets + [d.draw(hostile(st.sampled_from(BAD_SETS)), label="bad set")]
+    argv = ["train", cfg, "--no-baselines", "--no-progress", "--device", device, "--out", out]
     for s in sets:
         argv += ["--set", s]
-    if out is not None:
-        argv += ["--out", out]
     outcome("cli train", lambda: cli(argv))
 
 
 def t_cli_eval(d):
-    run = d.draw(st.sampled_from(BAD_FILES["bad"] + [BAD_FILES["run"]] * 3), label="run")
-    episodes = d.draw(st.sampled_from(["0", "-3", "1", "2", "x", "1e3", "", "99999999999999999999"]), label="episodes")
-    sets = d.draw(st.lists(st.sampled_from(["task.num_patterns=3", "train.steps=2", "task.bogus=1", "task.bits=-1",
-                                            "task.num_patterns='x'", "task.bits=8", "junk"]), max_size=2), label="sets")
+    run = d.draw(maybe(st.just(BAD_FILES["run"]), st.sampled_from(BAD_FILES["bad"])), label="run")
+    episodes = d.draw(maybe(st.sampled_from(["1", "2"]), st.sampled_from(["0", "-3", "x", "1e3", "", "99999999999999999999"])),
+                      label="episodes")
+    sets = d.draw(st.lists(maybe(st.sampled_from(["task.num_patterns=3", "task.num_patterns=1"]),
+                                 st.sampled_from(["task.bogus=1", "task.bits=-1", "task.num_patterns='x'", "task.bits=8", "junk",
+                                                  "train.steps=2"])),
+                           max_size=2), label="sets")
     argv = ["eval", run, "--episodes", episodes]
     for s in sets:
         argv += ["--set", s]
@@ -662,9 +798,10 @@ def t_cli_eval(d):
 
 
 def t_cli_export(d):
-    run = d.draw(st.sampled_from(BAD_FILES["bad"] + [BAD_FILES["run"]] * 3), label="run")
+    run = d.draw(maybe(st.just(BAD_FILES["run"]), st.sampled_from(BAD_FILES["bad"])), label="run")
     tmp = BAD_FILES["tmp"]
-    out = d.draw(st.sampled_from([str(tmp / "g.json"), str(tmp / "missing_dir" / "g.json"), str(tmp / "empty_dir"), ""]), label="out")
+    out = d.draw(maybe(st.sampled_from([str(tmp / "g.json"), str(tmp / "g.graphml")]),
+                       st.sampled_from([str(tmp / "missing_dir" / "g.json"), str(tmp / "empty_dir"), ""])), label="out")
     outcome("cli export", lambda: cli(["export", run, "--out", out]))
 
 
@@ -673,13 +810,14 @@ BENCH_BAD = [["--rules", "nonsense"], ["--batches", "x"], ["--batches", "0"], ["
 
 
 def t_cli_bench(d):
-    flags = d.draw(st.lists(st.sampled_from(BENCH_BAD), min_size=1, max_size=2), label="flags")
+    flags = d.draw(hostile(st.lists(st.sampled_from(BENCH_BAD), min_size=1, max_size=2)), label="flags")
     argv = ["bench", "--quick"] + [x for f in flags for x in f]
     outcome("cli bench", lambda: cli(argv))
 
 
 def t_cli_usage(d):
-    argv = d.draw(st.sampled_from([[], ["nonsense"], ["train", "--bogus"], ["eval"], ["export", "x"], ["--help-me"]]), label="argv")
+    argv = d.draw(hostile(st.sampled_from([[], ["nonsense"], ["train", "--bogus"], ["eval"], ["export", "x"], ["--help-me"]])),
+                  label="argv")
     outcome("cli usage", lambda: cli(argv))
 
 
@@ -721,22 +859,52 @@ def test_fuzz(name, paths, run_folder):
     @settings(FUZZ, max_examples=SLOW.get(name, EXAMPLES))
     @given(data=st.data())
     def fuzz(data):
+        CASE.hostile = False
         target(data)
 
     fuzz()
+
+
+# The valid pass: every ``maybe`` draws its valid branch, so each case is a fully valid combination (unless the
+# target draws a hostile value outside ``maybe``, e.g. an unknown keyword; such a case counts as hostile), and a
+# SimgraphError on it fails ("valid input refused"). The bench and the usage errors have no valid case here.
+NO_VALID = {"cli bench": "a valid bench run takes minutes", "cli usage": "draws only malformed command lines"}
+VALID_EXAMPLES = 6
+VALID_SLOW = {"train.fit": 3, "cli train": 2, "train.es": 3, "train.cma_es": 3}
+
+
+@pytest.mark.parametrize("name", [n for n in TARGETS if n not in NO_VALID])
+def test_fuzz_valid(name, paths, run_folder):
+    target = TARGETS[name]
+
+    @settings(FUZZ, max_examples=VALID_SLOW.get(name, VALID_EXAMPLES))
+    @given(data=st.data())
+    def fuzz_valid(data):
+        CASE.hostile, CASE.valid_only = False, True
+        try:
+            target(data)
+        finally:
+            CASE.valid_only = False
+
+    fuzz_valid()
 
 
 def test_zz_fuzz_summary(capsys):
     if not OUTCOMES["cases"]:
         pytest.skip("the fuzz targets did not run in this session")
     line = (f"fuzz: {OUTCOMES['cases']} cases, {OUTCOMES['clear']} clear errors, {OUTCOMES['accepted']} accepted, "
-            f"{OUTCOMES['raw']} raw ({OUTCOMES['known']} known raw)")
+            f"{OUTCOMES['raw']} raw ({OUTCOMES['known']} known raw); {sum(VALID.values())} valid cases, "
+            f"{OUTCOMES['refused']} valid inputs refused")
     with capsys.disabled():
         print("\n" + line)
+        print("valid cases per target: " + ", ".join(f"{t} {n}" for t, n in sorted(VALID.items())))
+        if REFUSED:
+            print("\n".join(sorted(set(REFUSED))))
     if os.environ.get("FUZZ_COLLECT"):
         with capsys.disabled():
             print("\n".join(sorted(set(RAW))))
     assert OUTCOMES["raw"] == 0, line + "\n" + "\n".join(RAW)
+    assert not REFUSED, line + "\n" + "\n".join(REFUSED)
     assert OUTCOMES["clear"] > 0 and OUTCOMES["accepted"] > 0
 
 
@@ -807,3 +975,21 @@ def test_online_noise_is_clear():
     for bad in (None, "0.1", float("nan"), -1.0):
         clear(lambda: sg.tasks.OnlineTask("xor", noise=bad))
     assert sg.tasks.OnlineTask("xor", noise=np.float32(0.2)).noise == np.float32(0.2)
+
+
+def test_valid_pass_found_gexf_round_trip_without_parallel_edges(tmp_path):
+    """networkx reads a GEXF file without parallel edges as a DiGraph; sg.read used to refuse sg.write's own file."""
+    state = sg.rules.HebbianRule().init_state(GRAPH, 2)
+    state["edge"] = torch.randn_like(state["edge"])
+    for batch in (0, 1):
+        back, got = sg.read(sg.write(GRAPH, tmp_path / "g.gexf", state, batch_index=batch))
+        assert torch.equal(back.edge_index, GRAPH.edge_index) and back.populations == GRAPH.populations
+        assert torch.equal(got["edge"][0], state["edge"][batch]) and torch.equal(got["node"][0], state["node"][batch])
+
+
+def test_fuzz_found_raw_now_clear():
+    clear(lambda: sg.rules.backprop_genome(lr={}))
+    clear(lambda: sg.rules.backprop_genome(lr=object()))
+    clear(lambda: sg.tasks.TASKS["reversal"]().sample(1, device="nonsense"))
+    clear(lambda: sg.tasks.TASKS["reversal"]().sample(1, device="cuda:99"))
+    clear(lambda: sg.train.es(_fit_rule(), _fitness, generations=1, pairs=1, seed=[1]))

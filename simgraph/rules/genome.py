@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError, unknown
+from ..errors import ConfigError, ShapeError, check_number, unknown
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
 from .base import State, SweepRule
@@ -206,6 +206,7 @@ def backprop_genome(lr: float = 0.1, schedule: "str | Schedule" = "layer_sweep",
     0.5 * ||logits - (2 onehot - 1)||^2 through the paper's +-1 label injection; ``loss="ce"``:
     cross-entropy through ``injection="softmax_error"``.
     """
+    lr = check_number("backprop_genome lr", lr)
     losses = {"mse": "label", "ce": "softmax_error"}
     if not isinstance(loss, str) or loss not in losses:
         raise unknown("backprop_genome loss", loss, losses)

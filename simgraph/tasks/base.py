@@ -52,6 +52,9 @@ class Episode(NamedTuple):
         return Episode(*(None if x is None else x if i == 5 else x[:, part] for i, x in enumerate(self)))
 
     def to(self, device) -> "Episode":
+        from ..errors import check_device
+
+        device = check_device("task.sample", device)
         return Episode(*(None if x is None else x.to(device) for x in self))
 
 

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ..errors import ConfigError, DivergenceError
+from ..errors import ConfigError, DivergenceError, check_seed
 from ..rules.base import Rule
 from . import distributed as dist
 
@@ -41,6 +41,7 @@ def es(rule: Rule, fitness: Fitness, *, generations: int = 100, pairs: int = 32,
     for name, v in dict(sigma=sigma, lr=lr).items():
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise ConfigError(f"es {name} must be a positive number, got {v!r}")
+    seed = check_seed("es seed", seed)
     params = trainable(rule, "es")
     opt = torch.optim.Adam(params, lr=lr)
     history = []

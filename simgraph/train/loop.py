@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,11 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
     curriculum = Curriculum.of(t, task)
     level = curriculum.start if curriculum else None
     step, history = 0, []
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise ConfigError(f"fit out must be a folder path (str or Path), got {type(out).__name__}")
     out = Path(out) if out is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"fit out {str(out)!r} is a file, not a folder")
     main = dist.is_main()
 
     # rank 0 reads the checkpoint and hands it to the others (no shared file system needed);
