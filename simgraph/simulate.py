@@ -180,6 +180,15 @@ def check_finite_state(state: State, name: str = "state") -> None:
             )
 
 
+def _check_agrees(inputs: Tensor, ticks, batch_size) -> None:
+    """``ticks`` / ``batch_size`` given beside ``inputs`` must be the inputs' T / B (a conflict would be silently ignored)."""
+    T, B = inputs.shape[0], inputs.shape[1]
+    for name, value, have in (("ticks", ticks, T), ("batch_size", batch_size, B)):
+        if value is not None and (not is_int(value) or value != have):
+            raise ShapeError(f"simulate {name}={value!r} disagrees with inputs of shape {tuple(inputs.shape)} "
+                             f"({'T' if name == 'ticks' else 'B'} = {have}); leave {name} out when passing inputs")
+
+
 def simulate(
     rule: Rule,
     graph: Graph,
@@ -220,6 +229,8 @@ def simulate(
     if not isinstance(lean, bool):
         raise ConfigError(f"simulate lean must be True or False, got {lean!r}")
     if lean:
+        if isinstance(inputs, Tensor) and inputs.dim() >= 2 and (ticks is not None or batch_size is not None):
+            _check_agrees(inputs, ticks, batch_size)  # the inputs fix both
         if monitors or checkpoint_every or compile is not False or inputs is None:
             raise ConfigError("simulate(lean=True) runs the whole episode in one function: it needs inputs and takes "
                               "no monitors, checkpoint_every or compile; drop those or use lean=False")
@@ -235,10 +246,7 @@ def simulate(
     if inputs is not None:
         inputs = check_inputs(graph, rule, inputs)
         T, B = inputs.shape[0], inputs.shape[1]
-        for name, value, have in (("ticks", ticks, T), ("batch_size", batch_size, B)):  # inputs fix both; a conflict
-            if value is not None and (not is_int(value) or value != have):  # would be silently ignored
-                raise ShapeError(f"simulate {name}={value!r} disagrees with inputs of shape {tuple(inputs.shape)} "
-                                 f"({'T' if name == 'ticks' else 'B'} = {have}); leave {name} out when passing inputs")
+        _check_agrees(inputs, ticks, batch_size)
     else:
         ticks = int(ticks) if is_int(ticks) else ticks  # numpy ints are ints
         batch_size = int(batch_size) if is_int(batch_size) else batch_size

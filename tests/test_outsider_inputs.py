@@ -171,6 +171,8 @@ SIMULATE = {
     "rule not a rule": (lambda: sg.simulate(torch.nn.Linear(1, 1), G, inputs()), ["rule"]),
     "graph not a graph": (lambda: sg.simulate(RULE, nx.DiGraph(), ticks=2, batch_size=1), ["graph"]),
     "compile option unknown": (lambda: sg.simulate(RULE, G, inputs(), compile={"mode": "fastest"}), ["fastest"]),
+    "lean ticks disagree with inputs": (lambda: sg.simulate(RULE, G, inputs(T=3), ticks=9, lean=True), ["ticks"]),
+    "lean batch_size disagrees with inputs": (lambda: sg.simulate(RULE, G, inputs(B=2), batch_size=5, lean=True), ["batch"]),
 }
 
 
@@ -260,6 +262,30 @@ def test_read_garbage_files(tmp_path):
         refuses(lambda: sg.read(tmp_path / name), name)
 
 
+def test_undirected_self_loop_is_one_autapse():
+    U = nx.Graph()
+    U.add_nodes_from([(0, {"type": "x"}), (1, {"type": "x"})])
+    U.add_edges_from([(0, 0), (0, 1)])
+    g = sg.from_networkx(U)
+    pairs = sorted(map(tuple, g.edge_index.T.tolist()))
+    assert pairs == [(0, 0), (0, 1), (1, 0)]  # one autapse, both directions of the link
+
+
+def test_to_networkx_when_nodes_equal_edges():
+    """A 4-ring has N == E == 4: node states go to nodes, edge states to edges, each by its own id."""
+    ring = sg.Network(seed=0).population("a", 4).connect("a", "a", "explicit", pre_idx=[0, 1, 2, 3], post_idx=[1, 2, 3, 0])
+    ring = ring.inputs("a").outputs("a").build()
+    node, edge = torch.arange(10.0, 14.0).view(1, 4, 1), torch.arange(4.0).view(1, 4, 1)
+    for state in ({"node": node, "edge": edge}, {"node": node[0], "edge": edge[0]}):  # [B, N, D] and [N, D]
+        H = sg.to_networkx(ring, state)
+        src, dst = ring.edge_index.tolist()
+        for i in range(4):
+            assert H.nodes[i]["node"] == [10.0 + i]
+        for e in range(4):
+            (d,) = H.get_edge_data(src[e], dst[e]).values()
+            assert d["edge"] == [float(e)]
+
+
 def test_networkx_round_trip_of_a_typed_net():
     """README: from_networkx of to_networkx's output restores the same network."""
     back = sg.from_networkx(sg.to_networkx(G))
@@ -293,6 +319,10 @@ RECURRENT = topologies.fully_recurrent(8, seed=0)
 FIT_TASK = sg.tasks.RecallTask(num_patterns=2, bits=8)
 
 
+def fit_rule():
+    return sg.rules.MLPRule(1, 1, node_dim=1, edge_dim=1, hidden=1, type_dim=1)
+
+
 def fit(**kw):
     rule = sg.rules.MLPRule(RECURRENT.num_neuron_types, RECURRENT.num_synapse_types, node_dim=2, edge_dim=1, hidden=2)
     task = kw.pop("task", FIT_TASK)
@@ -318,6 +348,11 @@ TRAIN = {
     "config override typo": (lambda: sg.train.Config.from_dict({}).override(**{"train.stpes": 3}), ["stpes"]),
     "config load missing": (lambda: sg.train.Config.load("/nonexistent_dir_sg/run.toml"), ["run.toml"]),
     "evaluate episodes 0": (lambda: sg.train.evaluate(sg.rules.HebbianRule(), RECURRENT, FIT_TASK, episodes=0), ["episodes"]),
+    "cma_es seed a list": (lambda: sg.train.cma_es(fit_rule(), lambda *a, **k: 0.0, generations=1, popsize=2, seed=[1]), ["seed"]),
+    "cma_es seed beyond numpy": (lambda: sg.train.cma_es(fit_rule(), lambda *a, **k: 0.0, generations=1, popsize=2, seed=2**40),
+                                 ["seed"]),
+    "cma_es nan fitness": (lambda: sg.train.cma_es(fit_rule(), lambda *a, **k: NAN, generations=1, popsize=2), ["nan"]),
+    "es nan fitness": (lambda: sg.train.es(fit_rule(), lambda *a, **k: NAN, generations=1, pairs=1), ["nan"]),
     "load_rule missing folder": (lambda: sg.train.load_rule("/nonexistent_dir_sg/run"), ["nonexistent_dir_sg"]),
 }
 

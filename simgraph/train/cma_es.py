@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ..errors import ConfigError, DivergenceError
+from ..errors import ConfigError, DivergenceError, is_int
 from ..rules.base import Rule
 from . import distributed as dist
 from .es import evaluate_population, trainable
@@ -38,6 +38,9 @@ def cma_es(rule: Rule, fitness: Callable[..., float], *, generations: int = 10, 
             raise ConfigError(f"cma_es needs {name} >= {low} (an int), got {v!r}")
     if not isinstance(sigma0, (int, float)) or not math.isfinite(sigma0) or sigma0 <= 0:
         raise ConfigError(f"cma_es sigma0 must be positive, got {sigma0!r}")
+    if not is_int(seed) or not 0 <= seed < 2**32 - 1:  # cma seeds numpy with seed + 1
+        raise ConfigError(f"cma_es seed must be an int in [0, 2**32 - 1), got {seed!r}")
+    seed = int(seed)
     params = trainable(rule, "cma_es")
     search = CMASearch(parameters_to_vector(params).detach().double().cpu().numpy(), sigma0, popsize, seed)
     (f0,) = search.score(rule, params, [search.x0], fitness, 0)
