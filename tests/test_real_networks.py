@@ -547,3 +547,10 @@ def test_the_connectome_example_reads_the_same_network_from_csv_and_graphml(monk
     with pytest.raises(GraphError, match="needs 8 inputs"):
         worm.build(n_in=8)
     sys.modules.pop("worm", None)
+
+
+def test_print_graph_says_how_many_synapses_are_signed_and_tied():
+    g = signed_worm()
+    head = str(g).splitlines()[0]
+    assert f"{int((g.edge_sign != 0).sum())} signed synapses" in head and f"{len(GAPS)} tied pairs" in head
+    assert "signed" not in str(sg.from_networkx(connectome())).splitlines()[0]

@@ -288,6 +288,11 @@ class Graph:
             extra.append("labelled")
         if self.edge_weight is not None:
             extra.append("weighted")
+        if self.edge_sign is not None:  # Dale's law: fixed-sign synapses, free ones (sign 0) not counted
+            extra.append(f"{int((self.edge_sign != 0).sum())} signed synapses")
+        if self.edge_partner is not None:  # tied gap junctions (an untied edge is its own partner), pairs counted once
+            ids = torch.arange(self.num_edges, device=self.edge_partner.device)
+            extra.append(f"{int((self.edge_partner != ids).sum()) // 2} tied pairs")
         head = (f"Graph: {self.num_nodes} neurons in {len(pops)} population{'s' * (len(pops) != 1)} "
                 f"({self.num_neuron_types} neuron type{'s' * (self.num_neuron_types != 1)}), "
                 f"{self.num_edges} synapses in {len(prjs)} projection{'s' * (len(prjs) != 1)} "
