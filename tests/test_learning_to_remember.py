@@ -50,6 +50,9 @@ def test_hebbian_settings_need_the_hebbian_start():
         sg.rules.MLPRule(start="hebbian", input_dim=2)
     with pytest.raises(sg.errors.UnknownNameError, match="hebian"):
         sg.rules.MLPRule(start="hebian")
+    with pytest.raises(ConfigError, match="only start='hebbian'"):
+        sg.rules.MLPRule().learning_rate(fully_recurrent(4))
+    assert float(sg.rules.MLPRule(start="hebbian").learning_rate(fully_recurrent(4))) == pytest.approx(1 / 4)
 
 
 def test_delta_rule_stores_a_fresh_pattern_in_one_presentation():

@@ -200,6 +200,8 @@ class MLPRule(Rule):
 
     def learning_rate(self, graph: Graph) -> Tensor:
         """start="hebbian": the Hebbian write's ``eta`` (by default ``1 / mean indegree``) times its learned scale."""
+        if not self.core:
+            raise ConfigError("MLPRule.learning_rate: only start='hebbian' has a Hebbian write (and its eta)")
         eta = self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
         return self.eta_scale * eta
 
