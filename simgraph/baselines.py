@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .errors import ConfigError, unknown
 from .graph import Graph
+from .rules.base import mean_indegree_rate
 from .rules.delta import DeltaRule
 from .rules.hebbian import HebbianRule
 from .tasks.online import OnlineTask
@@ -46,7 +47,7 @@ def delta_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=BE
                    eta_scales=ETA_SCALES) -> tuple[dict, float]:
     """The online delta rule, ``beta`` and ``eta`` tuned on separate episodes like :func:`hebbian_baseline`;
     returns ``({"beta", "eta"}, bit accuracy on the evaluation episodes)``."""
-    eta0 = graph.num_nodes / max(graph.num_edges, 1)
+    eta0 = mean_indegree_rate(graph)
     grid = [{"beta": b, "eta": e * eta0} for b in betas for e in eta_scales]
     tuned = [evaluate(DeltaRule(**kw), graph, task, 128, seed=TUNE_SEED)["accuracy"] for kw in grid]
     best = grid[max(range(len(grid)), key=tuned.__getitem__)]

@@ -94,6 +94,12 @@ def type_rows(table: Tensor, ids: Tensor) -> Tensor:
     return table.index_select(0, ids).unsqueeze(0)
 
 
+def mean_indegree_rate(graph: Graph) -> float:
+    """``1 / mean indegree`` of ``graph``: the default write rate of the outer-product rules (the 1/N
+    of a fully connected Hopfield net)."""
+    return graph.num_nodes / max(graph.num_edges, 1)
+
+
 def zeros_state(graph: Graph, batch_size: int, node_dim: int, edge_dim: int, dtype: torch.dtype | None = None) -> State:
     """A zero ``{"node", "edge"}`` state on the graph's device (default dtype: torch's default)."""
     kw = dict(dtype=dtype or torch.get_default_dtype(), device=graph.device)

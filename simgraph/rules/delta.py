@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..graph import Graph
-from .base import Rule, State, zeros_state
+from .base import Rule, State, mean_indegree_rate, zeros_state
 from .static import drive
 
 
@@ -39,7 +39,7 @@ class DeltaRule(Rule):
 
     def learning_rate(self, graph: Graph) -> float:
         """``eta``, by default ``1 / mean indegree`` of ``graph``."""
-        return self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
+        return self.eta if self.eta is not None else mean_indegree_rate(graph)
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
         w = state["edge"]

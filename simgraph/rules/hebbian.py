@@ -25,7 +25,7 @@ from torch import Tensor
 from ..errors import unknown
 from ..graph import Graph
 from ._lean import HebbianEpisode
-from .base import Rule, State, zeros_state
+from .base import Rule, State, mean_indegree_rate, zeros_state
 from .constraints import check_init, constrain, constrain_start, constrained, start_weights, stepped_episode
 from .static import drive
 
@@ -77,7 +77,7 @@ class HebbianRule(Rule):
 
     def learning_rate(self, graph: Graph) -> float:
         """``eta``, by default ``1 / mean indegree`` of ``graph``."""
-        return self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
+        return self.eta if self.eta is not None else mean_indegree_rate(graph)
 
     def lean_episode(self, graph: Graph, U: Tensor, state: State) -> tuple[Tensor, Tensor]:
         """The whole episode at once for ``sg.simulate(..., lean=True)``: per-node inputs ``U [T, B, N, 1]``

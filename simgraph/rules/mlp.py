@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, unknown
 from ..graph import Graph
-from .base import Rule, State, type_rows
+from .base import Rule, State, mean_indegree_rate, type_rows
 
 STARTS = ("random", "hebbian")
 LEARN_FROM = ("input", "activity")
@@ -202,7 +202,7 @@ class MLPRule(Rule):
         """start="hebbian": the Hebbian write's ``eta`` (by default ``1 / mean indegree``) times its learned scale."""
         if not self.core:
             raise ConfigError("MLPRule.learning_rate: only start='hebbian' has a Hebbian write (and its eta)")
-        eta = self.eta if self.eta is not None else graph.num_nodes / max(graph.num_edges, 1)
+        eta = self.eta if self.eta is not None else mean_indegree_rate(graph)
         return self.eta_scale * eta
 
     # ------------------------------------------------------------------ one tick
