@@ -15,6 +15,7 @@ output neurons while it is written (``teach=True``), without which it is unsolva
     python runs/recall_capacity.py            # ~60 min on a 2-core CPU; resumable (checkpoints per model)
     python runs/recall_capacity.py --models hebbian,delta,mlp_hebbian --topologies sparse_random
     python runs/recall_capacity.py --quick    # a smoke run: tiny budgets, a minute
+    python runs/recall_capacity.py --bits 64 --out runs/results/capacity64 --topologies sparse_random,small_world,modular
 """
 
 import argparse
@@ -40,6 +41,7 @@ TOPOLOGIES = {
     "recall_network": {"n_memory": 32},
     "sparse_random": {"p": 0.2},
     "small_world": {"k": 6, "p": 0.1},
+    "modular": {"p_within": 0.5, "p_between": 0.05},  # 4 modules of bits / 4 neurons
 }
 LOADS = (1, 2, 4, 6, 8, 12, 16)
 DELAYS = (0, 4, 8, 16, 32)
@@ -73,6 +75,7 @@ def main():
     ap.add_argument("--topologies", default=",".join(TOPOLOGIES), help="comma-separated subset")
     ap.add_argument("--models", default="", help="comma-separated subset of network types (default: all)")
     ap.add_argument("--eval-every", type=int, default=25, help="curriculum check interval (steps)")
+    ap.add_argument("--bits", type=int, default=32, help="pattern size, and so the number of neurons N")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -100,6 +103,7 @@ def main():
             t0 = time.time()
             task_settings = {"task.teach": True} if topology == "recall_network" else {}
             cfg = Config.load(BASE).override(**{"network.topology": topology, "network.params": params,
+                                                "task.bits": args.bits,
                                                 **rule_settings(kind, topology), **task_settings,
                                                 "train.steps": steps, "train.eval_every": args.eval_every})
             task = cfg.make_task()
@@ -131,7 +135,7 @@ def main():
     total = round(time.time() - started, 1)
     (out / "results.json").write_text(json.dumps({"results": results, "seconds": total, "steps": steps}, indent=1))
     write_table(results, loads, delays, out / "results.md", total)
-    plot(results, "by_load", "patterns stored K (32 bits each, half cue)", out / "accuracy_vs_load.png")
+    plot(results, "by_load", f"patterns stored K ({args.bits} bits each, half cue)", out / "accuracy_vs_load.png")
     plot(results, "by_delay", "delay after the write phase (ticks), K=4", out / "accuracy_vs_delay.png")
     print(json.dumps({"command": "recall_capacity", "seconds": total,
                       "capacity": {k: v["capacity"] for k, v in results.items()}}))
