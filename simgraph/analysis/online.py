@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..graph import Graph
 from ..rules.base import Rule
 from ..tasks.base import Episode
-from ..tasks.online import OnlineTask
+from ..tasks.online import OnlineTask, with_queries
 from ..train.bptt import run_ticks
 
 
@@ -22,19 +21,7 @@ def probe_episode(task: OnlineTask, at: Sequence[int], batch: int = 32, query: i
     at = sorted(set(at))
     if not at or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in at):
         raise ConfigError(f"at must be positive step counts, got {list(at)!r}")
-    ep = task.episode(max(at), batch, query, seed=seed)
-    C = task.n_classes
-    xs, ys, probe, done = [], [], [], 0
-    for k in at:
-        xs += [ep.x[done:k], ep.xq]
-        ys += [ep.y[done:k], ep.yq]
-        probe += [False] * (k - done) + [True] * query
-        done = k
-    targets = F.one_hot(torch.cat(ys), C).float()
-    probe = torch.tensor(probe)
-    teacher = targets * (~probe).view(-1, 1, 1)
-    mask = probe.view(-1, 1, 1).float().expand_as(targets).contiguous()
-    return Episode(torch.cat(xs), targets, mask, mask, teacher, probe)
+    return with_queries(task.episode(max(at), batch, query, seed=seed), at, task.n_classes)
 
 
 @torch.no_grad()

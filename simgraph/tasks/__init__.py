@@ -9,6 +9,7 @@ generated (or ships with scikit-learn); nothing is downloaded.
 from functools import partial
 
 from .base import Episode, Task
+from .families import FAMILIES, HELD_OUT_FAMILIES, META_TRAIN_FAMILIES, Family, FamilyTask, register_family
 from .online import HELD_OUT, META_TRAIN, SOURCES, OnlineTask
 from .oneshot import REVERSAL, OneShotTask
 from .pattern_completion import PatternCompletionTask
@@ -22,7 +23,9 @@ TASKS = {
     "oneshot": OneShotTask,
     "reversal": partial(OneShotTask, **REVERSAL),  # OneShotTask with the reversal defaults
     "online": OnlineTask,
+    "families": FamilyTask,
 }
 
 __all__ = ["Task", "Episode", "TASKS", "RecallTask", "CUES", "OnlineTask", "META_TRAIN", "HELD_OUT", "SOURCES",
-           "PatternCompletionTask", "OneShotTask"]
+           "PatternCompletionTask", "OneShotTask",
+           "FamilyTask", "Family", "FAMILIES", "META_TRAIN_FAMILIES", "HELD_OUT_FAMILIES", "register_family"]

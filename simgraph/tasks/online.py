@@ -126,17 +126,7 @@ class OnlineTask(Task):
         self.check_bytes(batch_size)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"OnlineTask seed must be an int, got {seed!r}")
-        ep = self.episode(self.steps, batch_size, self.query, seed=seed)
-        C = self.n_classes
-        targets = F.one_hot(torch.cat([ep.y, ep.yq]), C).float()  # [T + Q, B, C]
-        T = self.steps
-        teacher = targets.clone()
-        teacher[T:] = 0
-        mask = torch.zeros_like(targets)
-        mask[T:] = 1.0
-        probe = torch.zeros(T + self.query, dtype=torch.bool)
-        probe[T:] = True
-        episode = Episode(torch.cat([ep.x, ep.xq]), targets, mask, mask, teacher, probe)
+        episode = with_queries(self.episode(self.steps, batch_size, self.query, seed=seed), [self.steps], self.n_classes)
         return episode.to(device) if device is not None else episode
 
     def error(self, outputs: Tensor, episode: Episode) -> Tensor:
@@ -205,6 +195,31 @@ class OnlineTask(Task):
             x, y = datasets.make_blobs(n, centers=self.num_classes, cluster_std=1.0 + 10 * self.noise,
                                        center_box=(-4, 4), random_state=rs)
         return (x - x.mean(0)) / x.std(0).clip(min=1e-6), y
+
+
+def with_queries(stream: Stream, at, n_classes: int, stream_loss: bool = False) -> Episode:
+    """One :class:`Episode` of the stream with its query examples inserted as probe ticks after each
+    step in ``at`` (a block of ``Q`` ticks each; probes leave the state alone, so each block scores
+    the state after that many examples). Labels arrive as ``teacher`` on stream ticks only. The loss
+    and metric masks cover the probe ticks, and the stream ticks too with ``stream_loss`` (each
+    example predicted before its label: the online loss of VSML)."""
+    at = sorted(set(at))
+    T = stream.x.shape[0]
+    if not at or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= T for k in at):
+        raise ConfigError(f"query points must be step counts in 1..{T}, got {list(at)!r}")
+    Q = stream.xq.shape[0]
+    xs, ys, probe, done = [], [], [], 0
+    for k in at:
+        xs += [stream.x[done:k], stream.xq]
+        ys += [stream.y[done:k], stream.yq]
+        probe += [False] * (k - done) + [True] * Q
+        done = k
+    targets = F.one_hot(torch.cat(ys), n_classes).float()
+    probe = torch.tensor(probe)
+    teacher = targets * (~probe).view(-1, 1, 1)
+    scored = torch.ones_like(probe) if stream_loss else probe
+    mask = scored.view(-1, 1, 1).float().expand_as(targets).contiguous()
+    return Episode(torch.cat(xs), targets, mask, mask, teacher, probe)
 
 
 # Meta-training tasks and held-out ones. Digits through a 32-d random projection keep the
