@@ -164,3 +164,35 @@ def test_the_default_starts_at_hebbian_and_other_kinds_drop_its_settings():
     assert isinstance(plastic.make_rule(plastic.make_graph()), sg.rules.PlasticRule)
     with pytest.raises(sg.errors.UnknownNameError, match="start"):  # a setting the new kind lacks, given anew: refused
         cfg.override(**{"rule.kind": "hebbian", "rule.start": "hebbian"})
+
+
+def test_mixed_loads_store_between_min_and_num_patterns():
+    task = sg.tasks.RecallTask(num_patterns=6, bits=16, min_patterns=2, queries=8, shuffle=True)
+    ep = task.sample(256, seed=3)
+    write = ep.inputs[: task.write_ticks : task.present_ticks + task.gap_ticks]  # one tick per slot, [K, B, D]
+    stored = (write.abs().sum(-1) > 0).sum(0)  # patterns each episode shows
+    assert int(stored.min()) == 2 and int(stored.max()) == 6
+    assert set(stored.tolist()) == {2, 3, 4, 5, 6}
+    read = ep.loss_mask.sum((1, 2)) > 0
+    for b in range(0, 256, 17):  # every queried target is one of the episode's shown patterns
+        shown = write[:, b][write[:, b].abs().sum(-1) > 0]
+        for target in ep.targets[read, b]:
+            assert (shown == target).all(-1).any()
+    # with no more queries than stored patterns, none is asked twice
+    few = sg.tasks.RecallTask(num_patterns=6, bits=16, min_patterns=4, queries=4).sample(64, seed=1)
+    targets = few.targets[few.loss_mask.sum((1, 2)) > 0]  # one read-out tick per query: [4, B, D]
+    assert all(len({tuple(t.tolist()) for t in targets[:, b]}) == 4 for b in range(64))
+
+
+def test_mixed_loads_score_between_the_fixed_loads():
+    g = fully_recurrent(32)
+    rule = sg.rules.HebbianRule(beta=0.03)
+    fixed = [evaluate(rule, g, sg.tasks.RecallTask(num_patterns=k, bits=32), 128)["accuracy"] for k in (1, 12)]
+    mixed = evaluate(rule, g, sg.tasks.RecallTask(num_patterns=12, bits=32, min_patterns=1), 128)["accuracy"]
+    assert fixed[1] + 0.02 < mixed < fixed[0]
+
+
+@pytest.mark.parametrize("bad", [dict(min_patterns=7), dict(min_patterns=-1), dict(min_patterns=2, cue="position")])
+def test_mixed_loads_refuse_bad_settings(bad):
+    with pytest.raises(ConfigError, match="min_patterns"):
+        sg.tasks.RecallTask(**{"num_patterns": 6, "bits": 8, **bad})

@@ -32,6 +32,12 @@ which bit, so chance is the only possible result. Route the channels with ``inpu
 Targets are the full D-bit pattern on the ``num_outputs = D`` output neurons. The loss is the mean
 squared error at read-out ticks; the metric is bit accuracy (sign of the output) on the bits the cue
 did *not* give (all D bits for ``key``/``position``). Capacity is the largest K with >= 95% bit accuracy.
+
+**Mixed loads** (``min_patterns = m > 0``): each episode stores its own number of patterns, drawn
+uniformly from ``m..K``; the write phase keeps K slots and leaves the slots of patterns an episode
+does not store blank, and its queries ask only for what it stored. A rule trained this way is
+trained at every load up to K (a fixed load, the default ``m = 0``, leaves the lower loads unseen).
+To score one load, set ``min_patterns = 0``.
 """
 
 from __future__ import annotations
@@ -62,13 +68,20 @@ class RecallTask(Task):
     query_ticks: int = 3
     readout_ticks: int = 1
     teach: bool = False
+    min_patterns: int = 0
 
     def __post_init__(self):
         positive = ("num_patterns", "bits", "present_ticks", "repeats", "queries", "query_ticks", "readout_ticks")
         for name in positive:
             _check_int(name, getattr(self, name), 1)
-        for name in ("gap_ticks", "delay"):
+        for name in ("gap_ticks", "delay", "min_patterns"):
             _check_int(name, getattr(self, name), 0)
+        if self.min_patterns > self.num_patterns:
+            raise ConfigError(f"RecallTask min_patterns={self.min_patterns} exceeds num_patterns={self.num_patterns} "
+                              f"(each episode stores between min_patterns and num_patterns; 0: always num_patterns)")
+        if self.min_patterns and self.cue == "position":
+            raise ConfigError("RecallTask min_patterns needs cue='partial' or 'key' (a position cue's one-hot width is "
+                              "num_patterns)")
         if self.cue not in CUES:
             raise unknown("recall cue", self.cue, CUES)
         if not isinstance(self.cue_fraction, (int, float)) or not 0.0 <= self.cue_fraction < 1.0:
@@ -149,18 +162,28 @@ class RecallTask(Task):
                 return torch.cat([keys[batch, k], values[batch, k]], -1)
             return torch.cat([values[batch, k], torch.nn.functional.one_hot(k, K).float()], -1)
 
+        stored = None  # mixed loads: how many patterns each episode stores; the rest of the slots stay blank
+        if self.min_patterns:
+            stored = torch.randint(self.min_patterns, K + 1, (B,), generator=g)
         t = 0
         # position cues define "k-th" by the stream order, so that stream is shown unshuffled
         shuffled = self.shuffle and self.cue != "position"
         for _ in range(self.repeats):
             order = torch.argsort(torch.rand(B, K, generator=g), 1) if shuffled else torch.arange(K).expand(B, K)
             for i in range(K):
-                inputs[t : t + self.present_ticks] = shown(order[:, i])
+                item = order[:, i]
+                inputs[t : t + self.present_ticks] = shown(item) if stored is None else shown(item) * (item < stored).unsqueeze(1)
                 t += self.present_ticks + self.gap_ticks
         if self.distractors and self.delay:
             inputs[t : t + self.delay, :, :D] = sign(self.delay, B, D)
         t += self.delay
-        if self.queries <= K:
+        if stored is not None:  # without replacement while the episode has patterns left, then with
+            scores = torch.rand(B, K, generator=g) + (torch.arange(K) >= stored.unsqueeze(1))
+            order = torch.argsort(scores, 1)
+            again = (torch.rand(B, self.queries, generator=g) * stored.unsqueeze(1)).long()
+            q = torch.arange(self.queries)
+            asked = torch.where(q < stored.unsqueeze(1), order[:, q.clamp(max=K - 1)], again)
+        elif self.queries <= K:
             asked = torch.argsort(torch.rand(B, K, generator=g), 1)[:, : self.queries]
         else:
             asked = torch.randint(0, K, (B, self.queries), generator=g)
