@@ -15,7 +15,8 @@ output neurons while it is written (``teach=True``), without which it is unsolva
     python runs/recall_capacity.py            # ~60 min on a 2-core CPU; resumable (checkpoints per model)
     python runs/recall_capacity.py --models hebbian,delta,mlp_hebbian --topologies sparse_random
     python runs/recall_capacity.py --quick    # a smoke run: tiny budgets, a minute
-    python runs/recall_capacity.py --bits 64 --out runs/results/capacity64 --topologies sparse_random,small_world,modular
+    python runs/recall_capacity.py --bits 64 --out runs/results/capacity64 --topologies sparse_random,small_world,modular \
+        --models hebbian,delta,mlp_hebbian --set task.min_patterns=1 --set task.num_patterns=16
 """
 
 import argparse
@@ -30,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from simgraph.analysis import capacity, sweep  # noqa: E402
+from simgraph.cli import _parse_sets  # noqa: E402
 from simgraph.train import Config, load_rule, train  # noqa: E402
 
 BASE = Path(__file__).resolve().parent / "capacity.toml"
@@ -76,6 +78,8 @@ def main():
     ap.add_argument("--models", default="", help="comma-separated subset of network types (default: all)")
     ap.add_argument("--eval-every", type=int, default=25, help="curriculum check interval (steps)")
     ap.add_argument("--bits", type=int, default=32, help="pattern size, and so the number of neurons N")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training-config override for every model, e.g. task.min_patterns=1 (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -105,8 +109,9 @@ def main():
             cfg = Config.load(BASE).override(**{"network.topology": topology, "network.params": params,
                                                 "task.bits": args.bits,
                                                 **rule_settings(kind, topology), **task_settings,
-                                                "train.steps": steps, "train.eval_every": args.eval_every})
-            task = cfg.make_task()
+                                                "train.steps": steps, "train.eval_every": args.eval_every,
+                                                **_parse_sets(args.set)})
+            task = cfg.make_task().replace(min_patterns=0)  # scored (and the hand-set rules tuned) at one load at a time
             tuned = {}
             if kind in ("hebbian", "delta", "mlp_hebbian") and topology != "recall_network":
                 graph = cfg.make_graph()
