@@ -14,15 +14,15 @@ One ``seed`` owns one ``torch.Generator``: the same seed and the same calls give
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import GraphError, check_bytes, check_device, unknown
+from .errors import (GraphError, check_bool, check_bytes, check_choice, check_device, check_int, check_name, check_probability,
+                     check_seed, is_int, is_number, unknown)
 from .graph import Graph, Population, Projection, degrees
 
 CONNECTION_RULES = (
@@ -44,7 +44,6 @@ MAX_SIZE = 2**31 - 1
 # Measured: 1e8 synapses (fixed_indegree) peak at 4.7 GB, 47 bytes per synapse.
 NEURON_BYTES = 32
 SYNAPSE_BYTES = 64
-_NAME = re.compile(r"^\S(.*\S)?$")  # non-empty, no surrounding whitespace
 
 
 @dataclass
@@ -63,9 +62,7 @@ class Network:
     """A mutable network description; :meth:`build` compiles it into an immutable :class:`Graph`."""
 
     def __init__(self, seed: int | None = 0):
-        if seed is not None and (not _is_int(seed) or not -(2**63) <= seed < 2**64):  # what torch's generator takes
-            raise GraphError(f"seed must be an int in [-2**63, 2**64) or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = None if seed is None else check_seed("Network seed (or None)", seed, error=GraphError)
         self.generator = torch.Generator()
         if seed is None:
             self.generator.seed()
@@ -79,32 +76,34 @@ class Network:
     # ------------------------------------------------------------------ populations
     def population(self, name: str, size: int, neuron_type: str | None = None) -> "Network":
         """Add ``size`` neurons called ``name`` with one neuron type (default: the name)."""
-        _check_name(name, "population name")
+        check_name("population name", name)
         if name in self._populations:
             raise GraphError(f"population {name!r} already exists")
-        if not _is_int(size) or size < 1:
-            raise GraphError(f"population {name!r}: size must be a positive int, got {size!r}")
-        total = int(size) + sum(n for n, _ in self._populations.values())
+        size = check_int(f"population {name!r}: size", size, 1, error=GraphError)
+        total = size + sum(n for n, _ in self._populations.values())
         if total > MAX_SIZE:
             raise GraphError(f"population {name!r}: size {size} brings the network to {total} neurons, more than {MAX_SIZE}")
-        check_bytes(f"population {name!r} (size {int(size)}, {total} neurons in the network)", total * NEURON_BYTES,
+        check_bytes(f"population {name!r} (size {size}, {total} neurons in the network)", total * NEURON_BYTES,
                     "use a smaller population size")
         neuron_type = name if neuron_type is None else neuron_type
-        _check_name(neuron_type, f"neuron type of population {name!r}")
-        self._populations[name] = (int(size), neuron_type)
+        check_name(f"neuron type of population {name!r}", neuron_type)
+        self._populations[name] = (size, neuron_type)
         return self
 
     def inputs(self, *names: str) -> "Network":
-        """Name the populations that receive external input, in input order."""
+        """Name the populations that receive external input, in input order (``inputs("a", "b")``, or one
+        list, ``inputs(["a", "b"])``)."""
         self._inputs = self._distinct(names, "inputs")
         return self
 
     def outputs(self, *names: str) -> "Network":
-        """Name the populations read out as the network's output, in output order."""
+        """Name the populations read out as the network's output, in output order (names, or one list)."""
         self._outputs = self._distinct(names, "outputs")
         return self
 
     def _distinct(self, names: Sequence[str], what: str) -> list[str]:
+        if len(names) == 1 and isinstance(names[0], (list, tuple)) and names[0]:  # one list of names
+            names = tuple(names[0])
         for n in names:
             self._pop(n)
         if len(set(names)) != len(names):
@@ -153,17 +152,14 @@ class Network:
         n_pre, _ = self._pop(pre)
         n_post, _ = self._pop(post)
         where = f"projection {pre}->{post}"
-        if rule not in CONNECTION_RULES:
-            raise unknown(f"connection rule in {where}", rule, CONNECTION_RULES)
-        if layout not in LAYOUTS:
-            raise unknown(f"layout in {where}", layout, LAYOUTS)
-        _check_name(synapse_type, f"synapse type of {where}")
+        check_choice(f"connection rule in {where}", rule, CONNECTION_RULES)
+        check_choice(f"layout in {where}", layout, LAYOUTS)
+        check_name(f"synapse type of {where}", synapse_type)
         if name is not None:
-            _check_name(name, f"name of {where}")
+            check_name(f"name of {where}", name)
         name = name or f"{pre}->{post}"
-        for flag, value in (("allow_autapses", allow_autapses), ("allow_multapses", allow_multapses)):
-            if not isinstance(value, (bool, np.bool_)):  # "False" (a string) would silently mean True
-                raise GraphError(f"{where}: {flag} must be True or False, got {value!r}")
+        allow_autapses = check_bool(f"{where}: allow_autapses", allow_autapses, error=GraphError)
+        allow_multapses = check_bool(f"{where}: allow_multapses", allow_multapses, error=GraphError)
         if any(q.name == name for q in self._projections):
             raise GraphError(f"projection {name!r} already exists; pass name= to connect() to add another")
         # a parameter given to a rule that does not use it is almost always a typo
@@ -198,9 +194,8 @@ class Network:
                 raise GraphError(f"{where}: one_to_one within one population makes only autapses, but allow_autapses=False")
             pre_i = post_i = torch.arange(n_pre)
         elif rule == "pairwise_bernoulli":
-            if not _is_number(p) or not 0.0 <= float(p) <= 1.0:
-                raise GraphError(f"{where}: pairwise_bernoulli p must be a probability in [0, 1], got {p!r}")
-            pre_i, post_i = _decode(_bernoulli(_pairs(n_pre, n_post, autapses_ok), float(p), g), n_pre, autapses_ok)
+            p = check_probability(f"{where}: pairwise_bernoulli p", p, error=GraphError)
+            pre_i, post_i = _decode(_bernoulli(_pairs(n_pre, n_post, autapses_ok), p, g), n_pre, autapses_ok)
         elif rule == "fixed_indegree":
             post_i, pre_i = _fixed_degree(n_post, n_pre, indegree, "indegree", autapses_ok, allow_multapses, g, where)
         elif rule == "fixed_outdegree":
@@ -302,30 +297,28 @@ def _grid(n_post: int, n_pre: int) -> tuple[Tensor, Tensor]:
 def _fixed_degree(n_fixed, n_other, k, what, autapses_ok, multapses_ok, g, where):
     """For each of ``n_fixed`` nodes, draw ``k`` partners among ``n_other``; returns (fixed ids, partner ids),
     sorted by (fixed, partner)."""
-    if not _is_int(k) or k < 0:
-        raise GraphError(f"{where}: {what} must be a non-negative int, got {k!r}")
+    k = check_int(f"{where}: {what}", k, 0, error=GraphError)
     available = n_other - (0 if autapses_ok else 1)
     if not multapses_ok and k > available:
         raise GraphError(f"{where}: {what}={k} exceeds the {available} possible partners without multapses")
     if k > 0 and available <= 0:
         raise GraphError(f"{where}: no possible partners for {what}={k} without autapses")
-    partner = _draw_rows(n_fixed, available, int(k), g, distinct=not multapses_ok)
+    partner = _draw_rows(n_fixed, available, k, g, distinct=not multapses_ok)
     if not autapses_ok:  # drawn among the n-1 others: skip over the node itself
         partner += partner >= torch.arange(n_fixed).unsqueeze(1)
-    return torch.arange(n_fixed).repeat_interleave(int(k)), partner.reshape(-1)
+    return torch.arange(n_fixed).repeat_interleave(k), partner.reshape(-1)
 
 
 def _fixed_total(n_pre, n_post, n, autapses_ok, multapses_ok, g, where):
-    if not _is_int(n) or n < 0:
-        raise GraphError(f"{where}: fixed_total_number n must be a non-negative int, got {n!r}")
+    n = check_int(f"{where}: fixed_total_number n", n, 0, error=GraphError)
     pairs = _pairs(n_pre, n_post, autapses_ok)
     if n > 0 and pairs == 0 or (not multapses_ok and n > pairs):
         without = "multapses" if autapses_ok else "autapses/multapses"
         raise GraphError(f"{where}: n={n} exceeds the {pairs} possible pairs without {without}")
     if multapses_ok:
-        flat = torch.randint(0, max(pairs, 1), (int(n),), generator=g).sort().values
+        flat = torch.randint(0, max(pairs, 1), (n,), generator=g).sort().values
     else:
-        flat = _distinct_ids(pairs, int(n), g)
+        flat = _distinct_ids(pairs, n, g)
     return _decode(flat, n_pre, autapses_ok)
 
 
@@ -430,12 +423,12 @@ def _distinct_ids(m: int, k: int, g: torch.Generator) -> Tensor:
 def _check_work(rule, n_pre, n_post, given, multapses_ok, autapses_ok, where) -> None:
     """Refuse, before drawing anything, a projection whose synapses (and the draw's scratch) cannot fit."""
     k = given["indegree"] if rule == "fixed_indegree" else given["outdegree"] if rule == "fixed_outdegree" else None
-    if k is not None and not _is_int(k):
+    if k is not None and not is_int(k):
         return  # the rule's own check names the bad value
     k = max(int(k or 0), 0)
-    n = max(int(given["n"]), 0) if _is_int(given["n"]) else 0
+    n = max(int(given["n"]), 0) if is_int(given["n"]) else 0
     p = given["p"]
-    p = float(p) if _is_number(p) and 0.0 <= float(p) <= 1.0 else 0.0  # a bad p: the rule's own check names it
+    p = float(p) if is_number(p) and 0.0 <= float(p) <= 1.0 else 0.0  # a bad p: the rule's own check names it
     pairs = _pairs(n_pre, n_post, autapses_ok)
     rows, others = (n_post, n_pre) if rule == "fixed_indegree" else (n_pre, n_post)
     available = others - (0 if autapses_ok else 1)
@@ -480,14 +473,3 @@ def _is_complete(pre_i: Tensor, post_i: Tensor, n_pre: int, n_post: int) -> bool
     return bool(torch.equal(post_i * n_pre + pre_i, torch.arange(n_pre * n_post)))
 
 
-def _check_name(name: Any, what: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise GraphError(f"{what} must be a non-empty string without surrounding spaces, got {name!r}")
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)

@@ -14,7 +14,7 @@ from typing import Sequence
 import networkx as nx
 
 from .build import Network
-from .errors import GraphError, check_int, check_number
+from .errors import GraphError, check_bool, check_int, check_ints, check_probability, check_seed
 from .graph import Graph
 
 
@@ -23,9 +23,9 @@ def layered(sizes: Sequence[int] = (8, 32, 4), seed: int = 0, device=None) -> Gr
 
     Neuron types: ``input``, ``hidden``, ``output``; synapse type ``feedforward``.
     """
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+    sizes = check_ints("layered sizes", sizes, 1, error=GraphError)
+    if len(sizes) < 2:
         raise GraphError(f"layered needs a list of at least two layer sizes, got {sizes!r}")
-    sizes = [check_int(f"layered sizes[{i}]", n, 1) for i, n in enumerate(sizes)]
     net = Network(seed)
     last = len(sizes) - 1
     for i, n in enumerate(sizes):
@@ -54,7 +54,8 @@ def small_world(n: int = 100, k: int = 10, p: float = 0.1, seed: int = 0, device
     n, k = check_int("small_world n", n, 3), check_int("small_world k", k, 2)
     if k >= n:
         raise GraphError(f"small_world needs an int 2 <= k < n, got k={k!r} for n={n!r}")
-    p = check_number("small_world p (rewiring probability)", p, low=0.0, high=1.0)
+    p = check_probability("small_world p (rewiring probability)", p)
+    seed = None if seed is None else check_seed("small_world seed", seed, error=GraphError)  # networkx draws first
     ring = nx.connected_watts_strogatz_graph(n, k, p, seed=seed)
     src, dst = zip(*[(u, v) for u, v in ring.edges()] + [(v, u) for u, v in ring.edges()])
     net = Network(seed).population("neurons", n, neuron_type="neuron")
@@ -68,8 +69,8 @@ def modular(modules: int = 4, size: int = 16, p_within: float = 0.5, p_between: 
     Synapse types ``local`` and ``long_range``; all modules are inputs and outputs.
     """
     modules, size = check_int("modular modules", modules, 1), check_int("modular size", size, 1)
-    p_within = check_number("modular p_within", p_within, low=0.0, high=1.0)
-    p_between = check_number("modular p_between", p_between, low=0.0, high=1.0)
+    p_within = check_probability("modular p_within", p_within)
+    p_between = check_probability("modular p_between", p_between)
     net = Network(seed)
     names = [f"module{m}" for m in range(modules)]
     for name in names:
@@ -99,12 +100,10 @@ def recall_network(
     ``teach=True`` makes the output population an input too (after ``input``): the teacher channels
     of ``RecallTask(teach=True)``, which show each value to the output neurons while it is written.
     """
-    from .errors import check_bool
-
     teach = check_bool("recall_network teach", teach)
     for name, size in (("n_in", n_in), ("n_memory", n_memory), ("n_out", n_out)):
         check_int(f"recall_network {name}", size, 1)
-    p_recurrent = check_number("recall_network p_recurrent", p_recurrent, low=0.0, high=1.0)
+    p_recurrent = check_probability("recall_network p_recurrent", p_recurrent)
     net = Network(seed)
     net.population("input", n_in, neuron_type="input")
     net.population("memory", n_memory, neuron_type="memory")

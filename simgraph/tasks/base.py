@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError, unknown
+from ..errors import ShapeError, check_bool, check_int, check_probability, check_seed, check_type, unknown
 
 
 class Episode(NamedTuple):
@@ -95,8 +95,7 @@ class Task:
     # ------------------------------------------------------------------ shared
     def check_outputs(self, outputs: Tensor, episode: Episode) -> Tensor:
         """``[T, B, n_out]`` (or ``[T, B, n_out, 1]``, squeezed) matching the episode; ShapeError otherwise."""
-        if not isinstance(outputs, Tensor):
-            raise ShapeError(f"{type(self).__name__}: outputs must be a tensor, got {type(outputs).__name__}")
+        check_type(type(self).__name__, outputs, Tensor, "outputs as a tensor [T, B, n_out]", error=ShapeError)
         if outputs.dim() == 4 and outputs.shape[-1] == 1:
             outputs = outputs[..., 0]
         want = tuple(episode.targets.shape)
@@ -131,12 +130,10 @@ class SignTask(Task):
 
 
 def generator(seed) -> torch.Generator:
-    """Every episode comes from a seed (an int) or an existing ``torch.Generator``."""
+    """Every episode comes from a seed (an int, Python or numpy) or an existing ``torch.Generator``."""
     if isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an int or a torch.Generator, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(check_seed("task.sample seed (or a torch.Generator)", seed))
 
 
 def random_signs(g: torch.Generator, *shape: int) -> Tensor:
@@ -148,7 +145,19 @@ def shuffled(g: torch.Generator, batch: int, n: int) -> Tensor:
     return torch.rand(batch, n, generator=g).argsort(1)
 
 
-def check_batch(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return batch_size
+def check_batch(batch_size, who: str = "task.sample") -> int:
+    return check_int(f"{who} batch_size", batch_size, 1)
+
+
+def check_fields(task: Task, ints: dict[str, int] = {}, bools: tuple[str, ...] = (), probabilities: dict[str, bool] = {},
+                 ) -> None:
+    """Check a frozen task dataclass's fields and store them as plain Python values (a numpy int becomes an
+    int, so the task's settings stay JSON-serialisable): ``ints`` maps a field to its lowest value,
+    ``bools`` are True/False fields, ``probabilities`` maps a field to whether 1 is excluded."""
+    who = type(task).__name__
+    for name, low in ints.items():
+        object.__setattr__(task, name, check_int(f"{who} {name}", getattr(task, name), low))
+    for name in bools:
+        object.__setattr__(task, name, check_bool(f"{who} {name}", getattr(task, name)))
+    for name, below_one in probabilities.items():
+        object.__setattr__(task, name, check_probability(f"{who} {name}", getattr(task, name), below_one=below_one))

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ConfigError, check_int
-from .base import Episode, SignTask, check_batch, generator, random_signs, shuffled
+from ..errors import ConfigError
+from .base import Episode, SignTask, check_batch, check_fields, generator, random_signs, shuffled
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,12 @@ class OneShotTask(SignTask):
     reversal: bool = False
 
     def __post_init__(self):
-        for name, low in (("pattern_bits", 1), ("label_bits", 1), ("n_patterns", 1), ("present_ticks", 1),
-                          ("label_ticks", 1), ("blank_ticks", 0), ("query_ticks", 1)):
-            check_int(f"OneShotTask {name}", getattr(self, name), low)
+        check_fields(self, ints={"pattern_bits": 1, "label_bits": 1, "n_patterns": 1, "present_ticks": 1, "label_ticks": 1,
+                                 "blank_ticks": 0, "query_ticks": 1}, bools=("reversal",))
         if self.label_ticks > self.present_ticks:
             raise ConfigError(f"OneShotTask label_ticks ({self.label_ticks}) cannot exceed present_ticks ({self.present_ticks})")
         if self.label_bits < self.n_patterns:
             raise ConfigError(f"OneShotTask needs label_bits >= n_patterns for distinct labels, got {self.label_bits} < {self.n_patterns}")
-        if not isinstance(self.reversal, bool):
-            raise ConfigError(f"OneShotTask reversal must be True or False, got {self.reversal!r}")
         if self.reversal and self.n_patterns < 2:
             raise ConfigError("OneShotTask reversal needs n_patterns >= 2 (labels swap between patterns)")
         self.check_bytes(1)

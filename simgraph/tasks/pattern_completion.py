@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, check_int
-from .base import Episode, SignTask, check_batch, generator, random_signs, shuffled
+from .base import Episode, SignTask, check_batch, check_fields, generator, random_signs, shuffled
 
 
 @dataclass(frozen=True)
@@ -37,14 +36,8 @@ class PatternCompletionTask(SignTask):
     bias: bool = False
 
     def __post_init__(self):
-        for name, low in (("n_bits", 1), ("n_patterns", 1), ("present_ticks", 1), ("blank_ticks", 0), ("repeats", 1),
-                          ("cue_ticks", 1)):
-            check_int(f"PatternCompletionTask {name}", getattr(self, name), low)
-        p = self.cue_zero_prob
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ConfigError(f"PatternCompletionTask cue_zero_prob must be a number in [0, 1), got {p!r}")
-        if not isinstance(self.bias, bool):
-            raise ConfigError(f"PatternCompletionTask bias must be True or False, got {self.bias!r}")
+        check_fields(self, ints={"n_bits": 1, "n_patterns": 1, "present_ticks": 1, "blank_ticks": 0, "repeats": 1,
+                                 "cue_ticks": 1}, bools=("bias",), probabilities={"cue_zero_prob": True})
         self.check_bytes(1)
 
     def check_bytes(self, batch_size: int) -> None:

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, check_int, unknown
-from .base import Episode, Task, generator, random_signs
+from ..errors import ConfigError, check_choice
+from .base import Episode, Task, check_batch, check_fields, generator, random_signs
 
 CUES = ("partial", "key", "position")
 
@@ -72,20 +72,15 @@ class RecallTask(Task):
 
     def __post_init__(self):
         positive = ("num_patterns", "bits", "present_ticks", "repeats", "queries", "query_ticks", "readout_ticks")
-        for name in positive:
-            _check_int(name, getattr(self, name), 1)
-        for name in ("gap_ticks", "delay", "min_patterns"):
-            _check_int(name, getattr(self, name), 0)
+        check_fields(self, ints={**{name: 1 for name in positive}, "gap_ticks": 0, "delay": 0, "min_patterns": 0},
+                     bools=("shuffle", "distractors", "teach"), probabilities={"cue_fraction": True})
+        check_choice("recall cue", self.cue, CUES)
         if self.min_patterns > self.num_patterns:
             raise ConfigError(f"RecallTask min_patterns={self.min_patterns} exceeds num_patterns={self.num_patterns} "
                               f"(each episode stores between min_patterns and num_patterns; 0: always num_patterns)")
         if self.min_patterns and self.cue == "position":
             raise ConfigError("RecallTask min_patterns needs cue='partial' or 'key' (a position cue's one-hot width is "
                               "num_patterns)")
-        if self.cue not in CUES:
-            raise unknown("recall cue", self.cue, CUES)
-        if not isinstance(self.cue_fraction, (int, float)) or not 0.0 <= self.cue_fraction < 1.0:
-            raise ConfigError(f"RecallTask cue_fraction must be in [0, 1) (the fraction of bits given), got {self.cue_fraction!r}")
         if self.readout_ticks > self.query_ticks:
             raise ConfigError(f"RecallTask readout_ticks={self.readout_ticks} exceeds query_ticks={self.query_ticks}")
         if self.teach is True and self.cue == "position":
@@ -93,9 +88,6 @@ class RecallTask(Task):
                               "value channels to teach with)")
         if self.cue == "position" and self.repeats != 1:
             raise ConfigError("RecallTask cue='position' needs repeats=1 (the k-th pattern is ambiguous otherwise)")
-        for name in ("shuffle", "distractors", "teach"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"RecallTask {name} must be true or false, got {getattr(self, name)!r}")
         self.check_bytes(1)
 
     def episode_bytes(self, batch_size: int) -> int:
@@ -142,7 +134,7 @@ class RecallTask(Task):
     # ------------------------------------------------------------------ episodes
     def sample(self, batch_size: int, seed: int | torch.Generator = 0, device=None) -> Episode:
         """A batch of episodes; the same seed gives the same episodes (generated on CPU, then moved)."""
-        _check_int("batch_size", batch_size, 1)
+        batch_size = check_batch(batch_size, "RecallTask.sample")
         self.check_bytes(int(batch_size))
         g = generator(seed)
         B, K, D = batch_size, self.num_patterns, self.bits
@@ -207,7 +199,3 @@ class RecallTask(Task):
             t += self.query_ticks + self.gap_ticks
         episode = Episode(inputs, targets, loss_mask, metric_mask)
         return episode.to(device) if device is not None else episode
-
-
-def _check_int(name: str, value, low: int) -> None:
-    check_int(f"RecallTask {name}", value, low)
