@@ -218,9 +218,9 @@ def check_tensor(name: str, value, *, floating: bool = False, finite: bool = Fal
     return value
 
 
-def check_finite(name: str, value, *, error: type[SimgraphError] | None = None) -> None:
-    """ShapeError (or ``error``) naming ``name``, NaN or inf, and the first bad index if the floating
-    tensor ``value`` holds NaN or inf (one host sync when it holds none)."""
+def check_finite(name: str, value, *, error: type[SimgraphError] | None = None, hint: str = "") -> None:
+    """ShapeError (or ``error``) naming ``name``, NaN or inf, the first bad index (and ``hint``: what to do)
+    if the floating tensor ``value`` holds NaN or inf (one host sync when it holds none)."""
     import torch
 
     if not (value.is_floating_point() or value.is_complex()):
@@ -231,7 +231,7 @@ def check_finite(name: str, value, *, error: type[SimgraphError] | None = None) 
     bad = ~torch.isfinite(v)
     where = [int(i) for i in torch.nonzero(bad)[0]]
     kind = "NaN" if bool(torch.isnan(v).any()) else "inf"
-    raise (error or ShapeError)(f"{name} holds {kind} (first at index {where})")
+    raise (error or ShapeError)(f"{name} holds {kind} (first at index {where})" + (f"; {hint}" if hint else ""))
 
 
 def check_path(who: str, path, *, error: type[SimgraphError] = ConfigError):

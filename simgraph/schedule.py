@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .errors import ConfigError, GraphError, unknown
+from .errors import ConfigError, GraphError, check_bool, check_choice, check_name, check_type
 from .graph import Graph, degrees
 
 DIRECTIONS = ("forward", "backward", "both")
@@ -39,8 +39,15 @@ class Phase:
     learn: bool = False  # whether the phase's synapses update
 
     def __post_init__(self):
-        if self.direction not in DIRECTIONS:
-            raise unknown("phase direction", self.direction, DIRECTIONS)
+        # names as tuples (a list is taken as one; a schedule is hashed, to cache its phases on a graph)
+        for what in ("projections", "populations"):
+            names = getattr(self, what)
+            if isinstance(names, str) or not isinstance(names, (list, tuple)):
+                raise ConfigError(f"Phase {what} must be a tuple of {what[:-1]} names, got {names!r}")
+            object.__setattr__(self, what, tuple(check_name(f"Phase {what}[{i}]", n, error=ConfigError)
+                                                 for i, n in enumerate(names)))
+        check_choice("phase direction", self.direction, DIRECTIONS)
+        object.__setattr__(self, "learn", check_bool("Phase learn", self.learn))
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,13 @@ class Schedule:
     phases: tuple[Phase, ...]
 
     def __post_init__(self):
+        if isinstance(self.phases, Phase) or not isinstance(self.phases, (list, tuple)):
+            raise ConfigError(f"Schedule phases must be a tuple of Phase, got {self.phases!r}")
         if not self.phases:
             raise ConfigError("a schedule needs at least one phase")
+        for i, ph in enumerate(self.phases):
+            check_type(f"Schedule phases[{i}]", ph, Phase, "a Phase")
+        object.__setattr__(self, "phases", tuple(self.phases))
 
     @staticmethod
     def synchronous(graph: Graph) -> "Schedule":
@@ -85,8 +97,8 @@ SCHEDULES = {"synchronous": Schedule.synchronous, "layer_sweep": Schedule.layer_
 
 def check_schedule(spec: "str | Schedule") -> None:
     """Fail early (at rule construction) on a schedule that is neither a known name nor a Schedule."""
-    if isinstance(spec, str) and spec not in SCHEDULES:
-        raise unknown("schedule", spec, SCHEDULES)
+    if isinstance(spec, str):
+        check_choice("schedule", spec, SCHEDULES)
     if not isinstance(spec, (str, Schedule)):
         raise ConfigError(f"schedule must be a name {sorted(SCHEDULES)} or a Schedule, got {type(spec).__name__}")
 
@@ -94,9 +106,7 @@ def check_schedule(spec: "str | Schedule") -> None:
 def make_schedule(spec: "str | Schedule", graph: Graph) -> Schedule:
     """A Schedule from a name in SCHEDULES or an existing Schedule, checked against ``graph``."""
     if isinstance(spec, str):
-        if spec not in SCHEDULES:
-            raise unknown("schedule", spec, SCHEDULES)
-        spec = SCHEDULES[spec](graph)
+        spec = SCHEDULES[check_choice("schedule", spec, SCHEDULES)](graph)
     if not isinstance(spec, Schedule):
         raise ConfigError(f"schedule must be a name {sorted(SCHEDULES)} or a Schedule, got {type(spec).__name__}")
     spec.check(graph)

@@ -13,7 +13,8 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
-from .errors import ConfigError, ShapeError, SimgraphWarning, is_int, unknown
+from .errors import (ConfigError, NonFiniteStateError, ShapeError, SimgraphWarning, check_bool, check_bytes, check_finite, check_int,
+                     check_name, check_tensor, check_type, dtype_bytes, is_int, unknown)
 from .graph import Graph
 from .rules.base import Rule, State
 
@@ -52,10 +53,7 @@ class Monitor:
     name: str | None = None
 
     def __post_init__(self):
-        from .errors import is_int
-
-        if not isinstance(self.field, str) or not self.field:
-            raise ShapeError(f"Monitor field must be a state field name (a non-empty string such as 'node'), got {self.field!r}")
+        check_name("Monitor field (a state field name such as 'node')", self.field, error=ShapeError)
         if self.populations is not None:
             if isinstance(self.populations, str) or not isinstance(self.populations, (list, tuple)):
                 raise ShapeError(f"Monitor({self.field!r}): populations must be a list of population names (or None for "
@@ -65,12 +63,9 @@ class Monitor:
                                  f"None for the whole network), got {self.populations!r}")
             if len(set(self.populations)) != len(self.populations):
                 raise ShapeError(f"Monitor({self.field!r}): populations names a population twice: {list(self.populations)}")
-        if not is_int(self.every) or self.every < 1:
-            raise ShapeError(f"Monitor({self.field!r}): every must be a positive int, got {self.every!r}")
-        self.every = int(self.every)
-        if self.name is not None and (not isinstance(self.name, str) or not self.name):
-            raise ShapeError(f"Monitor({self.field!r}): name must be a non-empty string (the key in run.records) or None, "
-                             f"got {self.name!r}")
+        self.every = check_int(f"Monitor({self.field!r}): every", self.every, 1, error=ShapeError)
+        if self.name is not None:
+            check_name(f"Monitor({self.field!r}): name (the key in run.records, or None)", self.name, error=ShapeError)
 
     @property
     def key(self) -> str:
@@ -107,8 +102,7 @@ class Run(NamedTuple):
 
 def check_inputs(graph: Graph, rule: Rule, inputs: Tensor, name: str = "inputs") -> Tensor:
     """Validate ``[T, B, n_in(, input_dim)]`` external inputs; returns them 4-D."""
-    if not isinstance(inputs, Tensor):
-        raise ShapeError(f"{name} must be a torch.Tensor, got {type(inputs).__name__}")
+    check_tensor(name, inputs)
     if inputs.dim() == 3 and rule.input_dim == 1:
         inputs = inputs.unsqueeze(-1)
     want = f"[T, B, {graph.num_inputs}, {rule.input_dim}]"
@@ -117,10 +111,7 @@ def check_inputs(graph: Graph, rule: Rule, inputs: Tensor, name: str = "inputs")
             f"{name} must have shape {want} (T ticks, B episodes, one row per neuron of the input populations "
             f"{list(graph.inputs)}, T >= 1 and B >= 1), got {list(inputs.shape)}"
         )
-    if not inputs.is_floating_point():
-        raise ShapeError(f"{name} must be floating point, got dtype {inputs.dtype}")
-    if inputs.device.type != graph.device.type:
-        raise ShapeError(f"{name} is on {inputs.device} but the graph is on {graph.device}")
+    check_tensor(name, inputs, floating=True, device=graph.device)
     if not bool(torch.isfinite(inputs).all()):  # one host sync, before any work
         t = int(torch.nonzero(~torch.isfinite(inputs))[0, 0])
         raise ShapeError(f"{name} contain NaN or inf (first at tick {t})")
@@ -163,21 +154,14 @@ def initial_state(rule: Rule, graph: Graph, state: State | None, batch_size: int
 def check_finite_state(state: State, name: str = "state") -> None:
     """Raise :class:`simgraph.errors.NonFiniteStateError` naming the field and the first bad index if a floating
     tensor of ``state`` holds NaN or inf (one host sync for all fields)."""
-    from .errors import NonFiniteStateError
-
     fields = [(k, v) for k, v in state.items() if isinstance(v, Tensor) and (v.is_floating_point() or v.is_complex())]
     # detached: isfinite is abs() != inf underneath, and abs() of a tensor needing a gradient would be recorded
     if not fields or bool(torch.stack([torch.isfinite(v.detach()).all() for _, v in fields]).all()):
         return
     for key, v in fields:
-        bad = ~torch.isfinite(v.detach())
-        if bool(bad.any()):
-            where = [int(i) for i in torch.nonzero(bad)[0]]
-            kind = "NaN" if bool(torch.isnan(v.detach()).any()) else "inf"
-            raise NonFiniteStateError(
-                f"{name}[{key!r}] holds {kind} (first at index {where}); pass a finite state: a state from a run "
-                "that diverged cannot be continued (rerun it, or find the tick where it diverged)"
-            )
+        check_finite(f"{name}[{key!r}]", v, error=NonFiniteStateError,
+                     hint="pass a finite state: a state from a run that diverged cannot be continued (rerun it, or find "
+                          "the tick where it diverged)")
 
 
 def _check_agrees(inputs: Tensor, ticks, batch_size) -> None:
@@ -226,19 +210,15 @@ def simulate(
     undoing the updates instead of storing them: memory grows with ticks x neurons, not ticks x
     synapses. Same values and gradients as the plain path; it takes ``inputs`` and ``state`` only.
     """
-    if not isinstance(lean, bool):
-        raise ConfigError(f"simulate lean must be True or False, got {lean!r}")
-    if lean:
+    if check_bool("simulate lean", lean):
         if isinstance(inputs, Tensor) and inputs.dim() >= 2 and (ticks is not None or batch_size is not None):
             _check_agrees(inputs, ticks, batch_size)  # the inputs fix both
         if monitors or checkpoint_every or compile is not False or inputs is None:
             raise ConfigError("simulate(lean=True) runs the whole episode in one function: it needs inputs and takes "
                               "no monitors, checkpoint_every or compile; drop those or use lean=False")
         return _lean(rule, graph, inputs, state)
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-        raise ShapeError(f"checkpoint_every must be a non-negative int (0 = off), got {checkpoint_every!r}")
-    if not isinstance(rule, Rule):
-        raise ShapeError(f"simulate needs a simgraph rule (a simgraph.rules.Rule), got {type(rule).__name__}")
+    checkpoint_every = check_int("simulate checkpoint_every (0 = off)", checkpoint_every, 0, error=ShapeError)
+    _check_rule(rule)
     rule.check_graph(graph)
     warn_silent_outputs(rule, graph, state)
     if isinstance(monitors, Monitor) or not isinstance(monitors, (list, tuple)) or not all(isinstance(m, Monitor) for m in monitors):
@@ -248,16 +228,11 @@ def simulate(
         T, B = inputs.shape[0], inputs.shape[1]
         _check_agrees(inputs, ticks, batch_size)
     else:
-        ticks = int(ticks) if is_int(ticks) else ticks  # numpy ints are ints
-        batch_size = int(batch_size) if is_int(batch_size) else batch_size
-        if not isinstance(ticks, int) or isinstance(ticks, bool) or ticks < 1:
-            raise ShapeError(f"without inputs, ticks must be a positive int, got {ticks!r}")
+        T = check_int("without inputs, ticks", ticks, 1, error=ShapeError)
         if batch_size is None and state is not None:
             rule.check_state(graph, state)
         B = batch_size if batch_size is not None else (state["node"].shape[0] if state is not None else None)
-        if not isinstance(B, int) or isinstance(B, bool) or B < 1:
-            raise ShapeError(f"without inputs, batch_size must be a positive int, got {B!r}")
-        T = ticks
+        B = check_int("without inputs, batch_size", B, 1, error=ShapeError)
     check_run_bytes(rule, graph, T, B, fresh_state=state is None, zero_input=inputs is None)
     state = initial_state(rule, graph, state, B)
     plans = _plan_monitors(graph, state, monitors)
@@ -295,6 +270,10 @@ def simulate(
     return Run(torch.stack(outputs), state, buffers)
 
 
+def _check_rule(rule) -> None:
+    check_type("simulate", rule, Rule, "a simgraph rule (a simgraph.rules.Rule instance)", error=ShapeError)
+
+
 def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
     """Check and prepare an episode as the plain path does, then ``rule.lean_episode(graph, U, state) -> (X, edge)``.
 
@@ -302,8 +281,7 @@ def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
     state; the outputs are the output populations' rows of ``X`` (the rule's ``readout`` must be the
     default one: the first ``output_dim`` node channels).
     """
-    if not isinstance(rule, Rule):
-        raise ShapeError(f"simulate needs a simgraph rule (a simgraph.rules.Rule), got {type(rule).__name__}")
+    _check_rule(rule)
     if not callable(getattr(rule, "lean_episode", None)):
         raise ConfigError(f"{type(rule).__name__} has no lean_episode (its edge update cannot be undone); use "
                           "lean=False, or checkpoint_every=k to save memory by recomputation")
@@ -311,8 +289,6 @@ def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
     warn_silent_outputs(rule, graph, state)
     inputs = check_inputs(graph, rule, inputs)
     T, B = inputs.shape[:2]
-    from .errors import check_bytes, dtype_bytes
-
     # U (every tick's per-node input) and X (every tick's node state) are whole-episode tensors
     size = dtype_bytes() * T * B * graph.num_nodes * (rule.input_dim + rule.node_dim)
     check_bytes(f"simulate(lean=True) over {T} ticks x {B} episodes x {graph.num_nodes} neurons", size,
@@ -328,8 +304,6 @@ def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
 def check_run_bytes(rule: Rule, graph: Graph, T: int, B: int, fresh_state: bool = True, zero_input: bool = True) -> None:
     """Refuse (:class:`simgraph.errors.MemoryBudgetError`) a run whose fresh state, zero inputs and
     stacked outputs alone would not fit the byte budget, before any of them is allocated."""
-    from .errors import check_bytes, dtype_bytes
-
     item = dtype_bytes()
     dims = [getattr(rule, k, 1) for k in ("node_dim", "edge_dim", "input_dim", "output_dim")]
     node_dim, edge_dim, input_dim, output_dim = (d if isinstance(d, int) and d > 0 else 1 for d in dims)
@@ -345,8 +319,6 @@ def check_run_bytes(rule: Rule, graph: Graph, T: int, B: int, fresh_state: bool 
 
 def check_monitor_bytes(plans: Sequence[tuple[Monitor, Tensor | None]], state: State, T: int) -> None:
     """Refuse monitors whose buffers (``(T - 1) // every + 1`` rows each) would not fit the byte budget together."""
-    from .errors import check_bytes
-
     total, parts = 0, []
     for mon, ids in plans:
         value = state.get(mon.field)

@@ -14,7 +14,7 @@ from typing import Dict
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError
+from ..errors import ShapeError, check_type
 from ..graph import Graph
 from ..schedule import split_phases
 
@@ -42,13 +42,12 @@ class Rule(nn.Module):
     # ------------------------------------------------------------------ checks
     def check_graph(self, graph: Graph) -> None:
         """Raise if this rule cannot run on ``graph`` (override to add rule-specific checks)."""
-        if not isinstance(graph, Graph):
-            raise ShapeError(f"expected a simgraph Graph, got {type(graph).__name__}; build one with sg.Network(...).build()")
+        check_type(type(self).__name__, graph, Graph, "a simgraph Graph (build one with sg.Network(...).build())",
+                   error=ShapeError)
 
     def check_state(self, graph: Graph, state: State) -> None:
         """Raise ShapeError unless ``state`` fits this rule and graph."""
-        if not isinstance(state, dict):
-            raise ShapeError(f"state must be a dict of tensors, got {type(state).__name__}")
+        check_type(f"{type(self).__name__} state", state, dict, "a dict of tensors", error=ShapeError)
         for key in ("node", "edge"):
             if key not in state:
                 raise ShapeError(f"state is missing field {key!r} (has {sorted(state)})")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, GraphError, unknown
+from ..errors import ConfigError, GraphError, check_choice, check_finite
 from ..graph import Graph
 
 INIT_WEIGHTS = ("auto", "edge_weight", "default")
@@ -28,9 +28,7 @@ INIT_WEIGHTS = ("auto", "edge_weight", "default")
 
 def check_init(who: str, init_weights) -> str:
     """``init_weights`` of a rule constructor, checked."""
-    if not isinstance(init_weights, str) or init_weights not in INIT_WEIGHTS:
-        raise unknown(f"{who} init_weights", init_weights, INIT_WEIGHTS)
-    return init_weights
+    return check_choice(f"{who} init_weights", init_weights, INIT_WEIGHTS)
 
 
 def start_weights(graph: Graph, who: str, init_weights: str) -> Tensor | None:
@@ -41,8 +39,7 @@ def start_weights(graph: Graph, who: str, init_weights: str) -> Tensor | None:
         raise GraphError(f"{who} init_weights='edge_weight' needs a graph with measured strengths (graph.edge_weight), "
                          "e.g. from_networkx(G, weight_attr='weight'); this graph has none (use init_weights='auto')")
     w = graph.edge_weight.to(torch.get_default_dtype())
-    if not bool(torch.isfinite(w).all()):
-        raise GraphError(f"{who}: graph.edge_weight contains NaN or inf")
+    check_finite(f"{who}: graph.edge_weight", w, error=GraphError)
     size = float(w.abs().mean()) if w.numel() else 0.0
     if size == 0.0:
         return w.reshape(-1, 1).clone()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import FLOAT32_MAX, check_gain, check_number
 from ..graph import Graph
 from .base import Rule, State, mean_indegree_rate, zeros_state
 from .static import drive
@@ -26,13 +27,11 @@ from .static import drive
 class DeltaRule(Rule):
     def __init__(self, eta: float | None = None, beta: float = 1.0, input_gain: float = 1.0):
         super().__init__()
-        from ..errors import check_number
-
         if eta is not None:  # None: 1 / mean indegree of the graph
-            eta = check_number("DeltaRule eta (None: 1 / mean indegree)", eta, positive=True, high=3.4e38)
+            eta = check_number("DeltaRule eta (None: 1 / mean indegree)", eta, positive=True, high=FLOAT32_MAX)
         self.eta = eta
-        self.beta = check_number("DeltaRule beta", beta, low=-3.4e38, high=3.4e38)
-        self.input_gain = check_number("DeltaRule input_gain", input_gain, low=-3.4e38, high=3.4e38)
+        self.beta = check_gain("DeltaRule beta", beta)
+        self.input_gain = check_gain("DeltaRule input_gain", input_gain)
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
         return zeros_state(graph, batch_size, 1, 1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import unknown
+from ..errors import FLOAT32_MAX, check_choice, check_gain, check_number
 from ..graph import Graph
 from ._lean import HebbianEpisode
 from .base import Rule, State, mean_indegree_rate, zeros_state
@@ -36,14 +36,11 @@ class HebbianRule(Rule):
     def __init__(self, eta: float | None = None, beta: float = 1.0, input_gain: float = 1.0, learn_from: str = "input",
                  init_weights: str = "auto"):
         super().__init__()
-        from ..errors import check_number
-
-        if not isinstance(learn_from, str) or learn_from not in SOURCES:
-            raise unknown("HebbianRule learn_from", learn_from, SOURCES)
+        check_choice("HebbianRule learn_from", learn_from, SOURCES)
         if eta is not None:  # None: 1 / mean indegree of the graph (learning_rate)
-            eta = check_number("HebbianRule eta (None: 1 / mean indegree)", eta, positive=True, high=3.4e38)  # float32
-        beta = check_number("HebbianRule beta", beta, low=-3.4e38, high=3.4e38)
-        input_gain = check_number("HebbianRule input_gain", input_gain, low=-3.4e38, high=3.4e38)
+            eta = check_number("HebbianRule eta (None: 1 / mean indegree)", eta, positive=True, high=FLOAT32_MAX)
+        beta = check_gain("HebbianRule beta", beta)
+        input_gain = check_gain("HebbianRule input_gain", input_gain)
         self.eta, self.beta, self.input_gain, self.learn_from = eta, beta, input_gain, learn_from
         self.init_weights = check_init("HebbianRule", init_weights)
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, GraphError, ShapeError
+from ..errors import (FLOAT32_MAX, ConfigError, GraphError, ShapeError, check_bool, check_bytes, check_gain, check_number, check_seed,
+                      check_type, dtype_bytes)
 from ..graph import Graph
 from ._lean import modulation, run_episode, write_trace
 from .base import Rule, State
@@ -58,19 +59,12 @@ class PlasticRule(Rule):
         init_weights: str = "auto",
     ):
         super().__init__()
-        if not isinstance(graph, Graph):
-            raise GraphError(f"PlasticRule needs the simgraph Graph it will run on, got {type(graph).__name__}")
+        check_type("PlasticRule", graph, Graph, "the simgraph Graph it will run on", error=GraphError)
         if graph.num_edges == 0:
             raise GraphError("PlasticRule needs a graph with at least one synapse")
-        from ..errors import check_bool, check_number, check_seed
-
-        for name, val in (("eta", eta), ("input_gain", input_gain), ("init_std", init_std)):
-            check_number(f"PlasticRule {name}", val)
-        eta, input_gain, init_std = float(eta), float(input_gain), float(init_std)
-        if not 0 <= eta < 1:
-            raise ConfigError(f"PlasticRule eta must be in [0, 1) (the trace decays by 1 - eta per tick), got {eta!r}")
-        if init_std < 0:
-            raise ConfigError(f"PlasticRule init_std must be >= 0, got {init_std!r}")
+        eta = check_number("PlasticRule eta (the trace decays by 1 - eta per tick)", eta, low=0.0, below=1.0)
+        input_gain = check_gain("PlasticRule input_gain", input_gain)
+        init_std = check_number("PlasticRule init_std", init_std, low=0.0, high=FLOAT32_MAX)
         learn_eta, eta_per_type, oja, neuromodulated, plastic, lean = (
             check_bool(f"PlasticRule {name}", v) for name, v in (("learn_eta", learn_eta), ("eta_per_type", eta_per_type),
                                                                    ("oja", oja), ("neuromodulated", neuromodulated),
@@ -78,8 +72,6 @@ class PlasticRule(Rule):
         seed = check_seed("PlasticRule seed", seed)
         self.init_weights = check_init("PlasticRule", init_weights)
         self.num_nodes, self.num_edges, self.num_types = graph.num_nodes, graph.num_edges, graph.num_synapse_types
-        from ..errors import check_bytes, dtype_bytes
-
         check_bytes(f"PlasticRule's per-synapse parameters w and alpha ({self.num_edges} synapses)",
                     (2 * self.num_edges + self.num_nodes) * dtype_bytes(), "use a graph with fewer synapses")
         self.oja, self.input_gain, self.lean, self.plastic = bool(oja), float(input_gain), bool(lean), bool(plastic)

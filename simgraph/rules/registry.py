@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from .._imports import is_import_path, load_object
-from ..errors import ConfigError, unknown
+from ..errors import ConfigError, check_bool, check_name, check_seed, unknown
 from ..graph import Graph
 from .base import Rule
 from .delta import DeltaRule
@@ -34,11 +34,16 @@ FROM_GRAPH = {"num_neuron_types": lambda g: g.num_neuron_types, "num_synapse_typ
 
 def register(name: str, factory: Callable[..., Rule], *, replace: bool = False, **preset) -> None:
     """Name a rule class (or a function returning a Rule) for configs; ``preset`` fixes some arguments."""
-    if not isinstance(name, str) or not name or ":" in name:
-        raise ConfigError(f"a rule name must be a non-empty string without ':', got {name!r}")
+    check_name("a rule name", name, error=ConfigError)
+    if ":" in name:
+        raise ConfigError(f"a rule name must not hold ':' (that names 'module:Class'), got {name!r}")
     if not callable(factory):
         raise ConfigError(f"register({name!r}, ...) needs a Rule class or a function returning a Rule, got {factory!r}")
-    if name in _REGISTRY and not replace:
+    names, any_keyword = _parameters(factory)
+    for key in preset:  # a typo in a preset would only surface when the kind is first built
+        if key not in names and not any_keyword:
+            raise unknown(f"preset setting of rule kind {name!r}", key, names)
+    if check_bool("register replace", replace) is False and name in _REGISTRY:
         raise ConfigError(f"rule kind {name!r} is already registered ({_REGISTRY[name][0].__name__}); pass replace=True "
                           "to rebind it")
     _REGISTRY[name] = (factory, dict(preset))
@@ -72,6 +77,7 @@ def resolve(kind: str, paths=()) -> tuple[Callable[..., Rule], dict]:
 def build(kind: str, graph: Graph, *, seed: int = 0, paths=(), **settings) -> Rule:
     """A rule of ``kind`` for ``graph``; ConfigError naming any setting it does not take."""
     factory, preset, names = check_settings(kind, settings, paths)
+    seed = check_seed("rules.build seed", seed)
     kwargs = {**preset, **settings}
     if "graph" in names and "graph" not in kwargs:
         kwargs["graph"] = graph

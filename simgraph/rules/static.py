@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError, check_finite, check_gain, check_seed
 from ..graph import Graph
 from .base import Rule, State
 from .constraints import check_init, constrain_start, start_weights
@@ -23,9 +24,7 @@ class StaticRule(Rule):
     def __init__(self, gain: float = 1.0, input_gain: float = 1.0, seed: int = 0, weights: Tensor | None = None,
                  init_weights: str = "auto"):
         super().__init__()
-        from ..errors import ConfigError, check_number, check_seed
-
-        self.gain, self.input_gain = check_number("StaticRule gain", gain), check_number("StaticRule input_gain", input_gain)
+        self.gain, self.input_gain = check_gain("StaticRule gain", gain), check_gain("StaticRule input_gain", input_gain)
         self.seed = check_seed("StaticRule seed", seed)
         if weights is not None:  # the shape is checked against the graph in initial_weights
             try:
@@ -36,8 +35,7 @@ class StaticRule(Rule):
             if w.dtype == torch.bool or w.is_complex() or w.numel() == 0:
                 raise ConfigError(f"StaticRule weights must be real numbers, one per synapse; got dtype {w.dtype}, "
                                   f"shape {list(w.shape)}")
-            if not bool(torch.isfinite(w).all()):
-                raise ConfigError("StaticRule weights contain NaN or inf; pass finite weights")
+            check_finite("StaticRule weights", w, error=ConfigError, hint="pass finite weights")
         self.weights = weights
         self.init_weights = check_init("StaticRule", init_weights)
 
