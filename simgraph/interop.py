@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from .build import Network
-from .errors import GraphError, ShapeError, SimgraphError, unknown
+from .errors import (GraphError, ShapeError, SimgraphError, check_bool, check_choice, check_int, check_path, check_tensor, check_type,
+                     unknown)
 from .graph import Graph, is_hashable
 
 
@@ -41,15 +42,12 @@ def to_networkx(graph: Graph, state: dict | None = None, batch_index: int = 0, l
     the same network; with ``scalar_attrs=True`` they are JSON strings, so that ``nx.write_graphml``
     and ``nx.write_gexf`` take the graph.
     """
-    if not isinstance(graph, Graph):
-        raise ShapeError(f"to_networkx needs a simgraph Graph, got {type(graph).__name__}")
-    if state is not None and not isinstance(state, dict):
-        raise ShapeError(f"to_networkx: state must be a dict of tensors, got {type(state).__name__}")
-    if not isinstance(batch_index, (int, np.integer)) or isinstance(batch_index, bool):
-        raise ShapeError(f"to_networkx: batch_index must be an int, got {batch_index!r}")
-    for flag, value in (("labels", labels), ("scalar_attrs", scalar_attrs)):
-        if value is not None and not isinstance(value, (bool, np.bool_)):
-            raise ShapeError(f"to_networkx: {flag} must be True or False, got {value!r}")
+    check_type("to_networkx", graph, Graph, "a simgraph Graph", error=ShapeError)
+    if state is not None:
+        check_type("to_networkx state", state, dict, "a dict of tensors (or None)", error=ShapeError)
+    batch_index = check_int("to_networkx batch_index", batch_index, error=ShapeError)
+    labels = None if labels is None else check_bool("to_networkx labels (or None)", labels, error=ShapeError)
+    scalar_attrs = check_bool("to_networkx scalar_attrs", scalar_attrs, error=ShapeError)
     if labels and graph.node_labels is None:
         raise ShapeError("to_networkx: labels=True but this graph has no node labels (graph.node_labels is None)")
     use_labels = graph.node_labels is not None if labels is None else bool(labels)
@@ -186,17 +184,14 @@ def from_networkx(
     projections and layouts, inputs and outputs, weights, signs, tied pairs) with no attribute
     names given.
     """
-    if not isinstance(G, nx.Graph):
-        raise GraphError(f"from_networkx needs a networkx graph, got {type(G).__name__}")
+    check_type("from_networkx", G, nx.Graph, "a networkx graph", error=GraphError)
     if G.number_of_nodes() == 0:
         raise GraphError("from_networkx: the graph has no nodes")
-    if parallel not in PARALLEL:
-        raise unknown("from_networkx parallel= mode", parallel, PARALLEL)
+    check_choice("from_networkx parallel= mode", parallel, PARALLEL)
     for what, value in (("weight_attr", weight_attr), ("default_type", default_type)):
         if value is not None and not isinstance(value, str):
             raise GraphError(f"from_networkx: {what} must be a string or None, got {value!r}")
-    if undirected not in UNDIRECTED:
-        raise unknown("from_networkx undirected= mode", undirected, UNDIRECTED)
+    check_choice("from_networkx undirected= mode", undirected, UNDIRECTED)
     if undirected == "tied" and G.is_directed():
         raise GraphError("from_networkx: undirected='tied' is for undirected graphs; in a directed graph name the synapse "
                          "types whose reciprocal edges are gap junctions with tied_types=[...]")
@@ -492,14 +487,11 @@ def _names(names, what: str) -> list:
 def _state_field(graph: Graph, value, key: str, who: str) -> Tensor:
     """``state[key]`` for ``key`` "node" (``[B, N, D]`` or ``[N, D]``) or "edge" (``[B, E, D]`` or ``[E, D]``)."""
     n, rows = (graph.num_nodes, "N nodes") if key == "node" else (graph.num_edges, "E edges")
-    if not isinstance(value, Tensor):
-        raise ShapeError(f"{who}: state[{key!r}] must be a torch.Tensor, got {type(value).__name__}")
+    check_tensor(f"{who}: state[{key!r}]", value)
     if value.dim() not in (2, 3) or value.shape[-2] != n:
         raise ShapeError(f"{who}: state[{key!r}] must have shape [B, {n}, D] or [{n}, D] (B episodes, {rows}), "
                          f"got {list(value.shape)}")
-    if value.device.type != graph.device.type:
-        raise ShapeError(f"{who}: state[{key!r}] is on {value.device} but the graph is on {graph.device}; move one with .to()")
-    return value
+    return check_tensor(f"{who}: state[{key!r}]", value, device=graph.device)
 
 
 # ---------------------------------------------------------------------- files
@@ -522,9 +514,8 @@ def write(graph: Graph, path, state: dict | None = None, batch_index: int = 0) -
     to a temporary name first and then renamed, so a failed write leaves no half file. Returns
     the path.
     """
-    if not isinstance(graph, Graph):
-        raise GraphError(f"sg.write needs a simgraph Graph, got {type(graph).__name__}")
-    path = _path(path, "sg.write")
+    check_type("sg.write", graph, Graph, "a simgraph Graph", error=GraphError)
+    path = check_path("sg.write", path, error=GraphError)
     suffix = _suffix(path, "sg.write")
     labels = graph.node_labels
     if labels is None:
@@ -585,7 +576,7 @@ def read(path, **import_options) -> tuple[Graph, dict | None]:
     Any other GraphML, GEXF or node-link JSON file is imported with :func:`simgraph.from_networkx`
     and ``import_options`` (``weight_attr=``, ``default_type=``, ...); its state is ``None``.
     """
-    path = _path(path, "sg.read")
+    path = check_path("sg.read", path, error=GraphError)
     suffix = _suffix(path, "sg.read")
     if not path.is_file():
         raise GraphError(f"sg.read: {str(path)!r} does not exist" if not path.exists() else f"sg.read: {str(path)!r} is not a file")
@@ -683,12 +674,6 @@ def _from_gexf(G: nx.Graph, path: Path) -> nx.Graph:
     return G
 
 
-def _path(path, who: str) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise GraphError(f"{who}: path must be a str or os.PathLike, got {type(path).__name__}")
-    return Path(path)
-
-
 def _suffix(path: Path, who: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -707,14 +692,10 @@ def to_pyg(graph: Graph, state: dict | None = None, hetero: bool = False):
     post type), with local indices and, with ``state``, ``x``/``edge_attr``. ``state`` must hold
     ``"node"`` and ``"edge"``; other fields are not exported.
     """
-    if not isinstance(graph, Graph):
-        raise ShapeError(f"to_pyg needs a simgraph Graph, got {type(graph).__name__}")
-    if not isinstance(hetero, (bool, np.bool_)):
-        raise ShapeError(f"to_pyg: hetero must be True or False, got {hetero!r}")
+    check_type("to_pyg", graph, Graph, "a simgraph Graph", error=ShapeError)
+    hetero = check_bool("to_pyg hetero", hetero, error=ShapeError)
     if state is not None:
-        if not isinstance(state, dict):
-            raise ShapeError(f"to_pyg: state must be a dict of tensors with 'node' and 'edge' (or None), got "
-                             f"{type(state).__name__}")
+        check_type("to_pyg state", state, dict, "a dict of tensors with 'node' and 'edge' (or None)", error=ShapeError)
         for key in ("node", "edge"):
             if key not in state:
                 raise ShapeError(f"to_pyg: state is missing field {key!r} (has {sorted(map(str, state))}); pass the state "
