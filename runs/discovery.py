@@ -14,6 +14,10 @@ the Hebbian rule inside the rule family, its gain beta tuned on separate episode
     python runs/discovery.py                        # all settings, starts and seeds; resumable
     python runs/discovery.py --starts hebbian --seeds 10 --settings default
     python runs/discovery.py --quick                # a smoke run (2 seeds, 20 steps)
+    python runs/discovery.py --settings sparse --starts hebbian --set train.lr=0.01   # a variant of the recipe
+
+A variant (``--set KEY=VALUE``, repeatable) is recorded with its runs and gets its own rows, so what
+each change buys is read off the table against the plain recipe.
 
 Writes runs/results/discovery/{runs.jsonl,results.md}; runs.jsonl gets one line per finished run and
 is read back on restart, so an interrupted sweep continues where it stopped.
@@ -28,6 +32,7 @@ from pathlib import Path
 import torch
 
 from simgraph.baselines import hebbian_baseline
+from simgraph.cli import _parse_sets
 from simgraph.train import Config, fit
 
 DEFAULT = Path(__file__).resolve().parent / "default.toml"
@@ -43,18 +48,18 @@ class Discovered(Exception):
     pass
 
 
-def config(setting: str, start: str, seed: int, steps: int) -> Config:
+def config(setting: str, start: str, seed: int, steps: int, variant: dict) -> Config:
     cfg = Config.load(DEFAULT)
     if start == "random":  # the default's beta belongs to its Hebbian start
         cfg.rule.settings.pop("beta", None)
     return cfg.override(**{
         **SETTINGS[setting], "seed": seed, "rule.start": start, "task.num_patterns": 2, "train.curriculum": False,
         "train.steps": steps, "train.eval_every": 10, "train.eval_batch": 64, "train.checkpoint_every": 10**6,
-        "train.threads": 0})
+        "train.threads": 0, **variant})
 
 
-def one_run(setting: str, start: str, seed: int, steps: int) -> dict:
-    cfg = config(setting, start, seed, steps)
+def one_run(setting: str, start: str, seed: int, steps: int, variant: dict) -> dict:
+    cfg = config(setting, start, seed, steps, variant)
     task = cfg.make_task()
     graph = cfg.make_graph(task)
     beta = None
@@ -77,7 +82,7 @@ def one_run(setting: str, start: str, seed: int, steps: int) -> dict:
     except Discovered:
         pass
     row = found[0] if found else last
-    return {"setting": setting, "start": start, "seed": seed, "beta": beta,
+    return {"setting": setting, "start": start, "seed": seed, "variant": variant, "beta": beta,
             "discovered_at": found[0]["step"] if found else None, "accuracy": row["eval_accuracy"] if row else None,
             "seconds": round(time.time() - t0, 1)}
 
@@ -85,18 +90,23 @@ def one_run(setting: str, start: str, seed: int, steps: int) -> dict:
 def summary(runs: list[dict], steps: int) -> str:
     lines = [f"Steps until bit accuracy at K = 2 passes {THRESHOLD} (evaluated every 10 steps; budget {steps} steps; "
              "'-' = not within the budget).", "",
-             "| setting | start | seeds | discovered | median steps | steps per seed |", "|---|---|---|---|---|---|"]
-    for setting in SETTINGS:
-        for start in ("random", "hebbian"):
-            rs = sorted((r for r in runs if r["setting"] == setting and r["start"] == start), key=lambda r: r["seed"])
-            if not rs:
-                continue
-            hits = [r["discovered_at"] for r in rs if r["discovered_at"] is not None]
-            med = statistics.median([h if h is not None else float("inf") for h in (r["discovered_at"] for r in rs)])
-            each = ", ".join(str(r["discovered_at"]) if r["discovered_at"] is not None else "-" for r in rs)
-            lines.append(f"| {setting} | {start} | {len(rs)} | {len(hits)}/{len(rs)} | "
-                         f"{med if med != float('inf') else '-'} | {each} |")
+             "| setting | start | variant | seeds | discovered | median steps | steps per seed |", "|---|---|---|---|---|---|---|"]
+    variants = list(dict.fromkeys(_label(r) for r in runs))
+    for setting, start, variant in ((a, b, c) for a in SETTINGS for b in ("random", "hebbian") for c in variants):
+        rs = sorted((r for r in runs if (r["setting"], r["start"], _label(r)) == (setting, start, variant)),
+                    key=lambda r: r["seed"])
+        if not rs:
+            continue
+        hits = [r["discovered_at"] for r in rs if r["discovered_at"] is not None]
+        med = statistics.median([h if h is not None else float("inf") for h in (r["discovered_at"] for r in rs)])
+        each = ", ".join(str(r["discovered_at"]) if r["discovered_at"] is not None else "-" for r in rs)
+        lines.append(f"| {setting} | {start} | {variant} | {len(rs)} | {len(hits)}/{len(rs)} | "
+                     f"{med if med != float('inf') else '-'} | {each} |")
     return "\n".join(lines) + "\n"
+
+
+def _label(run: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in run.get("variant", {}).items()) or "plain"
 
 
 def main():
@@ -107,21 +117,23 @@ def main():
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--out", default="runs/results/discovery")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a variant of the recipe")
     args = ap.parse_args()
+    variant = _parse_sets(args.set)
     seeds, steps = (2, 20) if args.quick else (args.seeds, args.steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
     runs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    done = {(r["setting"], r["start"], r["seed"]) for r in runs}
+    done = {(r["setting"], r["start"], r["seed"], _label(r)) for r in runs}
     for setting in args.settings.split(","):
         if setting not in SETTINGS:
             raise SystemExit(f"unknown setting {setting!r}; choose from {list(SETTINGS)}")
         for start in args.starts.split(","):
             for seed in range(seeds):
-                if (setting, start, seed) in done:
+                if (setting, start, seed, _label({"variant": variant})) in done:
                     continue
-                r = one_run(setting, start, seed, steps)
+                r = one_run(setting, start, seed, steps, variant)
                 print(json.dumps(r), flush=True)
                 runs.append(r)
                 with log.open("a") as f:
