@@ -4,10 +4,10 @@ For each topology (fully recurrent, input->memory->output, sparse random p=0.2, 
 network type this meta-trains the trainable types with runs/capacity.toml (32-bit patterns, half
 cues, 400 steps, curriculum up to K=8 checked every 25 steps; [network] and [rule] set per model,
 through the one training loop), then measures bit accuracy on fresh episodes against the load K
-(delay 0) and against the delay (K=4). Writes runs/out/capacity/{results.json,results.md,*.png}.
+(delay 0), and at K=4 against the delay, the cue fraction and distractors in the delay. Writes runs/out/capacity/{results.json,results.md,*.png}.
 
 Network types: ``frozen`` (synapses fixed), ``hebbian`` (outer product, gain tuned), ``delta`` (online
-delta rule, gain and step tuned), ``mlp`` (the learned MLP rule from a random start), ``mlp_hebbian``
+delta rule, gain and step tuned), ``plastic`` (Miconi's differentiable plasticity, meta-trained), ``mlp`` (the learned MLP rule from a random start), ``mlp_hebbian``
 (the learned MLP rule started at the tuned Hebbian rule: ``start="hebbian"``), ``mlp_untyped`` (one
 neuron and synapse embedding for all). On input->memory->output the task shows each value to the
 output neurons while it is written (``teach=True``), without which it is unsolvable.
@@ -47,6 +47,14 @@ TOPOLOGIES = {
 }
 LOADS = (1, 2, 4, 6, 8, 12, 16)
 DELAYS = (0, 4, 8, 16, 32)
+# difficulty: result key -> (task field swept, its values, the other task fields held)
+SWEEPS = {
+    "by_load": ("num_patterns", LOADS, {}),
+    "by_delay": ("delay", DELAYS, {"num_patterns": 4}),
+    "by_cue": ("cue_fraction", (0.25, 0.5, 0.75), {"num_patterns": 4}),  # the fraction of bits a cue gives
+    "by_distractors": ("delay", (4, 8, 16), {"num_patterns": 4, "distractors": True}),  # random patterns in the delay
+}
+COLUMNS = {"by_load": "K={}", "by_delay": "delay {}", "by_cue": "cue {}", "by_distractors": "{} distractors"}
 
 
 def models_for(topology):
@@ -54,12 +62,12 @@ def models_for(topology):
         # the only topology here with several neuron types; the scalar hand-set rules store what
         # reaches a neuron's own input, and their zero start leaves the memory population silent
         return ["frozen", "mlp", "mlp_untyped", "mlp_hebbian", "mlp_hebbian_untyped"]
-    return ["frozen", "hebbian", "delta", "mlp", "mlp_hebbian"]
+    return ["frozen", "hebbian", "delta", "plastic", "mlp", "mlp_hebbian"]
 
 
 def rule_settings(kind, topology):
     """[rule] overrides for a trainable network type."""
-    rule = {"rule.kind": "frozen" if kind == "frozen" else "mlp"}
+    rule = {"rule.kind": kind if kind in ("frozen", "plastic") else "mlp"}
     if kind.endswith("_untyped"):
         rule["rule.use_types"] = False
     if kind.startswith("mlp_hebbian"):
@@ -85,14 +93,14 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps, episodes = (2, 8) if args.quick else (args.steps, 128)
-    loads, delays = ((1, 2), (0, 4)) if args.quick else (LOADS, DELAYS)
     started = time.time()
     # a run of some models adds to (or replaces) their rows in the results already there
     previous = out / "results.json"
     results = json.loads(previous.read_text())["results"] if previous.is_file() and not args.quick else {}
-    for r in results.values():  # JSON made the loads and delays strings
-        for key in ("by_load", "by_delay"):
-            r[key] = {int(k): v for k, v in r[key].items()}
+    for r in results.values():  # JSON made the swept values strings
+        for key in SWEEPS:
+            if key in r:
+                r[key] = {float(k) if "." in k else int(k): v for k, v in r[key].items()}
     chosen = args.topologies.split(",")
     for name in chosen:
         if name not in TOPOLOGIES:
@@ -130,30 +138,30 @@ def main():
                 else:
                     res = train(cfg, folder, resume=folder.joinpath("checkpoint.json").is_file(), progress=False)
                     rule, graph = res.rule, res.graph
-            by_load = sweep(rule, graph, task, "num_patterns", loads, episodes)
-            by_delay = sweep(rule, graph, task.replace(num_patterns=4), "delay", delays, episodes)
-            results[name] = {"neurons": graph.num_nodes, "synapses": graph.num_edges, "tuned": tuned,
-                             "by_load": by_load, "by_delay": by_delay, "capacity": capacity(by_load),
-                             "seconds": round(time.time() - t0, 1)}
-            print(f"{name:<32s} N={graph.num_nodes:<3d} capacity K={capacity(by_load):<3d} "
-                  + " ".join(f"K{k}:{a:.3f}" for k, a in by_load.items()), flush=True)
+            swept = {key: sweep(rule, graph, task.replace(**held), field, values[:2] if args.quick else values, episodes)
+                     for key, (field, values, held) in SWEEPS.items()}
+            results[name] = {"neurons": graph.num_nodes, "synapses": graph.num_edges, "tuned": tuned, **swept,
+                             "capacity": capacity(swept["by_load"]), "seconds": round(time.time() - t0, 1)}
+            print(f"{name:<32s} N={graph.num_nodes:<3d} capacity K={capacity(swept['by_load']):<3d} "
+                  + " ".join(f"K{k}:{a:.3f}" for k, a in swept["by_load"].items()), flush=True)
+            # written after every model, so an interrupted sweep keeps what it measured
+            total = round(time.time() - started, 1)
+            (out / "results.json").write_text(json.dumps({"results": results, "seconds": total, "steps": steps}, indent=1))
+            write_table(results, out / "results.md", total)
     total = round(time.time() - started, 1)
-    (out / "results.json").write_text(json.dumps({"results": results, "seconds": total, "steps": steps}, indent=1))
-    write_table(results, loads, delays, out / "results.md", total)
     plot(results, "by_load", f"patterns stored K ({args.bits} bits each, half cue)", out / "accuracy_vs_load.png")
     plot(results, "by_delay", "delay after the write phase (ticks), K=4", out / "accuracy_vs_delay.png")
     print(json.dumps({"command": "recall_capacity", "seconds": total,
                       "capacity": {k: v["capacity"] for k, v in results.items()}}))
 
 
-def write_table(results, loads, delays, path, seconds):
-    lines = ["| topology / network type | N | synapses | capacity K (>=95%) | " + " | ".join(f"K={k}" for k in loads)
-             + " | " + " | ".join(f"delay {d}" for d in delays) + " |",
-             "|---" * (4 + len(loads) + len(delays)) + "|"]
+def write_table(results, path, seconds):
+    columns = [(key, v) for key in SWEEPS for v in sorted({v for r in results.values() for v in r.get(key, {})})]
+    lines = ["| topology / network type | N | synapses | capacity K (>=95%) | "
+             + " | ".join(COLUMNS[key].format(v) for key, v in columns) + " |", "|---" * (4 + len(columns)) + "|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['neurons']} | {r['synapses']} | {r['capacity']} | "
-                     + " | ".join(f"{r['by_load'][k]:.3f}" for k in loads) + " | "
-                     + " | ".join(f"{r['by_delay'][d]:.3f}" for d in delays) + " |")
+                     + " | ".join(f"{r[key][v]:.3f}" if v in r.get(key, {}) else "-" for key, v in columns) + " |")
     lines.append(f"\nBit accuracy on not-given bits (chance 0.5), fresh episodes; total {seconds} s.")
     path.write_text("\n".join(lines) + "\n")
 
