@@ -126,3 +126,66 @@ def test_errors():
     s = rule.init_state(graph, 2)
     with pytest.raises(ShapeError):
         rule.backward_pass(graph, s, torch.zeros(2, 4))  # 4 columns, 3 output neurons
+
+
+def test_synapse_norm_holds_every_neurons_incoming_norm():
+    graph = layered()
+    rule = GenomeRule(2, synapse_norm=1.5, symmetric=False, seed=2)
+    s = rule.init_state(graph, 2)
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
+    for _ in range(3):
+        s = rule.step(graph, {**s, "target": target}, graph.scatter_inputs(torch.randn(2, SIZES[0], 1)))
+    norms = graph.to_post(s["edge"].square(), "sum").sqrt()[:, SIZES[0]:]  # neurons with incoming synapses
+    torch.testing.assert_close(norms, torch.full_like(norms, 1.5))
+    with pytest.raises(ConfigError):
+        GenomeRule(2, synapse_norm=0.0)
+
+
+def weighted(graph, signed=False):
+    """``graph`` with measured strengths (and signs) as from_networkx(weight_attr=, sign_attr=) gives them."""
+    import dataclasses
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.rand(graph.num_edges, generator=g) * 4 + 0.5  # e.g. contact counts
+    sign = (torch.randint(0, 2, (graph.num_edges,), generator=g) * 2 - 1).float() if signed else None
+    return dataclasses.replace(graph, edge_weight=w, edge_sign=sign, _cache={})
+
+
+def test_imported_strengths_start_the_forward_weight():
+    """Issue 16: the genome starts every channel of every synapse at the rescaled measured strength
+    (times init_scale), the same for every episode; "default" ignores them."""
+    from simgraph.rules.constraints import start_weights
+
+    plain = layered()
+    g = weighted(plain)
+    want = start_weights(g, "test", "auto")[:, 0]
+    for rule, scale in ((backprop_genome(0.1), 1.0), (GenomeRule(2, init_scale=0.5, symmetric=False), 0.5)):
+        w = rule.init_state(g, 3)["edge"]
+        assert w.shape == (3, g.num_edges, rule.edge_dim)
+        torch.testing.assert_close(w, (scale * want).view(1, -1, 1).expand_as(w))
+    ignore = GenomeRule(2, init_weights="default")
+    torch.testing.assert_close(ignore.init_state(g, 2)["edge"], ignore.init_state(plain, 2)["edge"])
+    with pytest.raises(sg.errors.GraphError, match="measured strengths"):
+        GenomeRule(2, init_weights="edge_weight").init_state(plain, 1)
+    with pytest.raises(UnknownNameError):
+        GenomeRule(2, init_weights="measured")
+
+
+@pytest.mark.parametrize("measured", [True, False])
+def test_dale_holds_on_the_forward_channels_while_the_genome_learns(measured):
+    g = weighted(layered(), signed=True)
+    if not measured:
+        import dataclasses
+
+        g = dataclasses.replace(g, edge_weight=None, _cache={})
+    sign = g.edge_sign.view(1, -1, 1)
+    rule = backprop_genome(0.5, symmetric=False)
+    s = rule.init_state(g, 2)
+    w0 = s["edge"].clone()
+    assert (w0 * sign >= 0).all()
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
+    for _ in range(5):
+        s = rule.step(g, {**s, "target": target}, g.scatter_inputs(3 * torch.randn(2, SIZES[0], 1)))
+    fwd = s["edge"][..., : rule.k]
+    assert (fwd * sign >= 0).all() and (fwd - w0[..., : rule.k]).abs().max() > 1e-2  # learned, on its side of zero
+    assert (s["edge"][..., rule.k :] * sign < 0).any()  # the feedback channels are not synapses: free

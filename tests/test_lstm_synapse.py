@@ -83,3 +83,42 @@ def test_errors():
         rule.backward_pass(graph, s, torch.zeros(2, 5))
     with pytest.raises(ConfigError):
         BackpropCell(message=1)
+
+
+def test_stabilisers():
+    graph = layered()
+    target = torch.nn.functional.one_hot(torch.tensor([0, 1]), 3).float()
+    rule = LSTMSynapseRule(saturation=0.5, normalize=True, forget_bias=1.0, input_bias=0.0, seed=1)
+    assert rule.cell.w_bwd.bias[16:32].eq(1).all() and rule.cell.w_bwd.bias[:16].eq(0).all()
+    s = rule.init_state(graph, 2)
+    for _ in range(4):
+        s = rule.step(graph, {**s, "target": target}, graph.scatter_inputs(10 * torch.randn(2, SIZES[0], 1)))
+    c = s["edge"][..., 16:]
+    assert c.abs().max() <= 0.5 and c.abs().max() > 0.3  # saturated, and it did grow
+    s = rule.forward_pass(graph, s, graph.scatter_inputs(10 * torch.randn(2, SIZES[0], 1)))
+    for p in list(graph.populations.values())[1:]:  # every population a forward phase updates
+        rms = s["node"][:, p.slice, :8].pow(2).mean(1).sqrt()
+        torch.testing.assert_close(rms, torch.ones_like(rms), atol=0.02, rtol=0)  # eps 1e-6 under the root
+    with pytest.raises(ConfigError, match="gates"):
+        LSTMSynapseRule(cell=BackpropCell(), forget_bias=3.0)
+    with pytest.raises(ConfigError):
+        LSTMSynapseRule(saturation=-1.0)
+
+
+def test_imported_strengths_start_the_first_cell_channel():
+    """Issue 16: c[0] starts at init_std times the rescaled measured strength (the weight
+    BackpropCell uses), the rest of the random half stays random; signs hold at the start."""
+    from simgraph.rules.constraints import start_weights
+    from test_genome import weighted
+
+    g = weighted(layered(), signed=True)
+    want = start_weights(g, "test", "auto")[:, 0] * g.edge_sign
+    rule = LSTMSynapseRule(init_std=0.5)
+    c = rule.init_state(g, 2)["edge"][..., 16:]
+    torch.testing.assert_close(c[..., 0], (0.5 * want).expand(2, -1))
+    plain = LSTMSynapseRule(init_std=0.5).init_state(layered(), 2)["edge"][..., 16:]
+    torch.testing.assert_close(c[..., 1:], plain[..., 1:])  # the other channels: the usual draw
+    assert (LSTMSynapseRule(init_weights="default").init_state(g, 1)["edge"][..., 16] != 0.5 * want).any()
+    # with BackpropCell that channel is the weight: SGD starts from the measured strengths
+    bp = LSTMSynapseRule(cell=BackpropCell(0.1), reduce="sum", ticks=1, init_std=1.0)
+    torch.testing.assert_close(bp.init_state(g, 1)["edge"][0, :, 16], want)

@@ -18,9 +18,19 @@ state is set from the label, ``a^1 <- beta0 a^0 + beta1 * l + beta2 a^1`` with `
 true class and ``-1`` otherwise (the paper's injection is beta = (0, 1, 0); backprop on the
 squared error to +-1 targets is beta = (1, -1, 0)). Logits are the output neurons' first state.
 
-Stabilisers: ``normalize`` rescales each state channel of every updated population to unit RMS;
-``oja`` subtracts ``oja * (mu~ a_j)^2 * w`` (an Oja-like decay); ``saturation=alpha`` squashes
-synapses through ``alpha * tanh(w / alpha)``.
+Stabilisers (all off by default; a run chooses them): ``normalize`` rescales each state channel
+of every updated population to unit RMS; ``oja`` subtracts ``oja * (mu~ a_j)^2 * w`` (an
+Oja-like decay); ``saturation=alpha`` squashes synapses through ``alpha * tanh(w / alpha)``;
+``synapse_norm=r`` rescales each neuron's incoming synapses, per channel, to L2 norm ``r`` after
+every update (BLUR's normalisation of incoming synapse norms).
+
+Imported strengths (issue 16): on a graph with ``graph.edge_weight`` (``init_weights="auto"``,
+the default, or ``"edge_weight"``) every episode starts with all synapse channels at the
+rescaled measured strengths times ``init_scale`` (``rules/constraints.py``: ``w0 = edge_weight /
+(mean|edge_weight| sqrt(mean indegree))``) instead of a random draw; ``"default"`` ignores
+them. Dale's law (``graph.edge_sign``) and tied gap-junction pairs (``graph.edge_partner``) hold
+the forward channels, at the start and after every update, as for the Hebbian and plastic
+rules; the backward channels of ``symmetric=False`` are feedback paths, not synapses, and stay free.
 
 The order of updates is a :class:`simgraph.schedule.Schedule`; ``layer_sweep`` (default) runs one
 forward pass and one backward pass per ``step``.
@@ -36,6 +46,7 @@ from ..errors import ConfigError, ShapeError, check_number, unknown
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
 from .base import State, SweepRule
+from .constraints import check_init, constrain, constrain_start, constrained, start_weights
 
 # per-state nonlinearities; "step" and "one" are the derivatives of relu and identity
 ACTIVATIONS = {
@@ -61,7 +72,9 @@ class GenomeRule(SweepRule):
         normalize: bool = False,
         oja: float = 0.0,
         saturation: float | None = None,
+        synapse_norm: float | None = None,
         init_scale: float = 1.0,
+        init_weights: str = "auto",
         seed: int = 0,
     ):
         super().__init__()
@@ -80,6 +93,9 @@ class GenomeRule(SweepRule):
         oja, init_scale = check_number("GenomeRule oja", oja), check_number("GenomeRule init_scale", init_scale)
         if saturation is not None:
             saturation = check_number("GenomeRule saturation (None: no saturation)", saturation, positive=True)
+        if synapse_norm is not None:
+            synapse_norm = check_number("GenomeRule synapse_norm (None: off)", synapse_norm, positive=True)
+        self.init_weights = check_init("GenomeRule", init_weights)
         seed = check_seed("GenomeRule seed", seed)
         sigma = tuple(sigma or ("tanh",) * k)
         output_sigma = tuple(output_sigma or sigma)
@@ -96,7 +112,7 @@ class GenomeRule(SweepRule):
         self.k, self.symmetric, self.injection = k, bool(symmetric), injection
         self.sigma, self.output_sigma, self.backward_sigma = sigma, output_sigma, backward_sigma
         self.schedule, self.normalize, self.oja, self.saturation = schedule, bool(normalize), float(oja), saturation
-        self.init_scale, self.seed = float(init_scale), int(seed)
+        self.init_scale, self.seed, self.synapse_norm = float(init_scale), int(seed), synapse_norm
         self.node_dim, self.edge_dim = k, k if symmetric else 2 * k
         self.input_dim, self.output_dim = 1, 1
 
@@ -112,14 +128,23 @@ class GenomeRule(SweepRule):
 
     # ------------------------------------------------------------------ state
     def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:
-        """Zero neuron states; synapses ~ N(0, init_scale^2 / fan_in), all channels equal
-        (backward channels too, so a symmetric start), a fresh draw per episode."""
+        """Zero neuron states; synapses ~ N(0, init_scale^2 / fan_in) per episode, or the graph's
+        rescaled measured strengths times ``init_scale`` (``init_weights``); all channels equal
+        (backward channels too, so a symmetric start)."""
         self.check_graph(graph)
         dtype = self.f_fwd.dtype
-        g = generator or torch.Generator().manual_seed(self.seed)
-        fan_in = graph.post(graph.in_degree().view(1, -1, 1).to(dtype)).clamp(min=1)  # [1, E, 1]
-        w = torch.randn(batch_size, graph.num_edges, 1, generator=g, dtype=dtype).to(graph.device)
-        w = (self.init_scale * w / fan_in.sqrt()).expand(-1, -1, self.edge_dim).contiguous()
+        measured = start_weights(graph, "GenomeRule", self.init_weights)
+        if measured is not None:
+            w = constrain_start(graph, self.init_scale * measured.to(graph.device, dtype))
+            w = w.unsqueeze(0).expand(batch_size, -1, -1)
+        else:
+            g = generator or torch.Generator().manual_seed(self.seed)
+            fan_in = graph.post(graph.in_degree().view(1, -1, 1).to(dtype)).clamp(min=1)  # [1, E, 1]
+            w = torch.randn(batch_size, graph.num_edges, 1, generator=g, dtype=dtype).to(graph.device)
+            w = self.init_scale * w / fan_in.sqrt()
+            if constrained(graph):  # constrain_start takes [E, D]: the episodes as channels
+                w = constrain_start(graph, w[..., 0].T).T.unsqueeze(-1)
+        w = w.expand(-1, -1, self.edge_dim).contiguous()
         return {"node": torch.zeros(batch_size, graph.num_nodes, self.k, dtype=dtype, device=graph.device), "edge": w}
 
     # ------------------------------------------------------------------ one example (step, backward_pass: SweepRule)
@@ -191,7 +216,13 @@ class GenomeRule(SweepRule):
                 new = new - oja * q_j * q_j * w_ij
             return alpha * torch.tanh(new / alpha) if alpha else new
 
-        return set_edges(graph, w, view, view.edge_map(update, pre=[p], post=[q], edge=[w]))
+        w = set_edges(graph, w, view, view.edge_map(update, pre=[p], post=[q], edge=[w]))
+        if self.synapse_norm is not None:  # every neuron's incoming synapses back to norm r, per channel
+            norm = graph.post(graph.to_post(w.square(), "sum").add(1e-12).sqrt())
+            w = self.synapse_norm * w / norm
+        if constrained(graph):  # Dale's law and tied pairs on the forward channels (the synapses)
+            w = torch.cat([constrain(graph, w[..., : self.k]), w[..., self.k :]], -1)
+        return w
 
 
 def _rms_normalize(x: Tensor) -> Tensor:

@@ -20,6 +20,20 @@ Speed: the LSTM's input layer is applied per *node* (``W_f fwd`` and ``W_b bwd``
 and broadcast to edges inside ``graph.edge_map``; ``Linear_f`` commutes with the mean, so it is
 applied after aggregation to ``[B, N, H]``, never per edge.
 
+Stabilisers (off by default; a run chooses them): ``forget_bias`` / ``input_bias`` set the
+default cell's gate biases (VSML's +5 / -5: the state changes slowly, like a weight);
+``normalize`` rescales each forward-message channel of every updated population to unit RMS;
+``saturation=alpha`` squashes every cell state through ``alpha * tanh(c / alpha)`` after each
+micro-tick, so no synapse state can grow without bound over a long stream.
+
+Imported strengths (issue 16): on a graph with ``graph.edge_weight`` (``init_weights="auto"``,
+the default, or ``"edge_weight"``) the first cell channel ``c[0]`` of every synapse starts at the
+rescaled measured strength times ``init_std`` (``rules/constraints.py``; Dale's law gives signed
+synapses ``s * |w|``) instead of a random draw; the other random half of ``c`` stays random. That
+channel *is* the weight for ``BackpropCell``; for a learned cell it is one state channel among 16,
+and no channel is a signed weight the rule keeps on one side of zero: Dale's law and tied pairs
+hold at the start only.
+
 ``cell=BackpropCell(lr)`` swaps the learned LSTM for hand-set functions running backprop in
 forward mode in the same structure (c[0] = weight, fwd = w x, bwd = w delta, w -= lr x delta);
 with ``reduce="sum"`` and ``ticks=1`` it is exactly online SGD on cross-entropy.
@@ -35,6 +49,8 @@ from ..errors import ConfigError, ShapeError, unknown
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
 from .base import State, SweepRule
+from .constraints import check_init, constrain_start, start_weights
+from .genome import _rms_normalize
 
 REDUCE = ("mean", "sum")
 
@@ -127,10 +143,15 @@ class LSTMSynapseRule(SweepRule):
         schedule: "str | Schedule" = "layer_sweep",
         cell: nn.Module | None = None,
         init_std: float = 1.0,
+        forget_bias: float = 5.0,
+        input_bias: float = -5.0,
+        normalize: bool = False,
+        saturation: float | None = None,
+        init_weights: str = "auto",
         seed: int = 0,
     ):
         super().__init__()
-        from ..errors import check_bytes, check_number, check_seed, dtype_bytes, is_int
+        from ..errors import check_bool, check_bytes, check_number, check_seed, dtype_bytes, is_int
 
         for name, v in dict(hidden=hidden, message=message, ticks=ticks).items():
             if not is_int(v) or v < 1:
@@ -143,7 +164,13 @@ class LSTMSynapseRule(SweepRule):
         if not isinstance(reduce, str) or reduce not in REDUCE:
             raise unknown("LSTMSynapseRule reduce", reduce, REDUCE)
         check_schedule(schedule)
-        self.cell = cell if cell is not None else LSTMCell(hidden, message)
+        if cell is not None and (forget_bias, input_bias) != (5.0, -5.0):
+            raise ConfigError("forget_bias and input_bias set the default cell's gates; a given cell keeps its own")
+        self.normalize = check_bool("LSTMSynapseRule normalize", normalize)
+        if saturation is not None:
+            saturation = check_number("LSTMSynapseRule saturation (None: off)", saturation, positive=True)
+        self.saturation, self.init_weights = saturation, check_init("LSTMSynapseRule", init_weights)
+        self.cell = cell if cell is not None else LSTMCell(hidden, message, forget_bias, input_bias)
         if (self.cell.hidden, self.cell.message) != (hidden, message):
             raise ConfigError(f"cell has hidden={self.cell.hidden}, message={self.cell.message}; rule has {hidden}, {message}")
         self.hidden, self.message, self.ticks, self.reduce = hidden, message, ticks, reduce
@@ -151,7 +178,8 @@ class LSTMSynapseRule(SweepRule):
         self.node_dim, self.edge_dim, self.input_dim, self.output_dim = 2 * message, 2 * hidden, 1, 1
 
     def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:
-        """h = 0; the first half of c ~ N(0, init_std^2 / fan_in) per synapse and episode, rest 0."""
+        """h = 0; the first half of c ~ N(0, init_std^2 / fan_in) per synapse and episode, rest 0;
+        ``c[0]`` from the graph's measured strengths where it has them (``init_weights``)."""
         self.check_graph(graph)
         dtype = self.cell.out_f.weight.dtype
         g = generator or torch.Generator().manual_seed(self.seed)
@@ -159,8 +187,12 @@ class LSTMSynapseRule(SweepRule):
         half = self.hidden // 2
         c = torch.randn(batch_size, graph.num_edges, half, generator=g, dtype=dtype).to(graph.device)
         c = self.init_std * c / fan_in.sqrt()
+        measured = start_weights(graph, "LSTMSynapseRule", self.init_weights)
+        if measured is not None:
+            w0 = constrain_start(graph, self.init_std * measured.to(graph.device, dtype))  # [E, 1]
+            c = torch.cat([w0.unsqueeze(0).expand(batch_size, -1, -1), c[..., 1:]], -1)  # hidden=1: c is w0 alone
         edge = torch.cat([c.new_zeros(batch_size, graph.num_edges, self.hidden), c,
-                          c.new_zeros(batch_size, graph.num_edges, self.hidden - half)], -1)
+                          c.new_zeros(batch_size, graph.num_edges, self.hidden - c.shape[-1])], -1)
         node = torch.zeros(batch_size, graph.num_nodes, self.node_dim, dtype=dtype, device=graph.device)
         return {"node": node, "edge": edge}
 
@@ -185,9 +217,10 @@ class LSTMSynapseRule(SweepRule):
 
     def _phase(self, graph: Graph, ph, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         view, M, cell = restrict(graph, ph.projections), self.message, self.cell
+        edge = cell.edge if self.saturation is None else self._saturated
         for _ in range(self.ticks):
             x_j, y_i = cell.node_in(x[..., :M], x[..., M:])
-            part = view.edge_map(cell.edge, pre=[x_j], post=[y_i], edge=[s])
+            part = view.edge_map(edge, pre=[x_j], post=[y_i], edge=[s])
             s = set_edges(graph, s, view, part)
         h = s[..., : self.hidden]
         mask = node_mask(graph, ph.populations)
@@ -195,10 +228,17 @@ class LSTMSynapseRule(SweepRule):
         if ph.direction in ("forward", "both"):
             new, reached = self._aggregate(view, h, cell.out_f, into_post=True)
             fwd = torch.where(mask & reached, new, fwd)
+            if self.normalize:  # per channel over each updated population
+                fwd = torch.cat([_rms_normalize(fwd[:, p.slice]) if n in ph.populations else fwd[:, p.slice]
+                                 for n, p in graph.populations.items()], 1)
         if ph.direction in ("backward", "both"):
             new, reached = self._aggregate(view, h, cell.out_b, into_post=False)
             bwd = torch.where(mask & reached, new, bwd)
         return torch.cat([fwd, bwd], -1), s
+
+    def _saturated(self, x_j: Tensor, y_i: Tensor, s: Tensor) -> Tensor:
+        h, c = self.cell.edge(x_j, y_i, s).split(self.hidden, -1)
+        return torch.cat([h, self.saturation * torch.tanh(c / self.saturation)], -1)
 
     def _aggregate(self, view: Graph, h: Tensor, lin: nn.Linear, into_post: bool) -> tuple[Tensor, Tensor]:
         """reduce(Linear(h)) computed as Linear(reduce(h)); which nodes the view reaches."""
