@@ -17,7 +17,7 @@ import simgraph as sg
 import topologies
 from simgraph.cli import main
 from simgraph.errors import CheckpointError, ConfigError, ShapeError, UnknownNameError
-from simgraph.tasks import TASKS, OnlineTask, OneShotTask, PatternCompletionTask, RecallTask
+from simgraph.tasks import TASKS, FamilyTask, OnlineTask, OneShotTask, PatternCompletionTask, RecallTask
 from simgraph.train import Config, checkpoint, fit, load_rule, unroll
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,7 @@ SMALL = {
     "oneshot": OneShotTask(pattern_bits=4, label_bits=2),
     "reversal": TASKS["reversal"](pattern_bits=4),
     "online": OnlineTask("blobs", num_classes=3, projection=4, steps=5, query=3),
+    "families": FamilyTask(("blobs", "iris"), width=4, num_classes=3, min_steps=4, max_steps=9, query=3, query_every=3),
 }
 
 
@@ -113,6 +114,8 @@ def loss_on(rule, graph, task, seed=123):
     ("bptt", {"lr": 0.05}),
     ("es", {"lr": 0.05, "pairs": 8, "sigma": 0.05}),
     ("cma", {"popsize": 8, "sigma0": 0.1}),
+    ("tbptt", {"lr": 0.05}),  # whole episodes: recall's loss depends on ticks a short window would cut off
+    ("pes", {"lr": 0.05, "pairs": 8, "sigma": 0.05, "window": 4}),
 ])
 def test_every_estimator_lowers_the_loss_of_a_tiny_problem(estimator, extra):
     task, graph = tiny_recall()
@@ -125,7 +128,7 @@ def test_every_estimator_lowers_the_loss_of_a_tiny_problem(estimator, extra):
     assert res.history[-1]["step"] == 8 and "eval_accuracy" in res.history[-1]
 
 
-@pytest.mark.parametrize("estimator", ["bptt", "es", "cma"])
+@pytest.mark.parametrize("estimator", ["bptt", "es", "cma", "tbptt", "pes"])
 def test_resume_equals_an_uninterrupted_run_for_every_estimator(tmp_path, estimator):
     task, graph = tiny_recall()
     kw = dict(estimator=estimator, steps=6, batch_size=8, eval_every=2, eval_batch=8, checkpoint_every=1,

@@ -33,3 +33,25 @@ def accuracy_after(rule: Rule, graph: Graph, task: OnlineTask, at: Sequence[int]
     right = (out.argmax(-1) == ep.targets.argmax(-1)).float()
     blocks = right[ep.probe].view(len(sorted(set(at))), query, batch)
     return {k: float(blocks[i].mean()) for i, k in enumerate(sorted(set(at)))}
+
+
+STABLE_AT = (20, 100, 500)
+
+
+def stability(curve: dict[int, float], start: dict[int, float] | None = None, at: Sequence[int] = STABLE_AT,
+              tol: float = 0.01) -> list[str]:
+    """What keeps a learning curve from counting as "keeps learning" (issue 17), empty if nothing:
+    at the steps ``at`` it has, accuracy never falls by more than ``tol`` from one to the next
+    (step 500 >= step 100 >= step 20 within a point), and, with ``start`` (the curve of the rule
+    meta-training started from), is at least ``start``'s at each of them, within ``tol``."""
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ConfigError(f"stability tol must be a number >= 0, got {tol!r}")
+    steps = [k for k in sorted(set(at)) if k in curve]
+    if not steps:
+        raise ConfigError(f"stability: the curve has none of the steps {sorted(set(at))} (it has {sorted(curve)})")
+    problems = [f"falls from {curve[a]:.3f} at step {a} to {curve[b]:.3f} at step {b}"
+                for a, b in zip(steps, steps[1:]) if curve[b] < curve[a] - tol]
+    if start is not None:
+        problems += [f"{curve[k]:.3f} at step {k} is below the starting rule's {start[k]:.3f}"
+                     for k in steps if k in start and curve[k] < start[k] - tol]
+    return problems

@@ -7,9 +7,9 @@
                outputs = ["neurons[0:50]"]
     [rule]     kind = "mlp"                      # a registered kind or "package.module:ClassName"
                node_dim = 8                      # any other key: a keyword of the rule's constructor
-    [task]     kind = "recall"                   # recall | pattern_completion | oneshot | reversal | online
+    [task]     kind = "recall"                   # recall | pattern_completion | oneshot | reversal | online | families
                num_patterns = 6                  # any other key: a field of the task
-    [train]    estimator = "bptt"                # bptt | es | cma; steps, batch_size, lr, curriculum ...
+    [train]    estimator = "bptt"                # bptt | es | cma | tbptt | pes; steps, batch_size, lr, curriculum ...
 
 Sizes a topology needs and the config leaves out (``n``, ``n_in``/``n_out``, ``size``, ``sizes``)
 are taken from the task, so ``topology = "fully_recurrent"`` alone gives one neuron per input.
@@ -35,7 +35,7 @@ from ..interop import FORMATS, from_networkx, read
 from ..tasks import TASKS, RecallTask, Task
 
 SECTIONS = ("network", "rule", "task", "train")
-ESTIMATORS = ("bptt", "es", "cma")
+ESTIMATORS = ("bptt", "es", "cma", "tbptt", "pes")
 DEFAULT_TASK = {"kind": "recall", "num_patterns": 6, "bits": 32}
 # the learned MLP rule started at the Hebbian rule, at the gain hebbian_baseline tunes on the default net
 DEFAULT_RULE = {"kind": "mlp", "start": "hebbian", "beta": 0.03}
@@ -69,7 +69,7 @@ class TaskConfig:
 
 @dataclass
 class TrainConfig:
-    estimator: str = "bptt"  # bptt | es | cma
+    estimator: str = "bptt"  # bptt | es | cma | tbptt | pes (persistent truncations: one update per window)
     steps: int = 400  # optimiser steps (ES / CMA-ES: generations)
     batch_size: int = 32
     lr: float = 3e-3  # Adam (bptt, es)
@@ -77,12 +77,12 @@ class TrainConfig:
     warmup: int = 10
     clip: float = 1.0  # gradient-norm clip; 0 = off
     # bptt
-    window: int = 0  # truncated-BPTT window in ticks; 0 = the whole episode
+    window: int = 0  # truncated-BPTT window in ticks; tbptt / pes: ticks per truncation (one update each); 0 = the whole episode
     lean: bool = True  # use the rule's lean episode (Hebbian, plastic) when it has one
     recompute_every: int = 0  # checkpointed backprop: keep the state every k ticks, recompute the rest
     # es / cma
-    pairs: int = 16  # ES: antithetic pairs per generation
-    sigma: float = 0.05  # ES: noise scale
+    pairs: int = 16  # ES: antithetic pairs per generation; PES: antithetic particle pairs
+    sigma: float = 0.05  # ES / PES: noise scale
     rank_shaping: bool = True  # ES: centred ranks instead of raw fitness
     popsize: int = 16  # CMA-ES population
     sigma0: float = 0.1  # CMA-ES initial step size

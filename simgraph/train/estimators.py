@@ -7,9 +7,22 @@ An estimator turns one batch of episodes into one update of the rule's meta-para
 - ``ES``: antithetic evolution strategies; the fitness of mirrored candidates gives a gradient
   estimate that the loop's Adam applies. Needs no differentiable rule or loss.
 - ``CMA``: CMA-ES (the ``cma`` package); a search with its own state, no optimiser.
+- ``TBPTT`` and ``PES``: *persistent truncated* unrolls for long episodes (learned_optimization's
+  truncated step). One loop step is one truncation of ``window`` ticks of the current episode,
+  then one update; the rule's state carries over to the next truncation; the episode the loop
+  sampled at the step where the previous one ended starts next. ``TBPTT`` backpropagates within
+  the truncation (the gradient ignores what earlier truncations' parameters did to the state:
+  biased, but every tick of a long episode is trained). ``PES`` (persistent evolution strategies,
+  Vicol, Metz and Sohl-Dickstein 2021) keeps one state per antithetic particle and the sum
+  ``xi`` of each particle's perturbations since the episode began; the estimate
+  ``sum_i xi_i L_i / (2 pairs sigma^2)`` of the truncation losses ``L_i`` is unbiased for the
+  gradient of the (Gaussian-smoothed) episode loss however the episode is cut. Both score each
+  truncation's error over the whole episode's normaliser, so the truncations' losses add up to
+  the episode's loss.
 
 Under torchrun, BPTT splits the batch across ranks; ES and CMA-ES split the population (every
-candidate is scored on the whole batch). Either way the result equals one process.
+candidate is scored on the whole batch). Either way the result equals one process. TBPTT and PES
+run in one process.
 """
 
 from __future__ import annotations
@@ -19,14 +32,14 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parameters_to_vector
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ..errors import ConfigError, DivergenceError
 from ..graph import Graph
-from ..rules.base import Rule
+from ..rules.base import Rule, State
 from ..tasks.base import Episode, Task
 from . import distributed as dist
-from .bptt import unroll
+from .bptt import locate_divergence, run_ticks, unroll
 from .cma_es import CMASearch
 from .es import es_gradient, set_gradient
 
@@ -164,6 +177,160 @@ class CMA(Estimator):
         self.search = CMASearch.from_state(state, self.sigma0, self.popsize, self.seed)
 
 
+class Truncated(Estimator):
+    """Persistent truncated unrolls: the current episode, the next tick, and the subclass's states.
+
+    ``step`` advances ``window`` ticks (0: the whole episode) and returns the truncation's loss;
+    when the episode is over, the ``episode`` the loop handed in at that step starts (its states
+    from ``rule.init_state``). ``state_dict`` holds the episode, the position and the states, so
+    a resumed run continues mid-episode exactly.
+    """
+
+    name = "truncated"
+
+    def __init__(self, window: int = 0):
+        self.window = window
+        self.episode: Episode | None = None
+        self.tick = 0
+
+    def step(self, rule, graph, task, episode, params, step):
+        if dist.active():
+            raise ConfigError(f"estimator {self.name!r} keeps states across steps in one process; run it without torchrun")
+        if self.episode is None or self.tick >= self.episode.inputs.shape[0]:
+            self.episode, self.tick = episode, 0
+            self.start(rule, graph, params)
+        T = self.episode.inputs.shape[0]
+        stop = min(T, self.tick + (self.window or T))
+        part = self.episode.ticks(slice(self.tick, stop))
+        norm = task.loss_norm(self.episode)
+        extra = self.advance(rule, graph, task, part, norm, params, step)
+        self.tick = stop
+        return StepResult(extra.pop("loss"), None, None, {**extra, "episode_tick": stop, "episode_ticks": T})
+
+    def start(self, rule, graph, params) -> None:
+        raise NotImplementedError
+
+    def advance(self, rule, graph, task, part: Episode, norm: Tensor, params, step: int) -> dict:
+        raise NotImplementedError
+
+    def state_dict(self):
+        if self.episode is None:
+            return {}
+        fields = {k: v for k, v in self.episode._asdict().items() if v is not None}
+        return {"episode": fields, "tick": torch.tensor(self.tick), **self.states_dict()}
+
+    def load_state_dict(self, state):
+        if not state:
+            return
+        self.episode = Episode(**state["episode"])
+        self.tick = int(state["tick"])
+        self.load_states(state)
+
+    def states_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_states(self, state: dict) -> None:
+        raise NotImplementedError
+
+
+def _finite(loss: Tensor, state: State) -> bool:
+    ok = torch.isfinite(loss)
+    for v in state.values():
+        if v.is_floating_point():
+            ok = ok & torch.isfinite(v).all()
+    return bool(ok)
+
+
+class TBPTT(Truncated):
+    """Truncated backprop with the state carried across truncations and one update per truncation."""
+
+    name = "tbptt"
+
+    def start(self, rule, graph, params):
+        self.state = rule.init_state(graph, self.episode.inputs.shape[1])
+
+    def advance(self, rule, graph, task, part, norm, params, step):
+        start = self.state
+        out, state = run_ticks(rule, graph, part, start)
+        loss = task.error(task.check_outputs(out, part), part).sum() / norm
+        if not _finite(loss.detach(), state):
+            where = locate_divergence(rule, graph, part, start, task)
+            raise DivergenceError(f"{where} of the truncation from episode tick {self.tick}")
+        if loss.requires_grad:
+            loss.backward()
+        self.state = {k: v.detach() for k, v in state.items()}
+        return {"loss": float(loss.detach())}
+
+    def states_dict(self):
+        return {"state": self.state}
+
+    def load_states(self, state):
+        self.state = dict(state["state"])
+
+
+class PES(Truncated):
+    """Persistent evolution strategies over truncations (see the module docstring).
+
+    Particle ``2j`` runs ``theta + sigma z_j``, particle ``2j+1`` its mirror, with fresh ``z``
+    every truncation (from ``(seed, step)``) and the same episodes for all (common random
+    numbers). A pair whose loss or state turns NaN or inf drops out until its episode ends (and is
+    counted in the log); when every pair has, the step raises DivergenceError.
+    """
+
+    name = "pes"
+
+    def __init__(self, window: int = 0, pairs: int = 16, sigma: float = 0.05, seed: int = 0):
+        super().__init__(window)
+        self.pairs, self.sigma, self.seed = pairs, sigma, seed
+
+    def start(self, rule, graph, params):
+        theta = parameters_to_vector(params).detach()
+        B = self.episode.inputs.shape[1]
+        with torch.no_grad():
+            self.states = [rule.init_state(graph, B) for _ in range(2 * self.pairs)]
+        self.xi = theta.new_zeros(self.pairs, theta.numel())  # particle 2j's sum of perturbations; 2j+1: -xi
+        self.alive = torch.ones(self.pairs, dtype=torch.bool)
+
+    @torch.no_grad()
+    def advance(self, rule, graph, task, part, norm, params, step):
+        theta = parameters_to_vector(params).detach().clone()
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        eps = self.sigma * torch.randn(self.pairs, theta.numel(), generator=g).to(theta)
+        self.xi += eps
+        losses = torch.zeros(self.pairs, 2, dtype=torch.float64)
+        try:
+            for j in range(self.pairs):
+                if not bool(self.alive[j]):
+                    continue
+                for side, sign in ((0, 1.0), (1, -1.0)):
+                    vector_to_parameters(theta + sign * eps[j], params)
+                    out, state = run_ticks(rule, graph, part, self.states[2 * j + side])
+                    loss = task.error(task.check_outputs(out, part), part).sum() / norm
+                    if not _finite(loss, state):
+                        self.alive[j] = False
+                        break
+                    losses[j, side] = float(loss)
+                    self.states[2 * j + side] = state
+        finally:
+            vector_to_parameters(theta, params)
+        ok = self.alive
+        if not bool(ok.any()):
+            raise DivergenceError(f"pes: every particle's loss or state became NaN or inf by episode tick {self.tick}")
+        for j in torch.nonzero(~ok).flatten().tolist():  # finite placeholders (checkpoints refuse NaN); never read
+            self.states[2 * j] = self.states[2 * j + 1] = {k: torch.zeros_like(v) for k, v in self.states[2 * j].items()}
+        diff = (losses[:, 0] - losses[:, 1]).to(theta) * ok.to(theta)
+        grad = (diff @ self.xi) / (2 * int(ok.sum()) * self.sigma ** 2)
+        set_gradient(params, -grad)
+        return {"loss": float(losses[ok].mean()), "pes_dead_pairs": int((~ok).sum())}
+
+    def states_dict(self):
+        return {"states": self.states, "xi": self.xi, "alive": self.alive}
+
+    def load_states(self, state):
+        self.states = [dict(s) for s in state["states"]]
+        self.xi, self.alive = state["xi"], state["alive"].bool()
+
+
 def make_estimator(settings, seed: int) -> Estimator:
     """The estimator a ``TrainConfig`` names."""
     kind = settings.estimator
@@ -173,4 +340,9 @@ def make_estimator(settings, seed: int) -> Estimator:
         return ES(settings.pairs, settings.sigma, settings.rank_shaping, settings.fitness, seed)
     if kind == "cma":
         return CMA(settings.popsize, settings.sigma0, settings.fitness, settings.keep, seed)
-    raise ConfigError(f"unknown estimator {kind!r} (bptt, es, cma)")
+    if kind in ("tbptt", "pes"):
+        if settings.fitness != "loss":
+            raise ConfigError(f"estimator {kind!r} follows the loss (its truncations' losses add up to the episode's); "
+                              f"fitness={settings.fitness!r} is for es and cma: remove it")
+        return TBPTT(settings.window) if kind == "tbptt" else PES(settings.window, settings.pairs, settings.sigma, seed)
+    raise ConfigError(f"unknown estimator {kind!r} (bptt, es, cma, tbptt, pes)")
