@@ -230,8 +230,8 @@ def check_finite(name: str, value, *, error: type[SimgraphError] | None = None, 
         return
     bad = ~torch.isfinite(v)
     where = [int(i) for i in torch.nonzero(bad)[0]]
-    kind = "NaN" if bool(torch.isnan(v).any()) else "inf"
-    raise (error or ShapeError)(f"{name} holds {kind} (first at index {where})" + (f"; {hint}" if hint else ""))
+    kind = "NaN" if bool(torch.isnan(v[tuple(where)])) else "inf"
+    raise (error or ShapeError)(f"{name} holds NaN or inf ({kind} first, at index {where})" + (f"; {hint}" if hint else ""))
 
 
 def check_path(who: str, path, *, error: type[SimgraphError] = ConfigError):

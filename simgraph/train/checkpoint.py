@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, check_finite, check_int, check_out_folder, check_path
 
 FORMAT = "simgraph-checkpoint-1"
 SPEC = "checkpoint.json"
@@ -44,12 +44,13 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def save(folder: str | Path, step: int, tensors: dict[str, Any], spec: dict[str, Any]) -> Path:
-    """Write a checkpoint for ``step``; refuses to write NaN/inf parameters."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write a checkpoint for ``step`` (an int >= 0) into ``folder`` (made if missing); refuses to write
+    NaN/inf parameters."""
+    step = check_int("checkpoint step", step, 0, error=CheckpointError)
+    folder = check_out_folder("checkpoint folder", folder, error=CheckpointError)
     for name, value in _flat_tensors(tensors):
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"refusing to checkpoint step {step}: {name} holds NaN or inf")
+        check_finite(f"refusing to checkpoint step {step}: {name}", value, error=CheckpointError)
+    folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(tensors, buffer)
     data = buffer.getvalue()
@@ -66,12 +67,12 @@ def save(folder: str | Path, step: int, tensors: dict[str, Any], spec: dict[str,
 
 
 def exists(folder: str | Path) -> bool:
-    return (Path(folder) / SPEC).is_file()
+    return (check_path("checkpoint folder", folder, error=CheckpointError) / SPEC).is_file()
 
 
 def load(folder: str | Path, map_location=None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return ``(spec, tensors)``; raises CheckpointError naming the problem otherwise."""
-    folder = Path(folder)
+    folder = check_path("checkpoint", folder, error=CheckpointError)
     spec_path = folder / SPEC if folder.is_dir() else folder
     if not spec_path.is_file():
         raise CheckpointError(f"no checkpoint at {str(spec_path)!r}")
@@ -97,6 +98,38 @@ def load(folder: str | Path, map_location=None) -> tuple[dict[str, Any], dict[st
     except Exception as exc:  # weights_only refuses pickled code with an UnpicklingError
         raise CheckpointError(f"{tensor_path} refused: not a plain tensor checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     return spec, tensors
+
+
+def load_state(module: torch.nn.Module, state, where: str, what: str = "rule parameters") -> None:
+    """``module.load_state_dict(state)``; CheckpointError naming every tensor that does not fit otherwise
+    (torch's message, all of it: its first line names no tensor)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{where}: the checkpoint holds no {what} (a table of tensors)")
+    try:
+        module.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"{where}: {what} do not fit: {one_line(exc)}") from None
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state, where: str, names: dict | None = None) -> None:
+    """``opt.load_state_dict(state)``, then every per-parameter state tensor checked against its
+    parameter's shape (torch loads a moment of the wrong shape and fails at the next step, mid-run)."""
+    try:
+        opt.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"{where}: the optimizer state does not fit this rule: {one_line(exc)}") from None
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, value in opt.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != p.shape:
+                    name = (names or {}).get(id(p), f"of shape {list(p.shape)}")
+                    raise CheckpointError(f"{where}: the optimizer's {key!r} of parameter {name} has shape "
+                                          f"{list(value.shape)}, the parameter {list(p.shape)}; the files were edited or mixed up")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's whole message on one line."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:2000] or type(exc).__name__
 
 
 def _flat_tensors(obj, prefix=""):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, DivergenceError, unknown
+from ..errors import (CheckpointError, ConfigError, DivergenceError, check_finite, check_int, check_out_folder, check_path, check_seed, check_type,
+                      unknown)
 from ..graph import Graph
 from ..rules.base import Rule
 from ..tasks.base import Task
@@ -39,6 +39,7 @@ from .config import Config, Curriculum, TrainConfig, check_fits
 from .estimators import PeerDiverged, make_estimator
 
 EVAL_SEED = 10**9  # evaluation episodes come from seeds no training step uses
+MAX_EPISODES = 2**31 - 1  # an evaluation of more episodes would not end: such a count is a typo
 LOG = "metrics.jsonl"
 
 
@@ -71,8 +72,9 @@ def evaluate(rule: Rule, graph: Graph, task: Task, episodes: int = 256, seed: in
     of the process group and sums the outputs back together, so every rank scores exactly what
     one process would.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ConfigError(f"evaluate needs episodes >= 1 (an int), got {episodes!r}")
+    episodes = check_int("evaluate episodes", episodes, 1, MAX_EPISODES)
+    chunk = check_int("evaluate chunk (episodes per batch)", chunk, 1)
+    seed = check_seed("evaluate seed", seed)
     _check_parts(rule, graph, task, "evaluate")
     check_fits(graph, task)
     totals: dict[str, float] = {}
@@ -108,8 +110,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
     """
     t = _settings(settings, overrides)
     _check_parts(rule, graph, task, "fit")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ConfigError(f"fit seed must be an int in [0, 2**32), got {seed!r}")
+    seed = check_seed("fit seed", seed, numpy=True)
     check_fits(graph, task)
     rule.check_graph(graph)
     if t.threads:
@@ -134,11 +135,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
     curriculum = Curriculum.of(t, task)
     level = curriculum.start if curriculum else None
     step, history = 0, []
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise ConfigError(f"fit out must be a folder path (str or Path), got {type(out).__name__}")
-    out = Path(out) if out is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(f"fit out {str(out)!r} is a file, not a folder")
+    out = check_out_folder("fit out", out) if out is not None else None
     main = dist.is_main()
 
     # rank 0 reads the checkpoint and hands it to the others (no shared file system needed);
@@ -154,14 +151,15 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
         raise loaded
     if loaded is not None:
         tensors = loaded
+        checkpoint.load_state(rule, tensors["rule"], str(out))
+        if opt is not None:
+            checkpoint.load_optimizer(opt, tensors["optimizer"], str(out), {id(p): n for n, p in rule.named_parameters()})
         try:
-            rule.load_state_dict(tensors["rule"])
-            if opt is not None:
-                opt.load_state_dict(tensors["optimizer"])
+            if sched is not None:
                 sched.load_state_dict(tensors["scheduler"])
             estimator.load_state_dict(tensors.get("estimator", {}))
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
-            raise CheckpointError(f"{out}: the checkpoint does not fit this rule: {str(exc).splitlines()[0]}") from None
+            raise CheckpointError(f"{out}: the checkpoint does not fit this rule: {checkpoint.one_line(exc)}") from None
         step, level = int(tensors["progress"][0]), int(tensors["progress"][1])
         level = level if curriculum else None
         history = dist.broadcast_object(_read_log(out / LOG, step) if main else None)
@@ -241,8 +239,7 @@ def train(config: Config | None = None, out_dir: str | Path | None = None, resum
           device: torch.device | str | None = None) -> TrainResult:
     """:func:`fit` with the rule, graph, task and settings a :class:`Config` describes."""
     cfg = config if config is not None else Config()
-    if not isinstance(cfg, Config):
-        raise ConfigError(f"train needs a simgraph.train.Config, got {type(cfg).__name__}")
+    check_type("train", cfg, Config, "a simgraph.train.Config")
     task = cfg.make_task()
     graph = cfg.make_graph(task, device)
     rule = cfg.make_rule(graph).to(graph.device)
@@ -254,8 +251,7 @@ def train(config: Config | None = None, out_dir: str | Path | None = None, resum
 
 def load_rule(folder: str | Path) -> tuple[Rule, Graph, Config]:
     """The trained rule, its graph and config from a run folder written by :func:`train` / ``simgraph train``."""
-    if not isinstance(folder, (str, Path)):
-        raise CheckpointError(f"load_rule needs a run folder (a path), got {type(folder).__name__}")
+    folder = check_path("load_rule (a run folder)", folder, error=CheckpointError)
     spec, tensors = checkpoint.load(folder)
     run = spec.get("run")
     if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
@@ -265,16 +261,10 @@ def load_rule(folder: str | Path) -> tuple[Rule, Graph, Config]:
     task = cfg.make_task()
     graph = cfg.make_graph(task)
     rule = cfg.make_rule(graph)
-    state = tensors.get("rule") if isinstance(tensors, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{folder}: the checkpoint holds no rule parameters (a table of tensors under 'rule')")
-    try:
-        rule.load_state_dict(state)
-    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise CheckpointError(f"{folder}: rule parameters do not fit the config: {str(exc).splitlines()[0]}") from None
+    checkpoint.load_state(rule, tensors.get("rule") if isinstance(tensors, dict) else None, f"{folder}",
+                          "rule parameters (a table of tensors under 'rule') of the config")
     for name, p in rule.named_parameters():  # save() never writes these; a file that has them was altered
-        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
-            raise CheckpointError(f"{folder}: rule parameter {name!r} holds NaN or inf")
+        check_finite(f"{folder}: rule parameter {name!r}", p, error=CheckpointError)
     return rule, graph, cfg
 
 
@@ -291,12 +281,9 @@ def describe(rule: Rule, graph: Graph, task: Task, settings: TrainConfig, seed: 
 
 # ---------------------------------------------------------------------- helpers
 def _check_parts(rule, graph, task, who: str) -> None:
-    if not isinstance(rule, Rule):
-        raise ConfigError(f"{who} needs a simgraph rule (sg.rules.Rule), got {type(rule).__name__}")
-    if not isinstance(graph, Graph):
-        raise ConfigError(f"{who} needs a simgraph Graph, got {type(graph).__name__}")
-    if not isinstance(task, Task):
-        raise ConfigError(f"{who} needs a simgraph task (sg.tasks.Task), got {type(task).__name__}")
+    check_type(who, rule, Rule, "a simgraph rule (sg.rules.Rule)")
+    check_type(who, graph, Graph, "a simgraph Graph")
+    check_type(who, task, Task, "a simgraph task (sg.tasks.Task)")
 
 
 def _config_spec(cfg: Config) -> dict:
