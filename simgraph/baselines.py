@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError, unknown
+from .errors import ConfigError, check_gain, check_number, unknown
 from .graph import Graph
 from .rules.base import mean_indegree_rate
 from .rules.delta import DeltaRule
@@ -35,7 +35,7 @@ def hebbian_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=
     episodes; returns ``(beta, bit accuracy on the evaluation episodes)``. Only meaningful where the
     input neurons are the output neurons (auto-associative nets); elsewhere it scores near chance.
     """
-    tuned = {b: evaluate(HebbianRule(beta=b), graph, task, 128, seed=TUNE_SEED)["accuracy"] for b in betas}
+    tuned = {b: evaluate(HebbianRule(beta=b), graph, task, 128, seed=TUNE_SEED)["accuracy"] for b in _grid("betas", betas)}
     beta = max(tuned, key=tuned.get)
     return beta, evaluate(HebbianRule(beta=beta), graph, task, episodes)["accuracy"]
 
@@ -48,10 +48,18 @@ def delta_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=BE
     """The online delta rule, ``beta`` and ``eta`` tuned on separate episodes like :func:`hebbian_baseline`;
     returns ``({"beta", "eta"}, bit accuracy on the evaluation episodes)``."""
     eta0 = mean_indegree_rate(graph)
-    grid = [{"beta": b, "eta": e * eta0} for b in betas for e in eta_scales]
+    grid = [{"beta": b, "eta": e * eta0} for b in _grid("betas", betas) for e in _grid("eta_scales", eta_scales, positive=True)]
     tuned = [evaluate(DeltaRule(**kw), graph, task, 128, seed=TUNE_SEED)["accuracy"] for kw in grid]
     best = grid[max(range(len(grid)), key=tuned.__getitem__)]
     return best, evaluate(DeltaRule(**best), graph, task, episodes)["accuracy"]
+
+
+def _grid(name: str, values, positive: bool = False) -> list[float]:
+    """A tuning grid: a non-empty list of finite numbers (an empty grid has no best value)."""
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__") or not (values := list(values)):
+        raise ConfigError(f"baseline {name} must be a non-empty list of numbers to tune over, got {values!r}")
+    return [check_number(f"baseline {name}[{i}]", v, positive=True) if positive else check_gain(f"baseline {name}[{i}]", v)
+            for i, v in enumerate(values)]
 
 
 OPTIMIZERS = ("sgd", "adam")

@@ -12,7 +12,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from .errors import ConfigError, SimgraphError
+from .errors import ConfigError, SimgraphError, check_int, check_out_file, check_out_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except SimgraphError as exc:
         print(f"simgraph {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's side (a full disk, no permission): one line, not a traceback
+        print(f"simgraph {args.command}: error: {exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else ""),
+              file=sys.stderr)
+        return 2
 
 
 # ---------------------------------------------------------------------- commands
@@ -87,8 +91,8 @@ def _train_ranks(args, cfg, device, dist) -> int:
     from .train import evaluate, train
 
     main = dist.is_main()
-    out = Path(args.out) if args.out else Path("runs/out") / time.strftime("train-%Y%m%d-%H%M%S")
-    _check_out(out, args.resume)
+    out = check_out_folder("--out", args.out) if args.out else Path("runs/out") / time.strftime("train-%Y%m%d-%H%M%S")
+    # --resume on a folder without a checkpoint starts afresh: a restartable job passes it every time
     if dist.active() and not args.out:
         out = Path(dist.broadcast_object(str(out)))  # one folder, even if the ranks' clocks differ
     task = cfg.make_task()
@@ -133,9 +137,9 @@ def _train_ranks(args, cfg, device, dist) -> int:
 def _eval(args) -> int:
     from .train import evaluate, load_rule
     from .train.config import check_fits
+    from .train.loop import MAX_EPISODES
 
-    if isinstance(args.episodes, bool) or args.episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    check_int("--episodes", args.episodes, 1, MAX_EPISODES)
     rule, graph, cfg = load_rule(args.run)
     changes = _parse_sets(args.set)
     for key in changes:
@@ -157,18 +161,13 @@ def _export(args) -> int:
     from .train import load_rule
     from .train.bptt import run_ticks
 
-    target = Path(args.out)
-    if not args.out or target.is_dir():
-        raise ConfigError(f"--out must name a file to write (node-link JSON), got {args.out!r}"
-                          + (" (a folder)" if args.out and target.is_dir() else ""))
-    if not target.parent.is_dir():
-        raise ConfigError(f"--out {args.out!r}: the folder {str(target.parent)!r} does not exist")
+    target = check_out_file("--out (the node-link JSON file to write)", args.out)
     rule, graph, cfg = load_rule(args.run)
     episode = cfg.make_task().sample(1, seed=0)
     with torch.no_grad():
         _, state = run_ticks(rule, graph, episode, rule.init_state(graph, 1))
     G = to_networkx(graph, state)
-    Path(args.out).write_text(json.dumps(nx.node_link_data(G, edges="edges")))
+    target.write_text(json.dumps(nx.node_link_data(G, edges="edges")))
     print(json.dumps({"command": "export", "out": args.out, "nodes": G.number_of_nodes(), "edges": G.number_of_edges()}))
     return 0
 
@@ -214,12 +213,6 @@ def _parse_sets(items: list[str]) -> dict:
             value = raw  # a bare word: take it as a string
         changes[key.strip()] = value
     return changes
-
-
-def _check_out(out: Path, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file, not a folder")
-    # --resume on a folder without a checkpoint starts afresh: a restartable job passes it every time
 
 
 def _log_line(row: dict) -> None:

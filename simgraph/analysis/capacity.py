@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from ..errors import ConfigError, check_int, check_probability
 from ..graph import Graph
 from ..rules.base import Rule
 from ..tasks.recall import RecallTask
@@ -17,7 +18,13 @@ def sweep(rule: Rule, graph: Graph, task: RecallTask, field: str, values: Iterab
 
 def capacity(accuracy_by_load: dict, threshold: float = 0.95) -> int:
     """The largest load K whose accuracy is >= ``threshold`` with every smaller swept K also passing
-    (0 if even the smallest fails)."""
+    (0 if even the smallest fails). Loads are ints >= 1 and accuracies numbers in [0, 1]: a NaN accuracy
+    (a run that diverged) would otherwise count as passing."""
+    threshold = check_probability("capacity threshold", threshold)
+    if not isinstance(accuracy_by_load, dict):
+        raise ConfigError(f"capacity needs a dict {{load K: accuracy}}, got {type(accuracy_by_load).__name__}")
+    accuracy_by_load = {check_int("capacity load", k, 1): check_probability(f"capacity accuracy at load {k!r}", a)
+                        for k, a in accuracy_by_load.items()}
     best = 0
     for k in sorted(accuracy_by_load):
         if accuracy_by_load[k] < threshold:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, ShapeError, check_finite, check_int, check_ints, check_tensor, check_type
 from ..graph import Graph
 from ..rules.base import Rule
 from ..tasks.recall import RecallTask
@@ -173,7 +173,6 @@ class StoredWeights(tuple):
 def stored_weights(rule: Rule, graph: Graph, task: RecallTask, episodes: int = 8, seed: int = 4321) -> StoredWeights:
     """Run ``episodes`` fresh recall episodes: the synapse weights right after the write phase (the K
     patterns stored), the weights before it, the stored patterns, and the episodes' recall accuracy."""
-    from ..errors import check_int
     from ..train.bptt import run_ticks
     from ..train.loop import _check_parts
 
@@ -198,12 +197,8 @@ def load_sweep(rule: Rule, graph: Graph, task: RecallTask, loads=(1, 2, 4, 8), e
     each row also has ``num_patterns`` and the episodes' recall ``accuracy``."""
     if not isinstance(task, RecallTask):
         raise ConfigError(f"load_sweep needs a RecallTask (patterns stored, then recalled), got {type(task).__name__}")
-    if isinstance(loads, (int, str)) or not hasattr(loads, "__iter__"):
-        raise ConfigError(f"load_sweep loads must be a list of pattern counts, got {loads!r}")
-    loads = list(loads)
-    if not loads or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in loads):
-        raise ConfigError(f"load_sweep loads must be positive ints, got {loads!r}")
-    return [summarize(graph, stored_weights(rule, graph, task.replace(num_patterns=int(k)), episodes, seed)) for k in loads]
+    loads = check_ints("load_sweep loads (pattern counts)", list(loads) if isinstance(loads, (list, tuple)) else loads, 1)
+    return [summarize(graph, stored_weights(rule, graph, task.replace(num_patterns=k), episodes, seed)) for k in loads]
 
 
 def summarize(graph: Graph, ws: StoredWeights) -> dict:
@@ -219,8 +214,7 @@ def summarize(graph: Graph, ws: StoredWeights) -> dict:
 def structure(graph: Graph) -> dict:
     """Weight-free measures of a topology: neurons, synapses, density, reciprocity, clustering, mean
     shortest path (of the largest strongly connected part) and in-degree spread."""
-    if not isinstance(graph, Graph):
-        raise ConfigError(f"structure needs a simgraph Graph, got {type(graph).__name__}")
+    check_type("structure", graph, Graph, "a simgraph Graph")
     G = nx.DiGraph(graph.edge_index.t().tolist())
     G.add_nodes_from(range(graph.num_nodes))
     G.remove_edges_from(nx.selfloop_edges(G))
@@ -236,23 +230,18 @@ def structure(graph: Graph) -> dict:
 
 # ---------------------------------------------------------------------- helpers
 def _one(graph: Graph, weights, who: str) -> Tensor:
-    if not isinstance(graph, Graph):
-        raise ConfigError(f"{who} needs a simgraph Graph, got {type(graph).__name__}")
-    if not isinstance(weights, Tensor):
-        raise ShapeError(f"{who}: weights must be a torch.Tensor [E], got {type(weights).__name__}")
+    check_type(who, graph, Graph, "a simgraph Graph")
+    check_tensor(f"{who}: weights [E]", weights)
     if weights.dim() != 1 or weights.shape[0] != graph.num_edges:
         raise ShapeError(f"{who}: weights must have shape [{graph.num_edges}] (one per synapse), got {list(weights.shape)}")
-    if not weights.is_floating_point() or not bool(torch.isfinite(weights).all()):
-        raise ShapeError(f"{who}: weights must be finite floats (no NaN or inf)")
-    return weights.detach().cpu()
+    return check_tensor(f"{who}: weights", weights, floating=True, finite=True).detach().cpu()
 
 
 def _patterns(graph: Graph, patterns) -> Tensor:
     if not isinstance(patterns, Tensor) or patterns.dim() != 2 or patterns.shape[1] != graph.num_inputs:
         shape = list(patterns.shape) if isinstance(patterns, Tensor) else type(patterns).__name__
         raise ShapeError(f"patterns must be a tensor [K, {graph.num_inputs}] (one value per input neuron), got {shape}")
-    if not bool(torch.isfinite(patterns.float()).all()):
-        raise ShapeError("patterns contain NaN or inf")
+    check_finite("patterns", patterns)
     return patterns.detach().cpu()
 
 

@@ -38,29 +38,20 @@ def default_loads(k: int) -> list[int]:
 
 def analyze_run(run, out, loads=None, episodes: int = 8, seed: int = 4321) -> dict:
     """Analyse the run folder ``run`` (written by ``simgraph train`` on a recall task) into folder ``out``."""
-    from ..errors import check_int
+    from ..errors import check_int, check_ints, check_out_folder, check_path
     from ..interop import write
     from ..tasks.recall import RecallTask
     from ..train import load_rule
 
-    for what, path in (("run", run), ("out", out)):
-        if not isinstance(path, (str, Path)):
-            raise ConfigError(f"analyze: {what} must be a folder path, got {type(path).__name__}")
+    run = check_path("analyze: run", run)
+    out = check_out_folder("analyze: --out", out)
     episodes = check_int("analyze episodes", episodes, low=1)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"analyze: --out {str(out)!r} is a file, not a folder")
     rule, graph, cfg = load_rule(run)
     task = cfg.make_task()
     if not isinstance(task, RecallTask):
         raise ConfigError(f"analyze needs a run of the recall task (patterns stored, then recalled); {run} trained "
                           f"task kind {cfg.task.kind!r}")
-    loads = default_loads(task.num_patterns) if loads is None else loads
-    if isinstance(loads, (int, str)) or not hasattr(loads, "__iter__"):
-        raise ConfigError(f"analyze: loads must be a list of pattern counts, got {loads!r}")
-    loads = [check_int("analyze load", k, low=1) for k in loads]
-    if not loads:
-        raise ConfigError("analyze: loads is empty")
+    loads = check_ints("analyze loads (pattern counts)", default_loads(task.num_patterns) if loads is None else loads, 1)
     stored = {k: graphs.stored_weights(rule, graph, task.replace(num_patterns=k), episodes, seed) for k in sorted(set(loads))}
     rows = [graphs.summarize(graph, ws) for ws in stored.values()]
     out.mkdir(parents=True, exist_ok=True)
