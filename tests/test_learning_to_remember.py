@@ -1,6 +1,7 @@
 """The learned rule contains Hebbian storage and starts from it; the delta-rule reference; the typed
 recall task a rule can solve (issue: learning to remember, items 1, 2, 5)."""
 
+import copy
 
 import pytest
 import torch
@@ -196,3 +197,31 @@ def test_mixed_loads_score_between_the_fixed_loads():
 def test_mixed_loads_refuse_bad_settings(bad):
     with pytest.raises(ConfigError, match="min_patterns"):
         sg.tasks.RecallTask(**{"num_patterns": 6, "bits": 8, **bad})
+
+
+def _distribution():
+    return [fully_recurrent(16), sparse_random(16, p=0.3, seed=1)]
+
+
+def test_a_graph_distribution_trains_on_each_graph_in_turn():
+    task = sg.tasks.RecallTask(num_patterns=2, bits=16)
+    base = sg.rules.MLPRule(start="hebbian", beta=0.1)
+    one, alone, mixed = (copy.deepcopy(base) for _ in range(3))
+    fit(one, [fully_recurrent(16)], task, steps=4, eval_every=4, progress=False)
+    fit(alone, fully_recurrent(16), task, steps=4, eval_every=4, progress=False)
+    result = fit(mixed, _distribution(), task, steps=4, eval_every=4, progress=False)
+    # a distribution of one graph is that graph; two graphs train another rule
+    assert all(torch.equal(a, b) for a, b in zip(one.parameters(), alone.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(mixed.parameters(), alone.parameters()))
+    # the log's evaluation is the mean over the graphs
+    scores = [evaluate(mixed, g, task.replace(num_patterns=result.num_patterns), 64)["accuracy"] for g in _distribution()]
+    assert evaluate(mixed, _distribution(), task, 64)["accuracy"] == pytest.approx(sum(scores) / 2, abs=1e-9)
+    assert isinstance(result.graph, list) and len(result.graph) == 2
+
+
+@pytest.mark.parametrize("graphs, match", [([], "empty list"), ([fully_recurrent(16), "net"], r"graph \[1\]"),
+                                           (_distribution(), "one graph")])
+def test_a_graph_distribution_refuses_what_it_cannot_train(graphs, match):
+    settings = dict(steps=2, progress=False, **({"estimator": "pes", "window": 4} if match == "one graph" else {}))
+    with pytest.raises(ConfigError, match=match):
+        fit(sg.rules.MLPRule(start="hebbian"), graphs, sg.tasks.RecallTask(num_patterns=2, bits=16), **settings)

@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -64,14 +64,19 @@ def batch_seed(seed: int, step: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(rule: Rule, graph: Graph, task: Task, episodes: int = 256, seed: int = EVAL_SEED, chunk: int = 256,
-             distributed: bool = False) -> dict:
+def evaluate(rule: Rule, graph: Graph | Sequence[Graph], task: Task, episodes: int = 256, seed: int = EVAL_SEED,
+             chunk: int = 256, distributed: bool = False) -> dict:
     """Loss and metrics of ``rule`` on ``episodes`` fresh episodes of ``task`` (mean over chunks).
 
+    ``graph`` may be a list of graphs (a graph distribution, as :func:`fit` takes): each is scored
+    on the same episodes and the scores are averaged over the graphs.
     ``distributed=True`` (every rank must call it) splits each chunk's episodes across the ranks
     of the process group and sums the outputs back together, so every rank scores exactly what
     one process would.
     """
+    if isinstance(graph, (list, tuple)):
+        scores = [evaluate(rule, g, task, episodes, seed, chunk, distributed) for g in graph_list(graph, "evaluate")]
+        return {key: sum(s[key] for s in scores) / len(scores) for key in scores[0]}
     episodes = check_int("evaluate episodes", episodes, 1, MAX_EPISODES)
     chunk = check_int("evaluate chunk (episodes per batch)", chunk, 1)
     seed = check_seed("evaluate seed", seed)
@@ -98,7 +103,7 @@ def evaluate(rule: Rule, graph: Graph, task: Task, episodes: int = 256, seed: in
     return {key: value / episodes for key, value in totals.items()}
 
 
-def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | None = None, *, seed: int = 0,
+def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainConfig | dict | None = None, *, seed: int = 0,
         out: str | Path | None = None, resume: bool = False, progress: bool = True, stop_after: int | None = None,
         on_log: Callable[[dict], None] | None = None, spec: dict | None = None, **overrides) -> TrainResult:
     """Meta-train ``rule`` on ``task`` over ``graph``; returns the trained rule and the log.
@@ -107,8 +112,22 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
     ``out``: a run folder for ``metrics.jsonl`` and checkpoints; ``resume=True`` continues the
     checkpoint there (it must come from the same rule, task and settings: ``spec`` names the run,
     by default their description). ``stop_after`` ends early (for tests).
+
+    ``graph`` may be a list of graphs, a **graph distribution** (sizes, densities, topologies: any
+    graphs that fit the task, on one device): training step ``s`` runs on ``graph[s % len(graph)]``
+    and evaluation (and so the curriculum) averages over all of them. Type ids are per graph (id 0
+    of one graph shares its embedding with id 0 of another); the rule must take every graph's types.
     """
     t = _settings(settings, overrides)
+    graphs = graph_list(graph, "fit") if isinstance(graph, (list, tuple)) else None
+    if graphs is not None:
+        for g in graphs:
+            check_fits(g, task)
+            rule.check_graph(g)
+        graph = graphs[0]  # what the checks, the probe and the episodes' device below use
+        if t.estimator in ("tbptt", "pes") and len(graphs) > 1:  # their state runs on across steps, on one graph
+            raise ConfigError(f"estimator {t.estimator!r} carries the network's state from step to step, so it trains "
+                              f"on one graph; a graph distribution ({len(graphs)} graphs) needs bptt, es or cma")
     _check_parts(rule, graph, task, "fit")
     seed = check_seed("fit seed", seed, numpy=True)
     check_fits(graph, task)
@@ -128,7 +147,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
         known = list(task.metrics(*sample))
         if t.fitness not in known:
             raise unknown("fitness (the loss or a metric of the task)", t.fitness, ["loss", *known])
-    spec = spec if spec is not None else describe(rule, graph, task, t, seed)
+    spec = spec if spec is not None else describe(rule, graphs or graph, task, t, seed)
     estimator = make_estimator(t, seed)
     opt = torch.optim.Adam(params, lr=t.lr) if estimator.uses_optimizer else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(t.steps, t.warmup, t.lr_schedule)) if opt else None
@@ -183,7 +202,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
         if opt is not None:
             opt.zero_grad(set_to_none=True)
         try:
-            result = estimator.step(rule, graph, current, episode, params, step)
+            result = estimator.step(rule, graphs[step % len(graphs)] if graphs else graph, current, episode, params, step)
         except PeerDiverged:
             raise DivergenceError(f"step {step}: another rank's episodes went NaN or inf (its message names the tick "
                                   f"and quantity); stopped, {_kept(last_saved)}") from None
@@ -209,7 +228,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
                 row.update({f"train_{k}": float(v) for k, v in current.metrics(result.outputs, result.episode).items()})
             row.update(result.extra)
             if evaluating:
-                metrics = evaluate(rule, graph, current, t.eval_batch, distributed=True)
+                metrics = evaluate(rule, graphs or graph, current, t.eval_batch, distributed=True)
                 row.update({f"eval_{k}": v for k, v in metrics.items()})
             row.update({"lr": sched.get_last_lr()[0] if sched else None, "seconds": round(time.time() - start, 2)})
             history.append(row)
@@ -231,7 +250,7 @@ def fit(rule: Rule, graph: Graph, task: Task, settings: TrainConfig | dict | Non
             break
     if bar is not None:
         bar.close()
-    return TrainResult(rule, graph, current, t, history, time.time() - start, step)
+    return TrainResult(rule, graphs or graph, current, t, history, time.time() - start, step)
 
 
 def train(config: Config | None = None, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
@@ -268,15 +287,31 @@ def load_rule(folder: str | Path) -> tuple[Rule, Graph, Config]:
     return rule, graph, cfg
 
 
-def describe(rule: Rule, graph: Graph, task: Task, settings: TrainConfig, seed: int) -> dict:
+def describe(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainConfig, seed: int) -> dict:
     """What identifies a run of :func:`fit` for resuming: the rule's class and parameter shapes, the
-    graph's sizes and types, the task and the settings."""
+    graph's (or each graph's) sizes and types, the task and the settings."""
+    def sizes(g: Graph) -> dict:
+        return {"nodes": g.num_nodes, "edges": g.num_edges, "neuron_types": list(g.neuron_types),
+                "synapse_types": list(g.synapse_types)}
+
     return {"rule": f"{type(rule).__module__}.{type(rule).__qualname__}",
             "parameters": {k: list(v.shape) for k, v in rule.state_dict().items()},
-            "graph": {"nodes": graph.num_nodes, "edges": graph.num_edges, "neuron_types": list(graph.neuron_types),
-                      "synapse_types": list(graph.synapse_types)},
+            "graph": [sizes(g) for g in graph] if isinstance(graph, (list, tuple)) else sizes(graph),
             "task": {"kind": type(task).__name__, **_plain(task.settings())},
             "train": dataclasses.asdict(settings), "seed": seed}
+
+
+def graph_list(graphs, who: str) -> list[Graph]:
+    """A graph distribution checked: a non-empty list of Graphs on one device."""
+    graphs = list(graphs)
+    if not graphs:
+        raise ConfigError(f"{who} got an empty list of graphs (a graph distribution needs at least one)")
+    for i, g in enumerate(graphs):
+        check_type(f"{who} graph [{i}]", g, Graph, "a simgraph Graph")
+    if len({g.device for g in graphs}) > 1:
+        raise ConfigError(f"{who}: the graphs of a distribution must be on one device, got "
+                          f"{sorted({str(g.device) for g in graphs})}")
+    return graphs
 
 
 # ---------------------------------------------------------------------- helpers
