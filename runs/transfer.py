@@ -36,6 +36,7 @@ RUNS = {  # trained on: run folder (every one from the Hebbian start)
     "sparse random p=0.2, N=64": "results/capacity64/models/sparse_random/mlp_hebbian",
     "small world k=6, N=64": "results/capacity64/models/small_world/mlp_hebbian",
     "modular, N=64": "results/capacity64/models/modular/mlp_hebbian",
+    "8 random graphs, N=32 (runs/graph_distribution.py)": "results/graph_distribution",
 }
 TOPOLOGIES = {
     "fully recurrent": ("fully_recurrent", {}),
