@@ -451,13 +451,24 @@ def _check_partners(graph: Graph) -> None:
                          "gap junction with one weight")
 
 
-def _by_attribute(G: nx.Graph, names, labels: list, what: str):
+def nodes_by_attribute(G: nx.Graph, graph: Graph, names: dict, what: str = "inputs", who: str = "nodes_by_attribute") -> list:
+    """The neurons of ``graph`` whose node attributes in ``G`` (the networkx graph it was read from, or
+    ``to_networkx(graph)``) match ``names`` = ``{attribute: value or [values]}``, in simgraph's node
+    order, as :meth:`Graph.with_io` items: node labels, or node ids for a graph without labels."""
+    labels = list(graph.node_labels) if graph.node_labels is not None else list(range(graph.num_nodes))
+    missing = [n for n in labels if n not in G]
+    if missing:
+        raise GraphError(f"{who}: node {missing[0]!r} of the graph is not in the networkx graph whose attributes select {what}")
+    return _by_attribute(G, names, labels, what, who)
+
+
+def _by_attribute(G: nx.Graph, names, labels: list, what: str, who: str = "from_networkx"):
     """``inputs``/``outputs`` given as ``{attribute: value or [values]}``: the matching node labels in simgraph
     order; anything else unchanged."""
     if not isinstance(names, dict):
         return names
-    if not names:
-        raise GraphError(f"from_networkx: {what} as a node attribute needs {{attribute: value}}, got {{}}")
+    if not names or not all(isinstance(k, str) for k in names):
+        raise GraphError(f"{who}: {what} as a node attribute needs {{attribute name: value or [values]}}, got {names!r}")
     wanted = {k: (list(v) if isinstance(v, (list, tuple, set)) else [v]) for k, v in names.items()}
     attrs = set().union(*(d.keys() for _, d in G.nodes(data=True)))
     for key in wanted:
@@ -465,7 +476,7 @@ def _by_attribute(G: nx.Graph, names, labels: list, what: str):
             raise unknown(f"node attribute in {what}", key, attrs)
     picked = [n for n in labels if all(G.nodes[n].get(k) in vals for k, vals in wanted.items())]
     if not picked:
-        raise GraphError(f"from_networkx: {what}={names!r} matches no node")
+        raise GraphError(f"{who}: {what}={names!r} matches no node")
     return picked
 
 
@@ -577,6 +588,24 @@ def read(path, **import_options) -> tuple[Graph, dict | None]:
     and ``import_options`` (``weight_attr=``, ``default_type=``, ...); its state is ``None``.
     """
     path = check_path("sg.read", path, error=GraphError)
+    G = read_networkx(path)
+    meta = G.graph.get("simgraph")
+    try:
+        if meta is None:  # not written by sg.write: a plain import
+            return from_networkx(G, **import_options), None
+        if import_options:
+            raise GraphError(f"import options {sorted(import_options)} are for files not written by sg.write")
+        return _restore(G, meta)
+    except SimgraphError as exc:
+        raise type(exc)(f"sg.read {str(path)!r}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise GraphError(f"sg.read {str(path)!r}: the file's simgraph data is damaged: {type(exc).__name__}: {exc}") from None
+
+
+def read_networkx(path) -> nx.Graph:
+    """The networkx graph in a GraphML, GEXF or node-link JSON file, with its node attributes (what
+    :func:`read` imports; a file :func:`write` made has its GEXF changes undone and its int labels back)."""
+    path = check_path("sg.read", path, error=GraphError)
     suffix = _suffix(path, "sg.read")
     if not path.is_file():
         raise GraphError(f"sg.read: {str(path)!r} does not exist" if not path.exists() else f"sg.read: {str(path)!r} is not a file")
@@ -593,17 +622,13 @@ def read(path, **import_options) -> tuple[Graph, dict | None]:
                          f"{type(exc).__name__}: {str(exc)[:200]}") from None
     if suffix == ".gexf":
         G = _from_gexf(G, path)
-    meta = G.graph.get("simgraph")
     try:
-        if meta is None:  # not written by sg.write: a plain import
-            return from_networkx(G, **import_options), None
-        if import_options:
-            raise GraphError(f"import options {sorted(import_options)} are for files not written by sg.write")
-        return _restore(G, meta)
-    except SimgraphError as exc:
-        raise type(exc)(f"sg.read {str(path)!r}: {exc}") from None
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise GraphError(f"sg.read {str(path)!r}: the file's simgraph data is damaged: {type(exc).__name__}: {exc}") from None
+        kind = json.loads(G.graph["simgraph"])["labels"] if "simgraph" in G.graph else "str"
+        if kind in ("int", "none"):  # the file's node keys are text; sg.write wrote ints
+            G = nx.relabel_nodes(G, {n: int(n) for n in G.nodes}, copy=True)
+    except (ValueError, TypeError, KeyError):
+        pass  # damaged simgraph data: read() names it
+    return G
 
 
 def _restore(G: nx.MultiDiGraph, meta: str) -> tuple[Graph, dict | None]:

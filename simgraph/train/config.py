@@ -3,8 +3,8 @@
     seed = 0
     [network]  topology = "fully_recurrent"      # or file = "net.graphml", or builder = "pkg.mod:function"
                params = {p = 0.2}                # keyword arguments of the topology / builder
-               inputs = ["neurons"]              # optional: populations, "pop[a:b]", node labels or ids
-               outputs = ["neurons[0:50]"]
+               inputs = ["neurons"]              # optional: populations, "pop[a:b]", node labels or ids,
+               outputs = ["neurons[0:50]"]       # or a node attribute: {class = "sensory"}, {class = ["motor", "inter"]}
     [rule]     kind = "mlp"                      # a registered kind or "package.module:ClassName"
                node_dim = 8                      # any other key: a keyword of the rule's constructor
     [task]     kind = "recall"                   # recall | pattern_completion | oneshot | reversal | online | families
@@ -13,6 +13,10 @@
 
 Sizes a topology needs and the config leaves out (``n``, ``n_in``/``n_out``, ``size``, ``sizes``)
 are taken from the task, so ``topology = "fully_recurrent"`` alone gives one neuron per input.
+``inputs`` / ``outputs`` as a table select neurons by node attribute (every neuron whose attribute
+equals the value, or is one of a list of values, in simgraph's node order): for a ``file`` network the
+attributes in the file; for a topology or builder, those ``sg.to_networkx`` gives every neuron
+(``population`` and ``type``, its neuron type). An attribute no node has is refused with "did you mean".
 Relative paths (``file``) and user modules (``kind = "mymodule:MyRule"``) are looked up next to
 the config file first, then in the working directory.
 """
@@ -27,11 +31,14 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
+
 from .. import rules, topologies
 from .._imports import is_import_path, load_object
-from ..errors import ConfigError, SimgraphError, unknown
+from ..errors import (ConfigError, SimgraphError, check_bool, check_choice, check_int, check_name, check_number, check_path,
+                      check_seed, is_int, is_number, unknown)
 from ..graph import Graph
-from ..interop import FORMATS, from_networkx, read
+from ..interop import FORMATS, from_networkx, nodes_by_attribute, read, read_networkx, to_networkx
 from ..tasks import TASKS, RecallTask, Task
 
 SECTIONS = ("network", "rule", "task", "train")
@@ -103,34 +110,27 @@ class TrainConfig:
     threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
 
     def check(self, where: str = "[train]") -> "TrainConfig":
-        for name in ("steps", "batch_size", "eval_every", "eval_batch", "checkpoint_every", "pairs", "curriculum_start"):
-            _int(where, name, getattr(self, name), 1)
-        for name in ("window", "warmup", "threads", "recompute_every", "log_every", "curriculum_stop"):
-            _int(where, name, getattr(self, name), 0)
-        _int(where, "popsize", self.popsize, 2)
+        """Refuse a bad setting (ConfigError naming it); store every value as a plain Python one (a numpy
+        int becomes an int, so a run's description stays the same JSON whoever made it)."""
+        ints = {"steps": 1, "batch_size": 1, "eval_every": 1, "eval_batch": 1, "checkpoint_every": 1, "pairs": 1,
+                "curriculum_start": 1, "window": 0, "warmup": 0, "threads": 0, "recompute_every": 0, "log_every": 0,
+                "curriculum_stop": 0, "popsize": 2}
+        for name, low in ints.items():
+            setattr(self, name, check_int(f"{where}: {name}", getattr(self, name), low))
         for name in ("lr", "sigma", "sigma0"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
-                raise ConfigError(f"{where}: {name} must be a positive finite number, got {v!r}")
-        if isinstance(self.clip, bool) or not isinstance(self.clip, (int, float)) or not 0 <= self.clip < math.inf:
-            raise ConfigError(f"{where}: clip must be a finite number >= 0 (0 = off), got {self.clip!r}")
-        if self.estimator not in ESTIMATORS:
-            raise unknown(f"estimator in {where}", self.estimator, ESTIMATORS)
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise unknown(f"lr_schedule in {where}", self.lr_schedule, ("cosine", "constant"))
-        if self.keep not in ("mean", "best"):
-            raise unknown(f"keep in {where}", self.keep, ("mean", "best"))
+            setattr(self, name, check_number(f"{where}: {name}", getattr(self, name), positive=True))
+        self.clip = check_number(f"{where}: clip must be >= 0 (0 = off);", self.clip, low=0.0)
+        check_choice(f"estimator in {where}", self.estimator, ESTIMATORS)
+        check_choice(f"lr_schedule in {where}", self.lr_schedule, ("cosine", "constant"))
+        check_choice(f"keep in {where}", self.keep, ("mean", "best"))
         for name in ("lean", "rank_shaping", "resample"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{where}: {name} must be true or false, got {getattr(self, name)!r}")
-        if self.curriculum is not None and not isinstance(self.curriculum, bool):
-            raise ConfigError(f"{where}: curriculum must be true or false, got {self.curriculum!r}")
-        t = self.curriculum_threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
-            raise ConfigError(f"{where}: curriculum_threshold must be in (0, 1], got {t!r}")
+            setattr(self, name, check_bool(f"{where}: {name}", getattr(self, name)))
+        if self.curriculum is not None:
+            self.curriculum = check_bool(f"{where}: curriculum", self.curriculum)  # absent: on for recall
+        self.curriculum_threshold = check_number(f"{where}: curriculum_threshold", self.curriculum_threshold, positive=True,
+                                                 high=1.0)
         for name in ("fitness", "curriculum_field"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"{where}: {name} must be a name, got {getattr(self, name)!r}")
+            check_name(f"{where}: {name}", getattr(self, name), error=ConfigError)
         return self
 
 
@@ -167,9 +167,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
-        if not isinstance(path, (str, Path)):
-            raise ConfigError(f"Config.load needs a path to a TOML file, got {type(path).__name__}")
-        path = Path(path)
+        path = check_path("Config.load (a TOML file)", path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
         try:
@@ -208,8 +206,7 @@ class Config:
 
     # ------------------------------------------------------------------ checks
     def validate(self, where: str = "config") -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise ConfigError(f"{where}: seed must be an int in [0, 2**32), got {self.seed!r}")
+        self.seed = check_seed(f"{where}: seed", self.seed, numpy=True)
         n = self.network
         named = [k for k in ("topology", "file", "builder") if getattr(n, k) is not None]
         if len(named) > 1:
@@ -228,9 +225,13 @@ class Config:
             raise ConfigError(f"{where} [network]: params must be a table of keyword arguments, got {n.params!r}")
         for key in ("inputs", "outputs"):
             v = getattr(n, key)
-            if v is not None and (not isinstance(v, list) or not v):
+            if isinstance(v, dict):
+                if not v or not all(isinstance(k, str) and k for k in v):
+                    raise ConfigError(f"{where} [network]: {key} as a node attribute must be a table such as "
+                                      f"{{class = \"sensory\"}} (attribute = value or [values]), got {v!r}")
+            elif v is not None and (not isinstance(v, list) or not v):
                 raise ConfigError(f"{where} [network]: {key} must be a non-empty list of populations, 'pop[a:b]', "
-                                  f"node labels or ids, got {v!r}")
+                                  f"node labels or ids, or a node attribute table such as {{class = \"sensory\"}}, got {v!r}")
         if not isinstance(self.rule.kind, str):
             raise ConfigError(f"{where} [rule]: kind must be a string, got {self.rule.kind!r}")
         rules.registry.check_settings(self.rule.kind, self.rule.settings, self.search_paths, f"{where} [rule]: ")
@@ -282,9 +283,18 @@ class Config:
         if device is not None:
             graph = graph.to(device)
         if n.inputs is not None or n.outputs is not None:
-            graph = graph.with_io(n.inputs, n.outputs)
+            graph = graph.with_io(*(self._by_attribute(graph, items, what) for what, items in (("inputs", n.inputs),
+                                                                                                ("outputs", n.outputs))))
         check_fits(graph, task)
         return graph
+
+    def _by_attribute(self, graph: Graph, items, what: str):
+        """``[network] inputs`` / ``outputs`` given as ``{attribute = value or [values]}``: the neurons whose node
+        attribute matches (the file's attributes, or to_networkx's for a topology or builder); others unchanged."""
+        if not isinstance(items, dict):
+            return items
+        G = read_networkx(self._path(self.network.file)) if self.network.file is not None else to_networkx(graph)
+        return nodes_by_attribute(G, graph, items, f"[network] {what}", "config")
 
     def make_rule(self, graph: Graph) -> rules.Rule:
         settings = dict(self.rule.settings)
@@ -406,11 +416,6 @@ def _check_keys(data: dict, known: list[str], where: str) -> None:
             raise unknown(f"setting in {where}", key, known)
 
 
-def _int(where: str, name: str, v, low: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ConfigError(f"{where}: {name} must be an int >= {low}, got {v!r}")
-
-
 def _make(cls, values: dict, where: str):
     _check_keys(values, [f.name for f in fields(cls)], where)
     obj = cls(**values)
@@ -421,16 +426,19 @@ def _make(cls, values: dict, where: str):
             continue
         if not _same_kind(v, default):
             raise ConfigError(f"{where}: {f.name} must be {type(default).__name__}, got {v!r}")
-        if isinstance(default, float) and not math.isfinite(v):  # NaN would only surface as a diverged run
+        if isinstance(default, float) and not math.isfinite(float(v)):  # NaN would only surface as a diverged run
             raise ConfigError(f"{where}: {f.name} must be a finite number, got {v!r}")
     return obj
 
 
 def _same_kind(value, default) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
+    """TOML's kinds, and the numpy scalars a Python caller may pass for them."""
+    if isinstance(default, bool) or isinstance(value, (bool, np.bool_)):
+        return isinstance(value, (bool, np.bool_)) and isinstance(default, bool)
     if isinstance(default, float):
-        return isinstance(value, (int, float))
+        return is_number(value)
+    if isinstance(default, int):
+        return is_int(value)
     return isinstance(value, type(default))
 
 
