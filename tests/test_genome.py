@@ -189,3 +189,20 @@ def test_dale_holds_on_the_forward_channels_while_the_genome_learns(measured):
     fwd = s["edge"][..., : rule.k]
     assert (fwd * sign >= 0).all() and (fwd - w0[..., : rule.k]).abs().max() > 1e-2  # learned, on its side of zero
     assert (s["edge"][..., rule.k :] * sign < 0).any()  # the feedback channels are not synapses: free
+
+
+def test_readout_gain_scales_only_the_logits():
+    graph = layered()
+    plain, gained = backprop_genome(0.1), backprop_genome(0.1, readout_gain=True)
+    assert "log_gain" not in dict(plain.named_parameters()) and "log_gain" in dict(gained.named_parameters())
+    with torch.no_grad():
+        gained.log_gain.fill_(1.0)
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
+    x = [graph.scatter_inputs(torch.randn(2, SIZES[0], 1)) for _ in range(4)]
+    s1, s2 = plain.init_state(graph, 2), gained.init_state(graph, 2)
+    for u in x:
+        s1, s2 = plain.step(graph, {**s1, "target": target}, u), gained.step(graph, {**s2, "target": target}, u)
+    torch.testing.assert_close(s1["edge"], s2["edge"])  # the dynamics never see the gain
+    torch.testing.assert_close(gained.readout(graph, s2), torch.e * plain.readout(graph, s1))
+    gained.readout(graph, s2).sum().backward()
+    assert gained.log_gain.grad is not None and gained.log_gain.grad != 0

@@ -13,6 +13,11 @@ that contains the paper's genome (all entries equal, gamma = 0) and, as a point 
 space, backprop: state 0 = activation, state 1 = derivative, the backward pass multiplies the
 second state only (gamma = (0, 1)), single-valued symmetric synapses. See :func:`backprop_genome`.
 
+``readout_gain=True`` adds one meta-parameter, a positive gain on the logits the loss reads
+(``exp(log_gain) * a^0``; the rule's own dynamics never see it): meta-training on cross-entropy
+can then calibrate the logits there instead of bending the genome to shrink them (argmax, hence
+accuracy, does not depend on it).
+
 No loss or gradient enters the network: before the backward sweep the output neurons' second
 state is set from the label, ``a^1 <- beta0 a^0 + beta1 * l + beta2 a^1`` with ``l = +1`` for the
 true class and ``-1`` otherwise (the paper's injection is beta = (0, 1, 0); backprop on the
@@ -75,6 +80,7 @@ class GenomeRule(SweepRule):
         synapse_norm: float | None = None,
         init_scale: float = 1.0,
         init_weights: str = "auto",
+        readout_gain: bool = False,
         seed: int = 0,
     ):
         super().__init__()
@@ -90,6 +96,7 @@ class GenomeRule(SweepRule):
             if names is not None and (isinstance(names, str) or not isinstance(names, (tuple, list))):  # not letters of a string
                 raise ConfigError(f"GenomeRule {what} must be a tuple of {k} activation names (one per state), got {names!r}")
         symmetric, normalize = check_bool("GenomeRule symmetric", symmetric), check_bool("GenomeRule normalize", normalize)
+        readout_gain = check_bool("GenomeRule readout_gain", readout_gain)
         oja, init_scale = check_number("GenomeRule oja", oja), check_number("GenomeRule init_scale", init_scale)
         if saturation is not None:
             saturation = check_number("GenomeRule saturation (None: no saturation)", saturation, positive=True)
@@ -125,6 +132,9 @@ class GenomeRule(SweepRule):
         self.nu, self.mu = small(k, k), small(k, k)  # forward / backward neuron transforms
         self.nu_syn, self.mu_syn = small(k, k), small(k, k)  # pre- / post-synaptic transforms
         self.beta = nn.Parameter(torch.tensor([0.0, 1.0, 0.0]))  # label injection mix
+        self.readout_gain = readout_gain
+        if readout_gain:  # only then a parameter: checkpoints of genomes without it still load
+            self.log_gain = nn.Parameter(torch.zeros(()))
 
     # ------------------------------------------------------------------ state
     def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:
@@ -154,6 +164,10 @@ class GenomeRule(SweepRule):
         for ph in split_phases(self.schedule, graph)[0]:
             a, w = self._phase(graph, ph, a, w, inputs)
         return {**state, "node": a, "edge": w}
+
+    def readout(self, graph: Graph, state: State) -> Tensor:
+        logits = super().readout(graph, state)
+        return logits * self.log_gain.exp() if self.readout_gain else logits
 
     # ------------------------------------------------------------------ pieces
     def _clamp(self, graph: Graph, a: Tensor, inputs: Tensor) -> Tensor:
