@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from .build import Network
 from .errors import (GraphError, ShapeError, SimgraphError, check_bool, check_choice, check_int, check_path, check_tensor, check_type,
-                     unknown)
+                     is_number, unknown)
 from .graph import Graph, is_hashable
 
 
@@ -189,8 +190,8 @@ def from_networkx(
         raise GraphError("from_networkx: the graph has no nodes")
     check_choice("from_networkx parallel= mode", parallel, PARALLEL)
     for what, value in (("weight_attr", weight_attr), ("default_type", default_type)):
-        if value is not None and not isinstance(value, str):
-            raise GraphError(f"from_networkx: {what} must be a string or None, got {value!r}")
+        if value is not None:
+            check_type(f"from_networkx {what}", value, str, "a string or None", error=GraphError)
     check_choice("from_networkx undirected= mode", undirected, UNDIRECTED)
     if undirected == "tied" and G.is_directed():
         raise GraphError("from_networkx: undirected='tied' is for undirected graphs; in a directed graph name the synapse "
@@ -349,7 +350,7 @@ def _weight(u, v, k, data: dict, weight_attr: str | None) -> float:
     if weight_attr is None:
         return 1.0
     w = data.get(weight_attr)
-    if w is None or isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not np.isfinite(float(w)):
+    if not is_number(w) or not math.isfinite(float(w)):
         edge = (u, v) if k is None else (u, v, k)
         raise GraphError(f"from_networkx: edge {edge!r} has {weight_attr!r} = {w!r}, not a finite number "
                          f"(weight_attr={weight_attr!r} needs one on every edge)")
@@ -360,8 +361,7 @@ def _sign_value(value, what: str) -> float:
     """+1.0, -1.0 or 0.0 from a number (its sign) or one of ``+ - excitatory inhibitory``."""
     if isinstance(value, str) and value.strip().lower() in _SIGN_WORDS:
         return _SIGN_WORDS[value.strip().lower()]
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-            and np.isfinite(float(value)):
+    if is_number(value) and math.isfinite(float(value)):
         return float(np.sign(float(value)))
     raise GraphError(f"from_networkx: {what} is {value!r}; a sign is a finite number (its sign counts, 0 = free) or one "
                      f"of {', '.join(map(repr, _SIGN_WORDS))}")

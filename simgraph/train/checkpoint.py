@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, check_finite, check_int, check_out_folder, check_path
+from ..errors import CheckpointError, check_finite, check_int, check_out_folder, check_path, check_type
 
 FORMAT = "simgraph-checkpoint-1"
 SPEC = "checkpoint.json"
@@ -82,11 +82,12 @@ def load(folder: str | Path, map_location=None) -> tuple[dict[str, Any], dict[st
         raise CheckpointError(f"{spec_path} is corrupt or truncated (not valid JSON: {str(exc)[:200]})") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise CheckpointError(f"{spec_path} is not a simgraph checkpoint (format {spec.get('format') if isinstance(spec, dict) else None!r}, expected {FORMAT!r})")
-    for key, kind in (("step", int), ("tensors", str), ("sha256", str)):
+    for key in ("step", "tensors", "sha256"):
         if key not in spec:
             raise CheckpointError(f"{spec_path} lacks {key!r}")
-        if not isinstance(spec[key], kind) or isinstance(spec[key], bool) or (key == "step" and spec[key] < 0):
-            raise CheckpointError(f"{spec_path}: {key!r} must be {'an int >= 0' if kind is int else 'a string'}, got {spec[key]!r}")
+    check_int(f"{spec_path}: 'step'", spec["step"], 0, error=CheckpointError)
+    for key in ("tensors", "sha256"):
+        check_type(f"{spec_path}: {key!r}", spec[key], str, "a string", error=CheckpointError)
     tensor_path = spec_path.parent / spec["tensors"]
     if tensor_path.parent != spec_path.parent or tensor_path.name in ("", ".", "..") or not tensor_path.is_file():
         raise CheckpointError(f"{spec_path} names tensor file {spec['tensors']!r}, which is missing")

@@ -36,7 +36,7 @@ import numpy as np
 from .. import rules, topologies
 from .._imports import is_import_path, load_object
 from ..errors import (ConfigError, SimgraphError, check_bool, check_choice, check_int, check_name, check_number, check_path,
-                      check_seed, is_int, is_number, unknown)
+                      check_seed, check_type, is_int, is_number, unknown)
 from ..graph import Graph
 from ..interop import FORMATS, from_networkx, nodes_by_attribute, read, read_networkx, to_networkx
 from ..tasks import TASKS, RecallTask, Task
@@ -212,10 +212,9 @@ class Config:
         if len(named) > 1:
             raise ConfigError(f"{where} [network]: give one of topology, file or builder, not {' and '.join(named)}")
         for key in named:
-            if not isinstance(getattr(n, key), str) or not getattr(n, key):
-                raise ConfigError(f"{where} [network]: {key} must be a non-empty string, got {getattr(n, key)!r}")
-        if n.topology is not None and n.topology not in topologies.TOPOLOGIES:
-            raise unknown(f"topology in {where} [network]", n.topology, topologies.TOPOLOGIES)
+            check_name(f"{where} [network]: {key}", getattr(n, key), error=ConfigError)
+        if n.topology is not None:
+            check_choice(f"topology in {where} [network]", n.topology, topologies.TOPOLOGIES)
         if n.builder is not None and not is_import_path(n.builder):
             raise ConfigError(f"{where} [network]: builder must be 'package.module:function', got {n.builder!r}")
         if n.file is not None and Path(n.file).suffix.lower() not in FORMATS:
@@ -232,8 +231,7 @@ class Config:
             elif v is not None and (not isinstance(v, list) or not v):
                 raise ConfigError(f"{where} [network]: {key} must be a non-empty list of populations, 'pop[a:b]', "
                                   f"node labels or ids, or a node attribute table such as {{class = \"sensory\"}}, got {v!r}")
-        if not isinstance(self.rule.kind, str):
-            raise ConfigError(f"{where} [rule]: kind must be a string, got {self.rule.kind!r}")
+        check_type(f"{where} [rule]: kind", self.rule.kind, str, "a string")
         rules.registry.check_settings(self.rule.kind, self.rule.settings, self.search_paths, f"{where} [rule]: ")
         task = self.make_task(where=where)
         self.train.check(f"{where} [train]")
@@ -326,7 +324,7 @@ class Curriculum:
             return None
         names = [f.name for f in dataclasses.fields(task)] if dataclasses.is_dataclass(task) else []
         value = getattr(task, settings.curriculum_field, None)
-        if settings.curriculum_field not in names or isinstance(value, bool) or not isinstance(value, int):
+        if settings.curriculum_field not in names or not is_int(value):
             raise ConfigError(f"curriculum_field {settings.curriculum_field!r} is not an integer field of "
                               f"{type(task).__name__} (fields: {', '.join(names)}); set curriculum = false or name one")
         stop = settings.curriculum_stop or value
