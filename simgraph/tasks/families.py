@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, check_int, check_number, unknown
-from .base import Episode, Task, check_batch
-from .online import Stream, with_queries
+from .base import Episode, check_batch
+from .online import Stream, StreamTask, with_queries
 
 DATASETS = {"digits": "load_digits", "iris": "load_iris", "wine": "load_wine", "breast_cancer": "load_breast_cancer"}
 GENERATORS = ("classification", "blobs", "moons", "circles")
@@ -162,7 +162,7 @@ def register_family(name: str, family: Family, *, replace: bool = False) -> None
 
 
 @dataclass(frozen=True)
-class FamilyTask(Task):
+class FamilyTask(StreamTask):
     """Online classification episodes drawn from named ``families`` (see the module docstring).
 
     ``width`` inputs and ``num_classes`` outputs (the network's fixed sizes); ``min_steps`` ..
@@ -206,15 +206,7 @@ class FamilyTask(Task):
 
     # ------------------------------------------------------------------ sizes
     @property
-    def num_inputs(self) -> int:
-        return self.width
-
-    @property
-    def num_outputs(self) -> int:
-        return self.num_classes
-
-    @property
-    def input_size(self) -> int:  # the names OnlineTask's users (baselines, analysis) read
+    def input_size(self) -> int:
         return self.width
 
     @property
@@ -276,12 +268,6 @@ class FamilyTask(Task):
         return x / scale, outputs[y], xq / scale, outputs[yq]
 
     # ------------------------------------------------------------------ scores
-    def error(self, outputs, episode: Episode):
-        return -(torch.log_softmax(outputs, -1) * episode.targets).sum(-1) * episode.loss_mask[..., 0]
-
-    def loss_norm(self, episode: Episode):
-        return episode.loss_mask[..., 0].sum().clamp(min=1)
-
     def metrics(self, outputs, episode: Episode) -> dict:
         outputs = self.check_outputs(outputs, episode)
         right = (outputs.argmax(-1) == episode.targets.argmax(-1)).to(outputs.dtype)

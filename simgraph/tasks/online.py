@@ -56,8 +56,29 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return x, d.target
 
 
+class StreamTask(Task):
+    """What the online tasks share: sizes from ``input_size`` / ``n_classes`` (the names the SGD/Adam
+    baselines and ``analysis.accuracy_after`` read) and the cross-entropy of the logits on the
+    scored ticks."""
+
+    @property
+    def num_inputs(self) -> int:
+        return self.input_size
+
+    @property
+    def num_outputs(self) -> int:
+        return self.n_classes
+
+    def error(self, outputs: Tensor, episode: Episode) -> Tensor:
+        """Cross-entropy of the logits per (tick, episode) on the scored ticks."""
+        return -(F.log_softmax(outputs, -1) * episode.targets).sum(-1) * episode.loss_mask[..., 0]
+
+    def loss_norm(self, episode: Episode) -> Tensor:
+        return episode.loss_mask[..., 0].sum().clamp(min=1)
+
+
 @dataclass(frozen=True)
-class OnlineTask(Task):
+class OnlineTask(StreamTask):
     """``source`` in SOURCES; ``steps`` examples to learn from and ``query`` to test on per episode. ``classes``: digit classes (digits only, default 0-9);
     ``num_classes``: classes of a 2-D generator (blobs: any >= 2; others 2). ``projection``: a
     random input projection to this many inputs per episode. ``bias``: append a constant-1 input."""
@@ -112,14 +133,6 @@ class OnlineTask(Task):
         check_bytes(f"OnlineTask episodes (batch_size={batch_size} x {n} examples x {self.input_size} inputs)",
                     batch_size * per_episode, "use fewer steps/query, a smaller projection, or a smaller batch_size")
 
-    @property
-    def num_inputs(self) -> int:
-        return self.input_size
-
-    @property
-    def num_outputs(self) -> int:
-        return self.n_classes
-
     def sample(self, batch_size: int, seed: int = 0, device=None) -> Episode:
         """``steps + query`` ticks: the stream (labels as ``teacher``), then the probe queries."""
         check_batch(batch_size)
@@ -128,13 +141,6 @@ class OnlineTask(Task):
             raise ConfigError(f"OnlineTask seed must be an int, got {seed!r}")
         episode = with_queries(self.episode(self.steps, batch_size, self.query, seed=seed), [self.steps], self.n_classes)
         return episode.to(device) if device is not None else episode
-
-    def error(self, outputs: Tensor, episode: Episode) -> Tensor:
-        """Cross-entropy of the logits per (tick, episode) on the query ticks."""
-        return -(F.log_softmax(outputs, -1) * episode.targets).sum(-1) * episode.loss_mask[..., 0]
-
-    def loss_norm(self, episode: Episode) -> Tensor:
-        return episode.loss_mask[..., 0].sum().clamp(min=1)
 
     def metrics(self, outputs: Tensor, episode: Episode) -> dict[str, Tensor]:
         outputs = self.check_outputs(outputs, episode)
