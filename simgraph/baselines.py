@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError, check_gain, check_number, unknown
+from .errors import ConfigError, check_gain, check_number, check_type, unknown
 from .graph import Graph
 from .rules.base import mean_indegree_rate
 from .rules.delta import DeltaRule
@@ -35,6 +35,7 @@ def hebbian_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=
     episodes; returns ``(beta, bit accuracy on the evaluation episodes)``. Only meaningful where the
     input neurons are the output neurons (auto-associative nets); elsewhere it scores near chance.
     """
+    _check_parts(graph, task, "hebbian_baseline")
     tuned = {b: evaluate(HebbianRule(beta=b), graph, task, 128, seed=TUNE_SEED)["accuracy"] for b in _grid("betas", betas)}
     beta = max(tuned, key=tuned.get)
     return beta, evaluate(HebbianRule(beta=beta), graph, task, episodes)["accuracy"]
@@ -47,11 +48,17 @@ def delta_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=BE
                    eta_scales=ETA_SCALES) -> tuple[dict, float]:
     """The online delta rule, ``beta`` and ``eta`` tuned on separate episodes like :func:`hebbian_baseline`;
     returns ``({"beta", "eta"}, bit accuracy on the evaluation episodes)``."""
+    _check_parts(graph, task, "delta_baseline")
     eta0 = mean_indegree_rate(graph)
     grid = [{"beta": b, "eta": e * eta0} for b in _grid("betas", betas) for e in _grid("eta_scales", eta_scales, positive=True)]
     tuned = [evaluate(DeltaRule(**kw), graph, task, 128, seed=TUNE_SEED)["accuracy"] for kw in grid]
     best = grid[max(range(len(grid)), key=tuned.__getitem__)]
     return best, evaluate(DeltaRule(**best), graph, task, episodes)["accuracy"]
+
+
+def _check_parts(graph, task, who: str) -> None:
+    check_type(who, graph, Graph, "a simgraph Graph")
+    check_type(who, task, RecallTask, "a RecallTask")
 
 
 def _grid(name: str, values, positive: bool = False) -> list[float]:

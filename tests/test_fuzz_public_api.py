@@ -13,9 +13,14 @@ A case where every drawn value is valid (no ``hostile()`` draw, no ``maybe`` hos
 combination ``together()`` marks as invalid) must be accepted: a SimgraphError on it fails the test
 ("valid input refused"). ``test_fuzz_valid`` runs each target again with only valid draws.
 
-The last test prints ``fuzz: N cases, X clear errors, Y accepted, 0 raw; V valid cases, 0 valid inputs
-refused`` and the valid cases per target, and asserts no raw outcome and no refusal of valid input. Calls known to raise raw exceptions in modules outside this change are listed in
-``KNOWN_RAW`` (empty now: every raw exception the fuzz found is fixed and pinned by a test at the end).
+Targets cover every public name of ``simgraph``, ``simgraph.rules``, ``.tasks``, ``.train``, ``.analysis``,
+``train.checkpoint``, ``baselines``, ``schedule`` and ``interop``'s file readers, and every ``simgraph``
+subcommand (``test_every_public_name_is_fuzzed`` fails on a new one without a target).
+
+The summary test prints ``fuzz: N cases, X clear errors, Y accepted, 0 raw (K known raw); V valid cases,
+0 valid inputs refused`` and the valid cases per target, and asserts no raw outcome and no refusal of valid
+input. Raw exceptions in files other engineers own are listed in ``KNOWN_RAW`` and counted apart (the
+exact change for each is in the issue note; ``test_known_raw_*`` pin them, xfail strict).
 
 Sizes are small (and ``SIMGRAPH_MAX_BYTES`` is 2e8 here), so that every accepted call is quick;
 huge ints are far beyond what fits, so the byte budget refuses them at once.
@@ -127,7 +132,20 @@ def outcome(target: str, fn) -> str:
 # Raw exceptions in modules outside this change (topologies.py, rules/hebbian.py, genome.py's backprop_genome,
 # train/*, cli.py): (target, exception type, words of its message). The fuzz counts them apart and does not
 # fail on them; the tests at the end pin each one found so far by its exact call.
-KNOWN_RAW: list = []  # each raw exception the fuzz found is fixed and pinned by a test at the end
+# Raw exceptions in files other engineers own (simgraph/graph/model.py, train/bptt.py, tasks/families.py,
+# analysis/online.py, baselines.mlp_online): the exact changes are in /work/notes/issue15_robust.md; the tests
+# test_known_raw_* at the end pin each by its call (xfail strict: they fail once fixed, then move the entry out).
+KNOWN_RAW: list = [
+    ("Graph.population/projection/nodes/to", TypeError, "device() received an invalid combination"),
+    ("Graph.population/projection/nodes/to", TypeError, "unhashable type"),
+    ("train.unroll/run_ticks", AttributeError, "object has no attribute"),
+    ("train.unroll/run_ticks", TypeError, "cannot be interpreted as an integer"),
+    ("tasks.Family/register_family", TypeError, "unhashable type"),
+    ("analysis.accuracy_after/probe_episode", TypeError, "is not iterable"),
+    ("baselines.mlp_online/sweep/best_of_sweep", TypeError, "is not iterable"),
+    ("baselines.mlp_online/sweep/best_of_sweep", RuntimeError, "Boolean value of Tensor"),
+    ("baselines.mlp_online/sweep/best_of_sweep", ValueError, "truth value of an array"),
+]
 
 
 def known_raw(target: str, exc: BaseException) -> bool:
@@ -821,6 +839,311 @@ def t_cli_usage(d):
     outcome("cli usage", lambda: cli(argv))
 
 
+# ---------------------------------------------------------------------- analysis (simgraph.analysis)
+HEB = sg.rules.HebbianRule()
+HSTATE = HEB.init_state(RECURRENT, 2)
+E_REC = RECURRENT.num_edges
+WEIGHTS = maybe(st.sampled_from([torch.randn(E_REC), torch.zeros(E_REC, dtype=torch.float64)]),
+                st.one_of(WEIRD, st.sampled_from([torch.randn(3), torch.full((E_REC,), float("nan")),
+                                                  torch.zeros(E_REC, dtype=torch.long), torch.randn(2, E_REC)])))
+
+
+def t_capacity(d):
+    acc = d.draw(maybe(st.dictionaries(st.integers(1, 8), st.floats(0, 1), max_size=4),
+                       st.one_of(WEIRD, st.sampled_from([{1: float("nan")}, {0: 0.5}, {1: 1.5}, {"a": 0.5}, {1: "0.9"}]))),
+                 label="accuracy_by_load")
+    kw = kwargs(d, {"threshold": prob()})
+    outcome("analysis.capacity", lambda: sg.analysis.capacity(acc, **kw))
+
+
+def t_analysis_sweep(d):
+    field = d.draw(maybe(st.sampled_from(["num_patterns", "queries"]), st.one_of(WEIRD, st.just("bitz"))), label="field")
+    values = d.draw(maybe(st.lists(st.integers(1, 3), min_size=1, max_size=2), st.one_of(WEIRD, st.just(["x"]))),
+                    label="values")
+    kw = kwargs(d, {"episodes": small_int(1, 3)})
+    outcome("analysis.sweep", lambda: sg.analysis.sweep(HEB, RECURRENT, TASK, field, values, **kw))
+
+
+def t_synapse_weights(d):
+    rule = d.draw(maybe(st.sampled_from([HEB, sg.rules.StaticRule()])), label="rule")
+    state = d.draw(maybe(st.just(HSTATE), st.one_of(WEIRD, st.sampled_from([{"node": HSTATE["node"]},
+                                                                           {**HSTATE, "edge": torch.zeros(2, 3, 1)}]))),
+                   label="state")
+    outcome("analysis.synapse_weights", lambda: sg.analysis.synapse_weights(rule, RECURRENT, state))
+
+
+def t_weight_measures(d):
+    which = d.draw(st.sampled_from(["weight_graph", "by_type", "measures", "structure"]), label="which")
+    graph = d.draw(maybe(st.just(RECURRENT), WEIRD), label="graph")
+    w = d.draw(WEIGHTS, label="weights")
+    if which == "structure":
+        outcome("analysis.weight_graph/by_type/measures/structure", lambda: sg.analysis.structure(graph))
+        return
+    kw = {}
+    if which == "measures":
+        kw = kwargs(d, {"patterns": maybe(st.sampled_from([None, torch.sign(torch.randn(2, 4)), torch.ones(1, 4)]),
+                                          st.one_of(WEIRD, st.sampled_from([torch.zeros(2, 3), torch.full((2, 4), float("nan"))]))),
+                        "initial": maybe(st.sampled_from([None, torch.randn(E_REC)]), st.one_of(WEIRD, st.just(torch.ones(2))))})
+    outcome("analysis.weight_graph/by_type/measures/structure", lambda: getattr(sg.analysis, which)(graph, w, **kw))
+
+
+def t_stored_weights(d):
+    task = d.draw(maybe(st.just(TASK), st.one_of(WEIRD, st.just(sg.tasks.PatternCompletionTask(n_bits=4)))), label="task")
+    kw = kwargs(d, {"episodes": small_int(1, 2), "seed": seed()})
+
+    def run():
+        ws = sg.analysis.stored_weights(HEB, RECURRENT, task, **kw)
+        sg.analysis.summarize(RECURRENT, ws)
+
+    outcome("analysis.stored_weights/summarize", run)
+
+
+def t_load_sweep(d):
+    kw = kwargs(d, {"loads": maybe(st.lists(st.integers(1, 3), min_size=1, max_size=2),
+                                   st.one_of(WEIRD, st.sampled_from([[0], [1.5], [], "12"]))),
+                    "episodes": small_int(1, 2), "seed": seed()})
+    outcome("analysis.load_sweep", lambda: sg.analysis.load_sweep(HEB, RECURRENT, TASK, **kw))
+
+
+def t_rule_portrait(d):
+    from simgraph.analysis.portrait import BASIS, MEASURES
+
+    rule = d.draw(maybe(st.sampled_from([HEB, sg.rules.StaticRule(), sg.rules.DeltaRule()]), WEIRD), label="rule")
+    kw = kwargs(d, {"batch_size": small_int(1, 3), "weight_scale": maybe(st.one_of(st.none(), st.floats(0, 2))),
+                    "seed": seed(), "measure": maybe(st.sampled_from(MEASURES)),
+                    "basis": maybe(st.lists(st.sampled_from(BASIS), min_size=1, max_size=3, unique=True),
+                                   st.one_of(WEIRD, st.just(["zz"])))})
+    tmp = BAD_FILES["tmp"]
+    path = d.draw(maybe(st.just(str(tmp / "portrait.png")), st.one_of(WEIRD, st.sampled_from([str(tmp / "missing_dir" / "p.png"),
+                                                                                                str(tmp / "empty_dir")]))),
+                  label="path")
+    bins = d.draw(small_int(1, 4), label="bins")
+
+    def run():
+        portrait = sg.analysis.rule_portrait(rule, RECURRENT, **kw)
+        portrait.table()
+        sg.analysis.plot_portrait(portrait, path, bins)
+
+    outcome("analysis.rule_portrait/plot_portrait/Portrait", run)
+
+
+ONLINE = sg.tasks.OnlineTask("xor", steps=3, query=2)
+ONLINE_GRAPH = topologies.layered([ONLINE.num_inputs, ONLINE.num_outputs])
+
+
+def t_accuracy_after(d):
+    at = d.draw(maybe(st.lists(st.integers(1, 3), min_size=1, max_size=2), st.one_of(WEIRD, st.sampled_from([[0], [1.5]]))),
+                label="at")
+    kw = kwargs(d, {"batch": small_int(1, 2), "query": small_int(1, 2), "seed": maybe(st.integers(0, 100))})
+    probe = d.draw(st.booleans(), label="probe_episode only")
+    if probe:
+        outcome("analysis.accuracy_after/probe_episode", lambda: sg.analysis.probe_episode(ONLINE, at, **kw))
+    else:
+        outcome("analysis.accuracy_after/probe_episode",
+                lambda: sg.analysis.accuracy_after(sg.rules.GenomeRule(), ONLINE_GRAPH, ONLINE, at, **kw))
+
+
+# ---------------------------------------------------------------------- checkpoints (simgraph.train.checkpoint)
+def t_checkpoint(d):
+    from simgraph.train import checkpoint
+
+    tmp = BAD_FILES["tmp"]
+    OUTCOMES["checkpoint_folders"] += 1
+    folder = d.draw(maybe(st.just(str(tmp / f"ck_{OUTCOMES['checkpoint_folders']}")),
+                          st.one_of(WEIRD, st.sampled_from([str(tmp / "file.txt"), str(tmp / "file.txt" / "ck"), ""]))),
+                    label="folder")
+    step = d.draw(small_int(0, 5), label="step")
+    tensors = d.draw(maybe(st.sampled_from([{"rule": {"w": torch.ones(2)}}, {"w": torch.zeros(3), "n": [1, 2]}]),
+                           st.sampled_from([{"w": torch.tensor([float("nan")])}, {"w": torch.tensor([1.0, float("inf")])}])),
+                     label="tensors")
+    spec = d.draw(maybe(st.sampled_from([{}, {"run": {"a": 1}}]), st.one_of(WEIRD, st.sampled_from([{"x": object()},
+                                                                                                    {"step": "x"}]))),
+                  label="spec")
+
+    def run():
+        checkpoint.save(folder, step, tensors, spec)
+        assert checkpoint.exists(folder)
+        checkpoint.load(folder)
+
+    outcome("checkpoint.save/load/exists", run)
+
+
+def t_checkpoint_load(d):
+    from simgraph.train import checkpoint
+
+    p = d.draw(maybe(st.sampled_from([BAD_FILES["run"], Path(BAD_FILES["run"])]), st.one_of(st.sampled_from(BAD_FILES["bad"]), WEIRD)),
+               label="folder")
+    outcome("checkpoint.load", lambda: (checkpoint.exists(p), checkpoint.load(p, map_location="cpu")))
+
+
+# ---------------------------------------------------------------------- baselines (simgraph.baselines)
+def t_recall_baselines(d):
+    import simgraph.baselines as baselines
+
+    which = d.draw(st.sampled_from(["hebbian_baseline", "delta_baseline"]), label="which")
+    graph = d.draw(maybe(st.just(RECURRENT), WEIRD), label="graph")
+    task = d.draw(maybe(st.just(TASK), WEIRD), label="task")
+    spec = {"episodes": small_int(1, 3), "betas": maybe(st.lists(st.floats(0.01, 1), min_size=1, max_size=2),
+                                                        st.one_of(WEIRD, st.sampled_from([[], [float("nan")], ["0.1"]])))}
+    if which == "delta_baseline":
+        spec["eta_scales"] = maybe(st.lists(st.floats(0.1, 1), min_size=1, max_size=2), st.one_of(WEIRD, st.just([0.0])))
+    kw = kwargs(d, spec)
+    outcome("baselines.hebbian_baseline/delta_baseline", lambda: getattr(baselines, which)(graph, task, **kw))
+
+
+def t_online_baselines(d):
+    import simgraph.baselines as baselines
+
+    kw = kwargs(d, {"hidden": maybe(st.lists(st.integers(1, 3), max_size=2)), "at": maybe(st.lists(st.integers(1, 3), min_size=1, max_size=2)),
+                    "batch": small_int(1, 2), "query": small_int(1, 2), "seed": maybe(st.integers(0, 100))})
+    optimizer = d.draw(maybe(st.sampled_from(baselines.OPTIMIZERS), st.one_of(WEIRD, st.just("adamw"))), label="optimizer")
+    if d.draw(st.booleans(), label="sweep"):
+        lrs = d.draw(maybe(st.lists(st.floats(0.001, 1), min_size=1, max_size=2)), label="lrs")
+        outcome("baselines.mlp_online/sweep/best_of_sweep",
+                lambda: baselines.best_of_sweep(baselines.sweep(ONLINE, optimizer, lrs, **kw)))
+    else:
+        lr = d.draw(POS, label="lr")
+        outcome("baselines.mlp_online/sweep/best_of_sweep", lambda: baselines.mlp_online(ONLINE, optimizer, lr, **kw))
+
+
+# ---------------------------------------------------------------------- schedules (simgraph.schedule)
+def t_schedule(d):
+    from simgraph.schedule import Phase, Schedule, make_schedule
+
+    names = maybe(st.sampled_from([("a->b",), ["b->b"], ("a->b", "b->b")]), st.one_of(WEIRD, st.sampled_from([("zz",), (3,), "a->b"])))
+    pops = maybe(st.sampled_from([("b",), ["a", "b"]]), st.one_of(WEIRD, st.sampled_from([("zz",), "b"])))
+    phases = st.builds(lambda p, dr, q, le: (p, dr, q, le), names,
+                       maybe(st.sampled_from(["forward", "backward", "both"]), st.one_of(WEIRD, st.just("sideways"))),
+                       pops, maybe(st.booleans()))
+    drawn = d.draw(maybe(st.lists(phases, min_size=1, max_size=3), st.one_of(st.just([]), WEIRD)), label="phases")
+    spec = d.draw(maybe(st.sampled_from(["built", "synchronous", "layer_sweep"]), st.one_of(WEIRD, st.just("layersweep"))),
+                  label="spec")
+
+    def run():
+        sched = Schedule([Phase(*p) for p in drawn]) if isinstance(drawn, list) and all(isinstance(p, tuple) for p in drawn) \
+            else Schedule(drawn)
+        make_schedule(sched if spec == "built" else spec, GRAPH)
+
+    outcome("schedule.Phase/Schedule/make_schedule", run)
+
+
+# ---------------------------------------------------------------------- task families (simgraph.tasks.families)
+def t_family_task(d):
+    kw = kwargs(d, {"families": maybe(st.lists(st.sampled_from(["blobs", "circles", "moons", "classification"]), min_size=1,
+                                               max_size=2, unique=True), st.one_of(WEIRD, st.just(["blob"]))),
+                    "width": small_int(1, 4), "num_classes": small_int(2, 3), "query": small_int(1, 3),
+                    "query_every": small_int(0, 3), "stream_loss": maybe(st.booleans())})
+    kw["min_steps"], kw["max_steps"] = d.draw(small_int(1, 3), label="min_steps"), d.draw(small_int(3, 5), label="max_steps")
+    batch, s = d.draw(small_int(1, 2), label="batch_size"), d.draw(maybe(st.integers(0, 100)), label="seed")
+
+    def run():
+        task = sg.tasks.FamilyTask(**kw)
+        ep = task.sample(batch, seed=s)
+        out = torch.zeros(ep.targets.shape)
+        task.loss(out, ep), task.metrics(out, ep)
+
+    outcome("tasks.FamilyTask", run)
+
+
+def t_family(d):
+    source = d.draw(maybe(st.sampled_from(["blobs", "classification", "wine"]), st.one_of(WEIRD, st.just("wines"))),
+                    label="source")
+    spec = {"features": small_int(2, 4), "noise": maybe(st.floats(0, 1))}
+    if isinstance(source, str) and source in ("blobs", "classification"):  # generators take ways=(lo, hi), not classes
+        spec["ways"] = maybe(st.sampled_from([(2, 2), (2, 3)]), st.one_of(WEIRD, st.sampled_from([(3, 2), (1, 2), (2,)])))
+    elif isinstance(source, str) and source == "wine":
+        spec["classes"] = maybe(st.sampled_from([None, (0, 1), (0, 1, 2)]), st.one_of(WEIRD, st.just((0, 7))))
+    kw = kwargs(d, spec)
+    if isinstance(source, str) and source == "wine" and isinstance(kw.get("classes"), tuple):
+        kw["ways"] = (2, len(kw["classes"]))
+    OUTCOMES["families"] += 1
+    name = d.draw(maybe(st.just(f"fuzz_family_{OUTCOMES['families']}"), st.one_of(WEIRD, st.just(""))), label="name")
+
+    def run():
+        sg.tasks.register_family(name, sg.tasks.Family(source, **kw))
+
+    outcome("tasks.Family/register_family", run)
+
+
+# ---------------------------------------------------------------------- graphs, unrolls, train, files
+def t_graph_methods(d):
+    which = d.draw(st.sampled_from(["population", "projection", "nodes", "to", "neuron_type_id", "synapse_type_id"]),
+                   label="which")
+    valid = {"population": ["a", "b"], "projection": ["a->b", "b->b"], "nodes": ["a", "b"], "to": ["cpu"],
+             "neuron_type_id": ["a", "b"], "synapse_type_id": ["default"]}[which]
+    arg = d.draw(maybe(st.sampled_from(valid), st.one_of(WEIRD, st.just("zz"))), label="arg")
+    outcome("Graph.population/projection/nodes/to", lambda: getattr(GRAPH, which)(arg))
+
+
+def t_unroll(d):
+    ep = TASK.sample(2)
+    episode = d.draw(maybe(st.just(ep), st.one_of(WEIRD, st.just(sg.tasks.RecallTask(bits=5).sample(1)))), label="episode")
+    if d.draw(st.booleans(), label="run_ticks"):
+        kw = kwargs(d, {"checkpoint_every": small_int(0, 2), "lean": maybe(st.booleans())})
+        state = d.draw(maybe(st.just(None), WEIRD), label="state")
+
+        def run():
+            rule = HEB
+            sg.train.run_ticks(rule, RECURRENT, episode, rule.init_state(RECURRENT, 2) if state is None else state, **kw)
+
+        outcome("train.unroll/run_ticks", run)
+        return
+    kw = kwargs(d, {"window": small_int(0, 3), "backward": maybe(st.booleans()), "checkpoint_every": small_int(0, 2),
+                    "lean": maybe(st.booleans())})
+    task = d.draw(maybe(st.sampled_from([None, TASK]), WEIRD), label="task")
+    if task is None and kw.get("backward", True) is not False:  # a backward pass needs the task's loss
+        together(False, lambda: kw.update(backward=False))
+    outcome("train.unroll/run_ticks", lambda: sg.train.unroll(_fit_rule(), RECURRENT, episode, task, **kw))
+
+
+def t_train_train(d):
+    tmp = BAD_FILES["tmp"]
+    OUTCOMES["train_train"] += 1
+    cfg = d.draw(maybe(st.just("tiny"), st.one_of(WEIRD, st.just(sg.train.TrainConfig()))), label="config")
+    out = d.draw(maybe(st.sampled_from([None, "fresh"]), st.sampled_from([str(tmp / "file.txt"), str(tmp / "file.txt" / "x")])),
+                 label="out_dir")
+    device = d.draw(DEVICE, label="device")
+    out = str(tmp / f"train_train_{OUTCOMES['train_train']}") if out == "fresh" else out
+
+    def run():
+        config = sg.train.Config.load(BAD_FILES["tiny"]) if cfg == "tiny" else cfg
+        sg.train.train(config, out, progress=False, device=device)
+
+    outcome("train.train", run)
+
+
+def t_read_networkx(d):
+    from simgraph.interop import nodes_by_attribute, read_networkx
+
+    tmp = BAD_FILES["tmp"]
+    good = str(tmp / "attrs.graphml")
+    if not Path(good).exists():
+        G = nx.DiGraph()
+        G.add_nodes_from([("p", {"type": "s", "role": "in"}), ("q", {"type": "m", "role": "out"})])
+        G.add_edge("p", "q")
+        nx.write_graphml(G, good)
+    path = d.draw(maybe(st.just(good), st.one_of(WEIRD, st.sampled_from(BAD_FILES["bad"]))), label="path")
+    names = d.draw(maybe(st.sampled_from([{"role": "in"}, {"role": ["in", "out"]}, {"type": "m"}]),
+                         st.one_of(st.sampled_from([{}, {"rol": "in"}, {"role": "none"}, {3: "in"}]))), label="names")
+
+    def run():
+        G = read_networkx(path)
+        nodes_by_attribute(G, sg.read(path)[0], names, "inputs")
+
+    outcome("interop.read_networkx/nodes_by_attribute", run)
+
+
+def t_cli_analyze(d):
+    tmp = BAD_FILES["tmp"]
+    OUTCOMES["analyses"] += 1
+    run = d.draw(maybe(st.just(BAD_FILES["run"]), st.sampled_from(BAD_FILES["bad"])), label="run")
+    out = d.draw(maybe(st.just(str(tmp / f"analysis_{OUTCOMES['analyses']}")),
+                       st.sampled_from([str(tmp / "file.txt"), str(tmp / "file.txt" / "a")])), label="out")
+    loads = d.draw(maybe(st.sampled_from(["1", "1,2"]), st.sampled_from(["0", "x", "1,,2", "", "-1", "1.5"])), label="loads")
+    episodes = d.draw(maybe(st.sampled_from(["1", "2"]), st.sampled_from(["0", "-1", "x"])), label="episodes")
+    outcome("cli analyze", lambda: cli(["analyze", run, "--out", out, "--loads", loads, "--episodes", episodes]))
+
+
 # ---------------------------------------------------------------------- the fuzz
 TARGETS = {
     "Network": t_network, "Network.population": t_population, "Network.connect": t_connect,
@@ -833,23 +1156,58 @@ TARGETS = {
     "train.fit": t_fit, "train.evaluate": t_evaluate, "train.load_rule": t_load_rule, "train.Config": t_config,
     "train.Config.load": t_config_load, "train.TrainConfig": t_train_config, "train.es": t_es, "train.cma_es": t_cma_es,
     "cli train": t_cli_train, "cli eval": t_cli_eval, "cli export": t_cli_export, "cli bench": t_cli_bench,
-    "cli usage": t_cli_usage,
+    "cli usage": t_cli_usage, "cli analyze": t_cli_analyze,
+    "analysis.capacity": t_capacity, "analysis.sweep": t_analysis_sweep, "analysis.synapse_weights": t_synapse_weights,
+    "analysis.weight_graph/by_type/measures/structure": t_weight_measures,
+    "analysis.stored_weights/summarize": t_stored_weights, "analysis.load_sweep": t_load_sweep,
+    "analysis.rule_portrait/plot_portrait/Portrait": t_rule_portrait, "analysis.accuracy_after/probe_episode": t_accuracy_after,
+    "checkpoint.save/load/exists": t_checkpoint, "checkpoint.load": t_checkpoint_load,
+    "baselines.hebbian_baseline/delta_baseline": t_recall_baselines, "baselines.mlp_online/sweep/best_of_sweep": t_online_baselines,
+    "schedule.Phase/Schedule/make_schedule": t_schedule, "tasks.FamilyTask": t_family_task,
+    "tasks.Family/register_family": t_family, "Graph.population/projection/nodes/to": t_graph_methods,
+    "train.unroll/run_ticks": t_unroll, "train.train": t_train_train,
+    "interop.read_networkx/nodes_by_attribute": t_read_networkx,
 }
-SLOW = {"train.fit": 6, "cli train": 8, "train.es": 6, "train.cma_es": 6}  # fewer examples for the costlier targets
+# fewer examples for the costlier targets
+SLOW = {"train.fit": 6, "cli train": 8, "train.es": 6, "train.cma_es": 6, "cli analyze": 5, "train.train": 4,
+        "baselines.hebbian_baseline/delta_baseline": 6, "analysis.rule_portrait/plot_portrait/Portrait": 8}
 
 
 def test_every_public_name_is_fuzzed():
-    """Every name the public modules export is a target (or a type/constant/module listed here)."""
+    """Every public function and class of the public modules is a target (or a type/constant/module listed
+    here), by its qualified name: ``sg.X``, ``rules.X``, ``tasks.X``, ``train.X``, ``analysis.X``,
+    ``checkpoint.X``, ``baselines.X``, ``schedule.X``, ``interop.X``; and every ``simgraph`` subcommand."""
+    import simgraph.baselines as baselines
+    import simgraph.schedule as schedule
     import simgraph.train as train
+    from simgraph.train import checkpoint
 
     covered = " ".join(TARGETS)
     not_callables = {"Graph", "Population", "Projection", "CONNECTION_RULES", "Run", "rules", "tasks", "train", "analysis",
                      "errors", "SimgraphError", "Rule", "State", "SweepRule", "Task", "Episode", "TASKS", "CUES", "META_TRAIN",
                      "HELD_OUT", "SOURCES", "EVAL_SEED", "checkpoint", "distributed", "TrainResult", "NetworkConfig",
-                     "RuleConfig", "TaskConfig", "BPTT", "ES", "CMA", "Curriculum", "unroll", "run_ticks", "train", "registered"}
-    missing = [n for mod in (sg, sg.rules, sg.tasks, train) for n in mod.__all__
-               if n not in not_callables and n not in covered]
+                     "RuleConfig", "TaskConfig", "BPTT", "ES", "CMA", "Curriculum", "registered", "FAMILIES",
+                     "META_TRAIN_FAMILIES", "HELD_OUT_FAMILIES"}
+    public = [("", sg, sg.__all__), ("rules.", sg.rules, sg.rules.__all__), ("tasks.", sg.tasks, sg.tasks.__all__),
+              ("train.", train, train.__all__), ("analysis.", sg.analysis, sg.analysis.__all__),
+              ("checkpoint.", checkpoint, ["save", "load", "exists"]),
+              ("baselines.", baselines, ["hebbian_baseline", "delta_baseline", "mlp_online", "sweep", "best_of_sweep"]),
+              ("schedule.", schedule, ["Phase", "Schedule", "make_schedule"]),
+              ("interop.", sg.interop, ["read_networkx", "nodes_by_attribute"])]
+    missing = [prefix + n for prefix, mod, names in public for n in names
+               if n not in not_callables and not (prefix + n in covered or (prefix and "/" + n in covered)
+                                                  or (not prefix and n in covered))]
+    missing += [n for prefix, mod, names in public for n in names if not hasattr(mod, n)]  # a stale list here
     assert not missing, f"public names without a fuzz target: {missing}"
+    # the CLI: every subcommand simgraph --help lists
+    from simgraph.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--help"])
+    commands = out.getvalue().split("{", 1)[1].split("}", 1)[0].split(",")
+    assert set(commands) >= {"train", "eval", "export", "analyze", "bench"}
+    assert not [c for c in commands if f"cli {c}" not in TARGETS], f"CLI commands without a fuzz target: {commands}"
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
@@ -870,7 +1228,8 @@ def test_fuzz(name, paths, run_folder):
 # SimgraphError on it fails ("valid input refused"). The bench and the usage errors have no valid case here.
 NO_VALID = {"cli bench": "a valid bench run takes minutes", "cli usage": "draws only malformed command lines"}
 VALID_EXAMPLES = 6
-VALID_SLOW = {"train.fit": 3, "cli train": 2, "train.es": 3, "train.cma_es": 3}
+VALID_SLOW = {"train.fit": 3, "cli train": 2, "train.es": 3, "train.cma_es": 3, "cli analyze": 2, "train.train": 2,
+              "baselines.hebbian_baseline/delta_baseline": 3, "analysis.rule_portrait/plot_portrait/Portrait": 4}
 
 
 @pytest.mark.parametrize("name", [n for n in TARGETS if n not in NO_VALID])
@@ -993,3 +1352,63 @@ def test_fuzz_found_raw_now_clear():
     clear(lambda: sg.tasks.TASKS["reversal"]().sample(1, device="nonsense"))
     clear(lambda: sg.tasks.TASKS["reversal"]().sample(1, device="cuda:99"))
     clear(lambda: sg.train.es(_fit_rule(), _fitness, generations=1, pairs=1, seed=[1]))
+
+
+# ---------------------------------------------------------------------- raw exceptions in files this change does not own
+# One call each, xfail strict: each needs the change in /work/notes/issue15_robust.md (its owner's file); once it
+# is made the test passes, strict xfail fails, and the entry moves out of KNOWN_RAW and loses its mark.
+OWNED_ELSEWHERE = pytest.mark.xfail(strict=True, reason="the fix is in a file another engineer owns (see the issue note)")
+
+
+@OWNED_ELSEWHERE
+def test_known_raw_graph_to_a_list():
+    clear(lambda: GRAPH.to([0, 1]))
+
+
+@OWNED_ELSEWHERE
+def test_known_raw_graph_population_unhashable():
+    clear(lambda: GRAPH.population(["a"]))
+
+
+@OWNED_ELSEWHERE
+def test_known_raw_unroll_episode_not_an_episode():
+    clear(lambda: sg.train.unroll(_fit_rule(), RECURRENT, None, TASK))
+
+
+@OWNED_ELSEWHERE
+def test_known_raw_family_source_unhashable():
+    clear(lambda: sg.tasks.Family({}))
+
+
+@OWNED_ELSEWHERE
+def test_known_raw_probe_episode_at_none():
+    clear(lambda: sg.analysis.probe_episode(ONLINE, None))
+
+
+@OWNED_ELSEWHERE
+def test_known_raw_mlp_online_at_float():
+    import simgraph.baselines as baselines
+
+    clear(lambda: baselines.mlp_online(ONLINE, "sgd", 0.1, at=1.5))
+
+
+def test_fuzz_found_raw_now_clear_in_this_change(tmp_path):
+    """Raw exceptions the extended fuzz found in this change's files, now clear."""
+    from simgraph.analysis.portrait import BASIS
+    from simgraph.train import checkpoint
+
+    clear(lambda: sg.analysis.sweep(HEB, RECURRENT, TASK, "num_patterns", 1.5, episodes=1))
+    clear(lambda: sg.analysis.sweep(HEB, RECURRENT, TASK, 3, [1], episodes=1))
+    portrait = sg.analysis.rule_portrait(HEB, RECURRENT, basis=["1", "pre"])
+    assert "| pre |" in portrait.table()  # no pre*post term: was a KeyError
+    clear(lambda: sg.analysis.plot_portrait(portrait, None))
+    clear(lambda: sg.analysis.plot_portrait(portrait, tmp_path / "p.png", bins="3"))
+    clear(lambda: sg.analysis.plot_portrait(portrait, tmp_path / "p.png", bins=2**40))
+    clear(lambda: sg.analysis.rule_portrait(HEB, RECURRENT, basis="pre"))
+    assert set(BASIS) >= {"1", "pre"}
+    import simgraph.baselines as baselines
+
+    clear(lambda: baselines.delta_baseline(1.5, TASK, 2))
+    clear(lambda: checkpoint.save(tmp_path / "ck", 1, {"w": torch.ones(1)}, None))
+    clear(lambda: checkpoint.save(tmp_path / "ck", 1, {"w": torch.ones(1)}, {"x": object()}))
+    clear(lambda: checkpoint.save(tmp_path / "ck", 1, {"w": torch.ones(1)}, {"step": "x"}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..errors import ConfigError, check_int, check_probability
+from ..errors import ConfigError, check_int, check_name, check_probability
 from ..graph import Graph
 from ..rules.base import Rule
 from ..tasks.recall import RecallTask
@@ -13,6 +13,9 @@ from ..train.loop import evaluate
 
 def sweep(rule: Rule, graph: Graph, task: RecallTask, field: str, values: Iterable, episodes: int = 256) -> dict:
     """Bit accuracy of ``rule`` on ``task`` with ``field`` set to each of ``values``: ``{value: acc}``."""
+    check_name("sweep field (a task setting)", field, error=ConfigError)
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise ConfigError(f"sweep values must be a list of values of {field!r}, got {values!r}")
     return {v: evaluate(rule, graph, task.replace(**{field: v}), episodes)["accuracy"] for v in values}
 
 

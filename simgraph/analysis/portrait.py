@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError, check_int, check_number, check_seed, unknown
+from ..errors import (ConfigError, ShapeError, check_bytes, check_choice, check_int, check_number, check_out_file, check_seed,
+                      check_type)
 from ..graph import Graph
 from ..rules.base import Rule
 
@@ -42,7 +43,7 @@ class Portrait:
     def table(self, scale: float | None = None) -> str:
         """Markdown: each coefficient next to the Hebbian and Oja rules' (in units of ``scale``, by
         default the pre*post coefficient, so a Hebbian portrait reads 1 there and 0 elsewhere)."""
-        scale = scale if scale is not None else (self.coefficients["pre*post"] or 1.0)
+        scale = check_number("Portrait.table scale", scale) if scale is not None else (self.coefficients.get("pre*post") or 1.0)
         lines = ["| term | learned | Hebbian | Oja |", "|---|---|---|---|"]
         for term, c in self.coefficients.items():
             refs = [REFERENCES[r].get(term, 0.0) for r in ("hebbian", "oja")]
@@ -54,15 +55,13 @@ def rule_portrait(rule: Rule, graph: Graph, batch_size: int = 8, weight_scale: f
                   measure: str = "input", basis=BASIS) -> Portrait:
     """Fit one tick's change of every synapse's weight (edge channel 0) to ``basis`` (terms of
     :data:`BASIS`); ``weight_scale``: the spread of the random weights (default ``1 / sqrt(mean indegree)``)."""
-    if not isinstance(rule, Rule):
-        raise ShapeError(f"rule_portrait needs a simgraph Rule, got {type(rule).__name__}")
-    if not isinstance(graph, Graph):
-        raise ShapeError(f"rule_portrait needs a simgraph Graph, got {type(graph).__name__}")
-    if not isinstance(measure, str) or measure not in MEASURES:
-        raise unknown("rule_portrait measure", measure, MEASURES)
+    check_type("rule_portrait", rule, Rule, "a simgraph Rule", error=ShapeError)
+    check_type("rule_portrait", graph, Graph, "a simgraph Graph", error=ShapeError)
+    check_choice("rule_portrait measure", measure, MEASURES)
+    if isinstance(basis, str) or not isinstance(basis, (list, tuple)) or not basis:
+        raise ConfigError(f"rule_portrait basis must be a non-empty list of terms of {list(BASIS)}, got {basis!r}")
     for term in basis:
-        if term not in BASIS:
-            raise unknown("rule_portrait basis term", term, BASIS)
+        check_choice("rule_portrait basis term", term, BASIS)
     batch_size, seed = check_int("rule_portrait batch_size", batch_size, 1), check_seed("rule_portrait seed", seed)
     if graph.num_edges == 0:
         raise ConfigError("rule_portrait needs a graph with synapses")
@@ -105,9 +104,10 @@ def plot_portrait(portrait: Portrait, path: str | Path, bins: int = 12) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ConfigError(f"plot_portrait: folder {str(path.parent)!r} does not exist")
+    check_type("plot_portrait", portrait, Portrait, "a Portrait (from rule_portrait)")
+    path = check_out_file("plot_portrait path (a PNG file)", path)
+    bins = check_int("plot_portrait bins", bins, 1)
+    check_bytes(f"plot_portrait's {bins} x {bins} bins", 2 * 8 * bins * bins, "use fewer bins")
     p = portrait
     edges = torch.linspace(float(p.pre.min()), float(p.pre.max()) + 1e-9, bins + 1)
     i = torch.bucketize(p.pre.contiguous(), edges) - 1

@@ -47,6 +47,15 @@ def save(folder: str | Path, step: int, tensors: dict[str, Any], spec: dict[str,
     """Write a checkpoint for ``step`` (an int >= 0) into ``folder`` (made if missing); refuses to write
     NaN/inf parameters."""
     step = check_int("checkpoint step", step, 0, error=CheckpointError)
+    check_type("checkpoint.save spec", spec, dict, "a dict (what checkpoint.json records beside the step)",
+               error=CheckpointError)
+    try:
+        json.dumps(spec)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint.save spec must hold JSON values only: {exc}") from None
+    taken = sorted({"format", "step", "tensors", "sha256"} & set(spec))
+    if taken:
+        raise CheckpointError(f"checkpoint.save spec must not set {taken}: checkpoint.json writes them itself")
     folder = check_out_folder("checkpoint folder", folder, error=CheckpointError)
     for name, value in _flat_tensors(tensors):
         check_finite(f"refusing to checkpoint step {step}: {name}", value, error=CheckpointError)
