@@ -32,8 +32,6 @@ import contextlib
 import io
 import math
 import os
-import signal
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -47,6 +45,8 @@ from hypothesis import strategies as st
 import simgraph as sg
 import simgraph.topologies as topologies
 from simgraph.errors import SimgraphError
+
+from hostile_tools import TINY, Hang, time_limit  # tests/hostile_tools.py
 
 OUTCOMES: Counter = Counter()
 RAW: list[str] = []
@@ -67,28 +67,6 @@ HANG_S = 20  # per call; a small call takes milliseconds
 EXAMPLES = 12  # per target (hypothesis max_examples)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=False,
                 suppress_health_check=list(HealthCheck))
-
-
-class Hang(BaseException):
-    """Raised by the alarm: a BaseException, so no ``except Exception`` in the library swallows it."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def fire(*_):
-        raise Hang(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def outcome(target: str, fn) -> str:
@@ -758,26 +736,6 @@ def run_folder(paths):
     return out
 
 
-TINY = """seed = 0
-[network]
-topology = "fully_recurrent"
-[rule]
-kind = "mlp"
-node_dim = 2
-edge_dim = 1
-hidden = 2
-type_dim = 1
-[task]
-kind = "recall"
-num_patterns = 2
-bits = 4
-[train]
-steps = 1
-batch_size = 2
-eval_every = 1
-eval_batch = 2
-checkpoint_every = 1
-"""
 BAD_SETS = ["train.steps=0", "train.steps='x'", "nonsense", "=1", "task.bits=-3", "rule.kind='bogus'", "train.lr=nan",
             "seed=1e99", "train.bogus=1", "task.num_patterns=[]", "network.topology='nope'", "train.estimator=3",
             "train.batch_size=18446744073709551616", "task.cue_fraction=inf"]

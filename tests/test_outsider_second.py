@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import signal
 from collections import Counter
 from pathlib import Path
 
@@ -34,32 +33,16 @@ import simgraph as sg
 import simgraph.topologies as topologies
 from simgraph.errors import SimgraphError
 
+from hostile_tools import TINY, Hang, time_limit  # tests/hostile_tools.py
+
 NAN, INF = float("nan"), float("inf")
 OUTCOMES: Counter = Counter()
 LIMIT_S = 30
 
 
-class _Hang(BaseException):
-    pass
-
-
-@contextlib.contextmanager
-def _limit(seconds):
-    def fire(*_):
-        raise _Hang(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def classify_error(fn, words) -> tuple[str, str]:
     try:
-        with _limit(LIMIT_S):
+        with time_limit(LIMIT_S):
             fn()
     except SimgraphError as exc:
         msg = str(exc)
@@ -67,7 +50,7 @@ def classify_error(fn, words) -> tuple[str, str]:
         if not msg.strip() or missing:
             return "vague", f"{type(exc).__name__}: {msg[:300]} (does not name {missing})"
         return "clear", msg
-    except _Hang as exc:
+    except Hang as exc:
         return "raw", f"hang: {exc}"
     except Exception as exc:  # noqa: BLE001 - what the case measures
         return "raw", f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -76,11 +59,11 @@ def classify_error(fn, words) -> tuple[str, str]:
 
 def classify_valid(fn, check) -> tuple[str, str]:
     try:
-        with _limit(LIMIT_S):
+        with time_limit(LIMIT_S):
             value = fn()
     except SimgraphError as exc:
         return "refused", f"{type(exc).__name__}: {str(exc)[:300]}"
-    except _Hang as exc:
+    except Hang as exc:
         return "raw", f"hang: {exc}"
     except Exception as exc:  # noqa: BLE001
         return "raw", f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -566,26 +549,6 @@ E("load_rule tensor renamed", lambda: _resume_edited("key"), "_renamed")
 E("load_rule tensors file is a folder", lambda: _resume_edited("tensors_dir"), "missing")
 
 
-TINY = """seed = 0
-[network]
-topology = "fully_recurrent"
-[rule]
-kind = "mlp"
-node_dim = 2
-edge_dim = 1
-hidden = 2
-type_dim = 1
-[task]
-kind = "recall"
-num_patterns = 2
-bits = 4
-[train]
-steps = 1
-batch_size = 2
-eval_every = 1
-eval_batch = 2
-checkpoint_every = 1
-"""
 
 
 @pytest.fixture(scope="module", autouse=True)
