@@ -20,11 +20,17 @@ def test_freed_memory_is_kept_unless_opted_out():
 
 
 @pytest.mark.parametrize("batch_w, batch_x", [(1, 1), (1, 3), (3, 3), (3, 1)])
-def test_dense_matvec_paths_match_the_definition(batch_w, batch_x):
-    """Every branch of the dense C=1 product (matvec, shared GEMM, batched rows) equals w * pre(x) summed."""
+@pytest.mark.parametrize("blas", [True, False], ids=["blas", "broadcast"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dense_matvec_paths_match_the_definition(batch_w, batch_x, blas, channels, monkeypatch):
+    """Every branch of the dense product (matvec, shared GEMM, batched rows, strided channel, the
+    broadcast product small nets take) equals w * pre(x) summed."""
+    from simgraph.graph import dense
+
+    monkeypatch.setattr(dense, "BROADCAST_BELOW", 0 if blas else 2**18)
     g = sg.Network(seed=0).population("n", 7).connect("n", "n").inputs("n").outputs("n").build()
     gen = torch.Generator().manual_seed(0)
-    w = torch.randn(batch_w, g.num_edges, 1, generator=gen, dtype=torch.float64)
+    w = torch.randn(batch_w, g.num_edges, channels, generator=gen, dtype=torch.float64)[..., -1:]  # strided when 3
     x = torch.randn(batch_x, g.num_nodes, 1, generator=gen, dtype=torch.float64)
     for wb in (w, w[:1].expand(max(batch_w, batch_x), -1, -1)):
         src, dst = g.edge_index

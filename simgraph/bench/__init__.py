@@ -4,8 +4,11 @@ For every rule, on a dense all-to-all net and a sparse random net of about the s
 synapses, at batch 1 and 16, forward and forward+backward: seconds per tick, ticks/s, synapse
 updates/s, fraction of the measured roofline, peak memory (a fresh process per variant), and the
 ratios the performance targets are about; and typed nets of 20 projections against the same
-synapses as one projection (``--typed`` runs only those). Ends with one JSON line (also written
-to ``--json``).
+synapses as one projection (``--typed`` runs only those). The MLP rule also runs as ``plain``: the
+engine with its synapse function under plain autograd instead of the fused Function
+(``rules/_fused.py``), and one meta-training step of the recall default (``simgraph train``'s
+built-in problem) runs both ways (``--train-step`` runs only that). Ends with one JSON line
+(also written to ``--json``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from ..errors import ConfigError, unknown
 from . import suite
 
 TARGETS = {"engine_vs_dense": 0.9, "engine_vs_pyg": 2.0, "sparse_vs_dense_time": 1.5, "lean_backprop_time": 1.3,
-           "typed_vs_one_projection": 1.3}
+           "typed_vs_one_projection": 1.3, "engine_vs_plain": 1.0, "mlp_roofline_fwd_bwd": 0.25,
+           "train_step_vs_plain": 3.0}
 LOWER_IS_BETTER = {"sparse_vs_dense_time", "typed_vs_one_projection"}  # time ratios
 
 
@@ -47,6 +51,9 @@ def _args(argv):
                         "completion, simgraph vs a plain dense PyTorch implementation (time and peak memory ratios)")
     p.add_argument("--typed", action="store_true",
                    help="only the typed-graph benchmark: nets of ~20 typed projections vs the same synapses as one projection")
+    p.add_argument("--train-step", action="store_true",
+                   help="only the recall default's meta-training step (simgraph train's built-in problem), the fused "
+                        "synapse function against plain autograd")
     p.add_argument("--builders", action="store_true",
                    help="only the builder benchmark (part of a full run, not of --quick): the connection rules against the old "
                         "dense-scratch builder, and at issue 14's sizes (1e5 neurons at p=1e-3, 46k x 46k at p=1e-6, "
@@ -99,15 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"simgraph bench on {machine}; bandwidth {roof['bandwidth_gbs']:.1f} GB/s, matmul {roof['matmul_gflops']:.0f} GFLOP/s",
           file=sys.stderr)
 
-    rows, typed_ratios = suite.typed_case([r for r in rules if r in suite.TYPED_RULES], a.batches, repeats, device, quick,
-                                          _print_row)
-    for kind, (n, density) in sizes.items() if not a.typed else ():
+    only = a.typed or a.train_step
+    rows, typed_ratios = ([], {}) if a.train_step else suite.typed_case(
+        [r for r in rules if r in suite.TYPED_RULES], a.batches, repeats, device, quick, _print_row)
+    step_ratio = {}
+    if "mlp" in rules and not a.typed:
+        step_rows, ratio = suite.train_step_case(repeats, device, quick, _print_row)
+        rows += step_rows
+        step_ratio = {"recall_default/B32": ratio}
+    for kind, (n, density) in sizes.items() if not only else ():
         graph = suite.make_graph(kind, n, density, device)
         E = graph.num_edges
         for rule_name in rules:
             rule = suite.make_rule(rule_name, graph)
             impls = ["engine"] + (["dense"] if kind == "dense" and rule_name in suite.HAND_WRITTEN else [])
             impls += ["pyg"] if rule_name in suite.HAND_WRITTEN else []
+            impls += ["plain"] if rule_name in suite.PLAIN_REFERENCE else []
             for B in a.batches:
                 for backward in (False, True):
                     ticks = 2 if quick else (3 if backward or rule_name in ("mlp", "lstm_synapse") else 5)
@@ -122,20 +136,19 @@ def main(argv: list[str] | None = None) -> int:
                     if not variants:
                         continue
                     times = suite.time_interleaved(variants, ticks, backward, repeats, device)
-                    bytes_per, flops_per = suite.cost_model(rule, B)
+                    bytes_per, flops_per = suite.cost_model(rule, B, backward)
                     for impl, sec in times.items():
-                        row = {**base, "impl": impl, "s_per_tick": sec, "ticks_per_s": 1 / sec, "syn_updates_per_s": E * B / sec}
-                        if not backward:
-                            row["roofline_fraction"] = suite.roofline_seconds(bytes_per, flops_per, E * B, roof) / sec
+                        row = {**base, "impl": impl, "s_per_tick": sec, "ticks_per_s": 1 / sec, "syn_updates_per_s": E * B / sec,
+                               "roofline_fraction": suite.roofline_seconds(bytes_per, flops_per, E * B, roof) / sec}
                         if impl == "engine" and not a.no_memory and (not quick or (rule_name == "mlp" and B == 1)):
                             spec = dict(graph=kind, n=n, density=density, rule=rule_name, impl=impl, batch=B, ticks=ticks,
                                         backward=backward, device=str(device), threads=torch.get_num_threads())
                             row.update({f"mem_{k}": v for k, v in suite.measure_peak(spec).items()})
                         rows.append(row)
                         _print_row(row)
-    ratios = {**_ratios(rows), "typed_vs_one_projection": typed_ratios}
-    curves = _memory_curves(a, device, quick, repeats) if not a.typed else {"rules": {}}
-    built = _builders(a) if not (a.typed or quick) else {}  # --quick: only with --builders
+    ratios = {**_ratios(rows), "typed_vs_one_projection": typed_ratios, "train_step_vs_plain": step_ratio}
+    curves = _memory_curves(a, device, quick, repeats) if not only else {"rules": {}}
+    built = _builders(a) if not (only or quick) else {}  # --quick: only with --builders
     result = {"command": "bench", "quick": quick, "machine": machine, "torch": torch.__version__, "roofline": roof,
               "ratios": ratios, "targets": TARGETS, "memory": curves, "builders": built, "rows": rows,
               "seconds": round(time.time() - started, 1)}
@@ -186,6 +199,7 @@ def _machine(device) -> str:
 def _print_row(r: dict) -> None:
     extra = f"  roof {r['roofline_fraction']:.1%}" if "roofline_fraction" in r else ""
     mem = f"  peak +{r['mem_extra_mb']:.0f} MB" if "mem_extra_mb" in r else ""
+    mem += f"  {r['s_per_step'] * 1e3:.1f} ms/step ({r['ticks']} ticks)" if "s_per_step" in r else ""
     print(f"{r['rule']:<12s} {r['graph']:<6s} N={r['n']:<6d} B={r['batch']:<3d} {r['mode']:<8s} {r['impl']:<7s} "
           f"{r['s_per_tick'] * 1e3:10.2f} ms/tick  {r['ticks_per_s']:9.1f} ticks/s  {r['syn_updates_per_s']:9.3g} syn/s"
           f"{extra}{mem}", file=sys.stderr)
@@ -193,11 +207,16 @@ def _print_row(r: dict) -> None:
 
 def _ratios(rows: list[dict]) -> dict:
     """Speed ratios per (rule, graph, batch, mode); > 1 means the engine is faster."""
-    t = {(r["rule"], r["graph"], r["batch"], r["mode"], r["impl"]): r["s_per_tick"] for r in rows if "s_per_tick" in r}
-    out = {"engine_vs_dense": {}, "engine_vs_pyg": {}, "sparse_vs_dense_time": {}}
+    t = {(r["rule"], r["graph"], r["batch"], r["mode"], r["impl"]): r["s_per_tick"] for r in rows
+         if "s_per_tick" in r and r["graph"] in ("dense", "sparse")}
+    out = {"engine_vs_dense": {}, "engine_vs_pyg": {}, "engine_vs_plain": {}, "sparse_vs_dense_time": {},
+           "mlp_roofline_fwd_bwd": {}}
+    for r in rows:  # the learned rule's forward+backward against the machine's limit (issue 14: >= 25%)
+        if r.get("rule") == "mlp" and r.get("impl") == "engine" and r.get("mode") == "fwd+bwd" and "roofline_fraction" in r:
+            out["mlp_roofline_fwd_bwd"][f"{r['graph']}/B{r['batch']}"] = round(r["roofline_fraction"], 3)
     for (rule, graph, B, mode, impl), sec in t.items():
         if impl != "engine":
-            key = "engine_vs_dense" if impl == "dense" else "engine_vs_pyg"
+            key = {"dense": "engine_vs_dense", "plain": "engine_vs_plain"}.get(impl, "engine_vs_pyg")
             eng = t.get((rule, graph, B, mode, "engine"))
             if eng:
                 out[key][f"{rule}/{graph}/B{B}/{mode}"] = round(sec / eng, 3)
@@ -272,7 +291,8 @@ def _plot_curves(curves: dict, out: Path) -> str:
 
 def _print_summary(ratios: dict, curves: dict) -> None:
     print("\nratios (> 1: engine faster; sparse_vs_dense_time: sparse time / dense time; typed_vs_one_projection: "
-          "typed net time / the same synapses as one projection):", file=sys.stderr)
+          "typed net time / the same synapses as one projection; engine_vs_plain, train_step_vs_plain: plain time / "
+          "fused time; mlp_roofline_fwd_bwd: fraction of the roofline):", file=sys.stderr)
     for name, values in ratios.items():
         for key, v in values.items():
             ok = v >= TARGETS[name] if name not in LOWER_IS_BETTER else v <= TARGETS[name]

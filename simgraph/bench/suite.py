@@ -26,8 +26,11 @@ from ..errors import ConfigError
 from ..graph import Graph
 
 RULES = ("static", "hebbian", "mlp", "genome", "lstm_synapse", "plastic")
-IMPLS = ("engine", "dense", "pyg")
+IMPLS = ("engine", "dense", "pyg", "plain")
 HAND_WRITTEN = {"static", "hebbian", "mlp"}  # rules with dense and PyG references
+# "plain": the engine with the MLP rule's synapse function under plain autograd (edge_update="plain"),
+# the reference the fused one (rules/_fused.py) is measured against
+PLAIN_REFERENCE = {"mlp"}
 
 
 def make_graph(kind: str, n: int, density: float = 0.01, device="cpu") -> Graph:
@@ -59,12 +62,22 @@ def make_rule(name: str, graph: Graph) -> rules.Rule:
     return make[name]().to(graph.device)
 
 
-def cost_model(rule: rules.Rule, batch: int) -> tuple[float, float]:
-    """Minimal (bytes moved, flops) per synapse update of one forward tick: the roofline's inputs.
+def cost_model(rule: rules.Rule, batch: int, backward: bool = False) -> tuple[float, float]:
+    """Minimal (bytes moved, flops) per synapse update of one tick: the roofline's inputs.
 
     Bytes count the edge state read and written once (shared weights once per batch); flops the
-    per-synapse arithmetic. Node-side work is O(N) and ignored.
+    per-synapse arithmetic. Node-side work is O(N) and ignored. ``backward``: forward and backward
+    of the tick, counted as 3x the forward flops (a layer's backward costs twice its forward: the
+    gradients of its input and of its weights) and 2.5x the bytes (backward reads the edge state
+    and its gradient and writes the gradient of the state before: 12 bytes a channel to the
+    forward's 8). Recomputing the forward in backward is not counted: the bound is the work a
+    tick needs, not what a given implementation does.
     """
+    bytes_per, flops = _forward_cost(rule, batch)
+    return (2.5 * bytes_per, 3 * flops) if backward else (bytes_per, flops)
+
+
+def _forward_cost(rule: rules.Rule, batch: int) -> tuple[float, float]:
     if isinstance(rule, rules.StaticRule):
         return 4 / batch, 2
     if isinstance(rule, rules.HebbianRule):
@@ -98,7 +111,9 @@ def make_variant(rule_name: str, impl: str, graph: Graph, batch: int, backward: 
     """One implementation of ``rule_name`` on ``graph``; all implementations share the rule's parameters."""
     if impl not in IMPLS:
         raise ConfigError(f"unknown bench implementation {impl!r}; choose from {list(IMPLS)}")
-    if impl != "engine" and rule_name not in HAND_WRITTEN:
+    if impl == "plain" and rule_name not in PLAIN_REFERENCE:
+        raise ConfigError(f"no plain reference for rule {rule_name!r} (only {sorted(PLAIN_REFERENCE)})")
+    if impl not in ("engine", "plain") and rule_name not in HAND_WRITTEN:
         raise ConfigError(f"no {impl} reference for rule {rule_name!r} (only {sorted(HAND_WRITTEN)})")
     rule = rule if rule is not None else make_rule(rule_name, graph)
     N, dev = graph.num_nodes, graph.device
@@ -115,8 +130,9 @@ def make_variant(rule_name: str, impl: str, graph: Graph, batch: int, backward: 
         state["edge"] = edge.expand(batch, -1, -1)
     if not backward:
         leaves = []
-    if impl == "engine":
-        return Variant(lambda: state, lambda s: rule.step(graph, s, u), lambda s: s["node"], leaves)
+    if impl in ("engine", "plain"):
+        mode = "plain" if impl == "plain" else rule.edge_update if rule_name in PLAIN_REFERENCE else None
+        return Variant(lambda: state, lambda s: _step_in(rule, mode, graph, s, u), lambda s: s["node"], leaves)
 
     from . import reference as ref  # here, not at the top: torch_geometric takes seconds to import in every memory child
 
@@ -140,6 +156,14 @@ def make_variant(rule_name: str, impl: str, graph: Graph, batch: int, backward: 
         edge, scale = ref.PygMLPEdge(rule), graph.in_degree().clamp(min=1).rsqrt().view(1, -1, 1)
         fn = lambda c: ref.pyg_mlp(rule, conv, edge, ei, scale, *c, u)  # noqa: E731
     return Variant(lambda: (x0, e0), fn, lambda c: c[0], leaves)
+
+
+def _step_in(rule: rules.Rule, mode: str | None, graph: Graph, state, u):
+    """One tick with the MLP rule's synapse function in ``mode`` (variants of one case share the
+    rule object; each Function records its mode, so the backward runs in it too)."""
+    if mode is not None:
+        rule.edge_update = mode
+    return rule.step(graph, state, u)
 
 
 def run_variant(v: Variant, ticks: int, backward: bool) -> torch.Tensor:
@@ -308,6 +332,51 @@ def typed_case(rule_names, batches, repeats: int, device, quick: bool = False, p
                             print_row(row)
                     ratios[f"{rule_name}/{net}/B{B}/{mode}"] = round(times["typed"] / times["one_projection"], 3)
     return rows, ratios
+
+
+# ---------------------------------------------------------------------- the recall default's meta-training step
+def train_step_case(repeats: int, device, quick: bool = False, print_row=None) -> tuple[list, float]:
+    """One meta-training step of the built-in default (``simgraph train`` with no arguments: the
+    Hebbian-start MLP rule on the 32-neuron recall net, batch 32) at its final load, forward and
+    backward through the whole episode, with the rule's default synapse function (``engine``) and
+    with plain autograd (``plain``), interleaved in this process: rows and the time ratio plain / engine."""
+    from ..train.bptt import unroll
+    from ..train.config import Config
+
+    cfg = Config()
+    task = cfg.make_task()
+    graph = cfg.make_graph(task, device)
+    rule = cfg.make_rule(graph).to(graph.device)
+    B = cfg.train.batch_size
+    episode = task.sample(B, seed=0, device=graph.device)
+    T = int(episode.inputs.shape[0])
+    modes = {"engine": rule.edge_update, "plain": "plain"}
+
+    def step(mode: str) -> None:
+        rule.edge_update = mode
+        rule.zero_grad(set_to_none=True)
+        unroll(rule, graph, episode, task)
+        _sync(graph.device)
+
+    times: dict[str, list[float]] = {k: [] for k in modes}
+    for mode in modes.values():  # warm-up: the compiled kernels are built here (or read from torch's cache)
+        step(mode)
+    for _ in range(max(repeats, 3) if quick else 3 * repeats):
+        for impl, mode in modes.items():
+            t = time.perf_counter()
+            step(mode)
+            times[impl].append(time.perf_counter() - t)
+    rule.edge_update = modes["engine"]
+    rows = []
+    for impl, ts in times.items():
+        sec = statistics.median(ts)
+        row = dict(rule="mlp", graph="recall default", n=graph.num_nodes, synapses=graph.num_edges, batch=B,
+                   mode="train step", impl=impl, ticks=T, s_per_step=sec, s_per_tick=sec / T, ticks_per_s=T / sec,
+                   syn_updates_per_s=graph.num_edges * B * T / sec)
+        rows.append(row)
+        if print_row is not None:
+            print_row(row)
+    return rows, round(statistics.median(times["plain"]) / statistics.median(times["engine"]), 3)
 
 
 # ---------------------------------------------------------------------- peak memory, one process per variant

@@ -99,8 +99,15 @@ def _sum_to(g: Tensor, like: Tensor) -> Tensor:
 
 
 def _outer_sum(x: Tensor, y: Tensor) -> Tensor:
-    """``sum over every edge of x^T y``: ``[..., X]``, ``[..., Y]`` (broadcast together) -> ``[X, Y]``."""
+    """``sum over every edge of x^T y``: ``[..., X]``, ``[..., Y]`` (broadcast together) -> ``[X, Y]``.
+    Inside a compile: a reduction with the wider axis innermost (vectorised; a matrix product
+    over the long edge axis ran slower than the rest of the backward kernel together)."""
     shape = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    if torch.compiler.is_compiling():
+        dims = tuple(range(len(shape)))
+        if x.shape[-1] > y.shape[-1]:
+            return (y.unsqueeze(-1) * x.unsqueeze(-2)).sum(dims).t()
+        return (x.unsqueeze(-1) * y.unsqueeze(-2)).sum(dims)
     x = x.expand(*shape, x.shape[-1]).reshape(-1, x.shape[-1])
     y = y.expand(*shape, y.shape[-1]).reshape(-1, y.shape[-1])
     return x.t() @ y
@@ -185,6 +192,8 @@ class EdgeUpdate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, compiled: bool, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p):
         ctx.compiled = compiled
+        if compiled and 0 in e.stride():  # an episode's first tick (the start state broadcast over the
+            e = e.contiguous()  # batch): one copy, instead of a second compiled kernel for its strides
         ctx.save_for_backward(a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p)
         args = (a, c, b, d, g, e, syn, W.t().contiguous(), U, u0, r, qj, qi, p)
         if compiled:
