@@ -27,7 +27,11 @@ that is exactly zero before training:
 
 with the GRU state ``x`` and the other edge channels learned as above (the GRU also sees ``a``,
 ``u`` and the Hebbian field). So the untrained rule *is* ``HebbianRule(eta, beta, input_gain,
-learn_from)``, output for output (tested). ``beta``, ``input_gain``, ``eta`` and the read-out gain
+learn_from)``, output for output (tested). On a graph with measured strengths
+(``graph.edge_weight``) ``w`` starts from them as the Hebbian rule's does (``init_weights``:
+``"auto"``, ``"edge_weight"``, ``"default"``; rescaled, signed synapses at ``s * |w0|``, tied pairs
+equal: ``rules/constraints.py``); Dale's law and ties are not held during the learned updates
+(the other edge channels and the residual have no sign to keep). ``beta``, ``input_gain``, ``eta`` and the read-out gain
 ``g`` are meta-parameters, and training can only move away from Hebbian storage where that lowers
 the loss. ``eps = residual_scale`` keeps the first optimiser steps (Adam moves each parameter by
 about lr, whatever its gradient) from throwing the rule far off the Hebbian point. On the default
@@ -54,6 +58,7 @@ from ..graph import Graph
 from . import _fused
 from ._fused import edge_update
 from .base import Rule, State, mean_indegree_rate, type_rows
+from .constraints import check_init, constrain_start, start_weights
 
 STARTS = ("random", "hebbian")
 LEARN_FROM = ("input", "activity")
@@ -83,6 +88,7 @@ class MLPRule(Rule):
         init_weight_std: float = 0.0,
         output_gain: float = 1.0,
         residual_scale: float = 0.1,
+        init_weights: str = "auto",
         edge_update: str | None = None,
     ):
         super().__init__()
@@ -114,11 +120,12 @@ class MLPRule(Rule):
         self.edge_update = _fused.check_mode(_fused.default_mode() if edge_update is None else edge_update)
         self.init_weight_std = check_number("MLPRule init_weight_std", init_weight_std, low=0.0)
         hebbian = start == "hebbian"
+        self.init_weights = check_init("MLPRule", init_weights)
         given = dict(eta=eta, beta=beta, input_gain=input_gain, learn_from=learn_from, init_weight_std=init_weight_std,
-                     output_gain=output_gain, residual_scale=residual_scale)
+                     output_gain=output_gain, residual_scale=residual_scale, init_weights=init_weights)
         unused = [k for k, v in given.items() if v != dict(eta=None, beta=1.0, input_gain=1.0, learn_from="input",
                                                             init_weight_std=0.0, output_gain=1.0,
-                                                            residual_scale=0.1)[k]]
+                                                            residual_scale=0.1, init_weights="auto")[k]]
         if unused and not hebbian:  # silently ignoring them would train a different rule than the config says
             raise ConfigError(f"MLPRule {', '.join(unused)} set the Hebbian core of start='hebbian'; this rule has "
                               f"start={start!r}: set start='hebbian' or remove them")
@@ -198,10 +205,13 @@ class MLPRule(Rule):
         noise = torch.randn(graph.num_edges, self.edge_dim - self.core, generator=g).to(graph.device, self.initial_edge.dtype)
         e0 = self.initial_edge.index_select(0, edge_type) + self.init_edge_std * noise
         x0 = self.initial_node.index_select(0, node_type)
-        if self.core:  # a = 0; w = 0, or a fixed random pattern N(0, init_weight_std^2 / indegree)
+        if self.core:  # a = 0; w = 0, or a fixed random pattern N(0, init_weight_std^2 / indegree),
+            # or the graph's measured strengths as the Hebbian rule starts from them (constraints.py)
             w0 = torch.randn(graph.num_edges, 1, generator=g).to(graph.device, e0.dtype)
             fan_in = graph.in_degree().clamp(min=1).to(e0.dtype)[graph.edge_index[1]].unsqueeze(1)
-            e0 = torch.cat([self.init_weight_std * w0 / fan_in.sqrt(), e0], -1)
+            measured = start_weights(graph, "MLPRule", self.init_weights)
+            w0 = self.init_weight_std * w0 / fan_in.sqrt() if measured is None else constrain_start(graph, measured.to(e0))
+            e0 = torch.cat([w0, e0], -1)
             x0 = torch.cat([x0.new_zeros(x0.shape[0], 1), x0], -1)
         return {
             "node": x0.unsqueeze(0).expand(batch_size, -1, -1),
