@@ -21,9 +21,10 @@ Modes (``MLPRule.edge_update``; ``SIMGRAPH_EDGE_UPDATE`` sets the default):
   ``torch.compile`` (inductor: one C++ loop nest per kernel on CPU, Triton on GPU), built once per
   shape and kept in torch's on-disk cache; falls back to ``fused`` (with a warning) where inductor
   cannot compile;
-- ``auto`` (default): ``compiled`` when gradients are on and the tick's hidden layer is large
-  enough to repay a compile (``COMPILE_MIN`` values), else ``plain`` (the eager fused kernels save
-  memory, not time: the recall default's meta-training step took 1.08x plain's with them).
+- ``auto`` (default): ``compiled`` when the tick's hidden layer is large enough to repay a compile
+  (``COMPILE_MIN`` values with gradients, ``COMPILE_MIN_NO_GRAD`` without), else ``plain`` (the
+  eager fused kernels save memory, not time: the recall default's meta-training step took 1.08x
+  plain's with them).
 
 ``tanh`` is evaluated as ``2 sigmoid(2 z) - 1``: on the CPU build measured here ATen's ``tanh``
 took 3.4 ns an element against 0.5 ns for ``sigmoid`` (16M floats, 1 thread), and inductor's
@@ -47,6 +48,10 @@ MODES = ("auto", "plain", "fused", "compiled")
 # auto compiles from this many hidden values a tick (B * E * H) when gradients are on: the recall
 # default (32 episodes x 1024 synapses x 16) is 2**19; a compile costs seconds, once per shape
 COMPILE_MIN = 2**18
+# without gradients (evaluation) only from this many: the forward kernel alone repays a compile only
+# on large nets (dense 1k at batch 1, 2**24 values: 41 against 99 ms a tick); the recall default's
+# evaluation batches (2**21 to 2**22) stay plain
+COMPILE_MIN_NO_GRAD = 2**23
 
 
 def default_mode() -> str:
@@ -221,7 +226,8 @@ class EdgeUpdate(torch.autograd.Function):
 def edge_update(mode: str, a, c, b, d, g, e, syn, W, U, u0, r=None, qj=None, qi=None, p=None) -> Tensor:
     """The synapse function in ``mode`` (see the module docstring); call it inside ``graph.edge_map``."""
     if mode == "auto":
-        mode = "compiled" if torch.is_grad_enabled() and _hidden_values(e, a, b, W) >= COMPILE_MIN else "plain"
+        n = _hidden_values(e, a, b, W)
+        mode = "compiled" if n >= (COMPILE_MIN if torch.is_grad_enabled() else COMPILE_MIN_NO_GRAD) else "plain"
     if mode == "plain" or torch.compiler.is_compiling():
         return reference(a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p)
     if mode not in ("fused", "compiled"):

@@ -44,7 +44,7 @@ rule, ``f`` the Hebbian field) lie in its span.
 ``edge_update`` chooses how the synapse function runs (``rules/_fused.py``): ``"plain"`` autograd
 through it, ``"fused"`` one autograd Function that saves only its inputs and recomputes the hidden
 layer in backward, ``"compiled"`` the same with inductor-compiled kernels, ``"auto"`` (default,
-or ``SIMGRAPH_EDGE_UPDATE``) compiled for large ticks with gradients, else plain. All give the
+or ``SIMGRAPH_EDGE_UPDATE``) compiled for large ticks, else plain. All give the
 same values and gradients to rounding (tested in float64).
 """
 
@@ -259,13 +259,15 @@ class MLPRule(Rule):
         """start="hebbian": the Hebbian rule on (a, w) plus learned residuals on every channel."""
         x, e = state["node"], state["edge"]
         B, N = x.shape[0], x.shape[1]
-        a, w = x[..., :1], e[..., :1]
+        a = x[..., :1]
         node_type, _ = self._types(graph)
         t = type_rows(self.neuron_embedding, node_type).expand(B, -1, -1)
 
-        field = graph.propagate(w, a)  # the Hebbian rule's sum_j w_ij a_j
+        # one propagate for the Hebbian field sum_j w_ij a_j (channel 0) and the learned messages (the
+        # rest): no per-channel slices of e, whose backward would zero-fill and copy a whole edge state each
+        both = graph.propagate(e, torch.cat([a, self.message_in(torch.cat([x, t], -1))], -1))
         scale = graph.in_degree().clamp(min=1).rsqrt().view(1, -1, 1).to(x.dtype)
-        m = graph.propagate(e[..., 1:], self.message_in(torch.cat([x, t], -1))) * scale
+        field, m = both[..., :1], both[..., 1:] * scale
         cell_in = torch.cat([m, u, t, a, field], -1).reshape(B * N, -1)
         h = self.node_cell(cell_in, x[..., 1:].reshape(B * N, -1)).reshape(B, N, -1)
         a = torch.tanh(self.beta * field + self.input_gain * u + self.residual_scale * self.activity_residual(h))
