@@ -34,7 +34,7 @@ from simgraph.analysis.online import stability
 from simgraph.baselines import LEARNING_RATES, OPTIMIZERS, best_of_sweep, mlp_online
 from simgraph.tasks import FAMILIES, HELD_OUT_FAMILIES, META_TRAIN_FAMILIES, FamilyTask
 from simgraph.tasks.families import DATASETS
-from simgraph.train import evaluate, load_rule
+from simgraph.train import checkpoint, evaluate, load_rule
 from simgraph.train.loop import EVAL_SEED
 
 AT = (10, 20, 50, 100, 500)
@@ -73,7 +73,8 @@ def best_baselines(family: str, sizes: list[int]) -> dict[str, dict[int, tuple[f
 
 
 def ship(src: Path, models: Path) -> None:
-    """Copy the finished runs' checkpoints and logs (not the whole folders) into ``models``."""
+    """Copy the finished runs into ``models``: the trained rule (a checkpoint without the optimiser
+    and the estimator's mid-episode state, which only resuming needs), the config and the log."""
     for run in sorted(src.glob("l2l_*_s*")):
         if not (run / "done").is_file():
             print(f"skip {run} (not finished)")
@@ -81,9 +82,10 @@ def ship(src: Path, models: Path) -> None:
         dest = models / run.name
         if dest.exists():
             shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        spec = json.loads((run / "checkpoint.json").read_text())
-        for name in ("checkpoint.json", spec["tensors"], "config.json", "metrics.jsonl", "done"):
+        spec, tensors = checkpoint.load(run)
+        extra = {k: v for k, v in spec.items() if k not in ("format", "step", "tensors", "sha256")}
+        checkpoint.save(dest, spec["step"], {"rule": tensors["rule"], "progress": tensors["progress"]}, extra)
+        for name in ("config.json", "metrics.jsonl", "done"):
             shutil.copy2(run / name, dest / name)
         print(f"shipped {run} -> {dest}")
 
