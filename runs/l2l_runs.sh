@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Issue 17's meta-training runs, one at a time (2 shared cores: nice, 1 thread), each resumable:
 # rerunning this script continues every unfinished run from its last checkpoint and skips the
-# finished ones. Seeds in the order that gives one seed of each rule first.
+# finished ones. Seeds in the order that gives one seed of each rule first. RULES="genome_norm" runs
+# runs/l2l_genome_norm.toml instead.
 #   nohup bash runs/l2l_runs.sh > runs/out/l2l_runs.log 2>&1 &
 set -u
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
 for seed in ${SEEDS:-0 1 2}; do
-  for rule in genome lstm; do
+  for rule in ${RULES:-genome lstm}; do
     out=runs/out/l2l_${rule}_s${seed}
     if [ -f "$out/done" ]; then continue; fi
     resume=""; [ -f "$out/checkpoint.json" ] && resume="--resume"

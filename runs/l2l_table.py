@@ -40,7 +40,7 @@ from simgraph.train.loop import EVAL_SEED
 AT = (10, 20, 50, 100, 500)
 EPISODES, QUERY = 64, 50
 RESULTS = Path("runs/results/learn_to_learn")
-RULES = {"genome": "meta-trained genome", "lstm": "meta-trained LSTM rule"}
+RULES = {"genome": "meta-trained genome", "genome_norm": "meta-trained genome, synapse_norm", "lstm": "meta-trained LSTM rule"}
 
 
 def fixed(family: str, steps: int, width: int, classes: int) -> FamilyTask:
@@ -112,7 +112,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     curves, starts, train_info, shapes = {}, {}, {}, {}  # (rule, family) -> [curve per seed]
     for run in sorted(args.models.glob("l2l_*_s*")):
-        kind, seed = run.name.split("_")[1], int(run.name.split("_s")[-1])
+        kind, seed = run.name[len("l2l_"):].rsplit("_s", 1)[0], int(run.name.rsplit("_s", 1)[1])
         rule, graph, cfg = load_rule(run)
         start = cfg.make_rule(graph)  # the rule meta-training began from (same seed)
         shapes[kind] = [p.size for p in graph.populations.values()]
@@ -123,7 +123,9 @@ def main():
             curves.setdefault((kind, fam), []).append(rule_curve(rule, graph, fam))
             starts.setdefault((kind, fam), []).append(rule_curve(start, graph, fam))
         print(f"{run.name} scored, {time.time() - t0:.0f} s", flush=True)
-    base = {(kind, fam): best_baselines(fam, sizes) for kind, sizes in shapes.items() for fam in HELD_OUT_FAMILIES}
+    by_shape = {(tuple(sizes), fam): best_baselines(fam, sizes) for sizes in {tuple(s) for s in shapes.values()}
+                for fam in HELD_OUT_FAMILIES}
+    base = {(kind, fam): by_shape[(tuple(sizes), fam)] for kind, sizes in shapes.items() for fam in HELD_OUT_FAMILIES}
     print(f"baselines done, {time.time() - t0:.0f} s", flush=True)
 
     seen = {FAMILIES[f].source for f in META_TRAIN_FAMILIES}
@@ -143,7 +145,7 @@ def main():
             start_mean = {n: statistics.mean(c[n] for c in start) for n in AT}
             md.append(f"| {label} | {RULES[kind]} ({len(per_seed)} seeds) | " +
                       " | ".join(fmt([c[n] for c in per_seed]) for n in AT) + " |")
-            md.append(f"| | its start ({'backprop genome' if kind == 'genome' else 'untrained LSTM'}) | " +
+            md.append(f"| | its start ({'untrained LSTM' if kind == 'lstm' else 'backprop genome'}) | " +
                       " | ".join(fmt([c[n] for c in start]) for n in AT) + " |")
             b = base[(kind, fam)]
             shape = f"hidden {hidden[0]}" if hidden else "no hidden"
