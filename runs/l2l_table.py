@@ -5,6 +5,7 @@ Train first (runs/l2l_runs.sh: runs/l2l_genome.toml and runs/l2l_lstm.toml over 
 
     python runs/l2l_table.py --ship runs/out      # copy the finished runs' checkpoints into models/, then score them
     python runs/l2l_table.py                      # score the shipped checkpoints again
+    python runs/l2l_table.py --rules genome_norm --out runs/results/learn_to_learn/families_genome_norm
 
 Every rule entry is ``simgraph eval`` of a shipped checkpoint on one held-out family at a fixed
 horizon N, the accuracy on 50 unseen queries after N online steps, mean of 64 episodes:
@@ -103,6 +104,7 @@ def main():
     ap.add_argument("--out", type=Path, default=RESULTS / "families")
     ap.add_argument("--at", default=",".join(map(str, AT)), help="online steps to score after (default %(default)s)")
     ap.add_argument("--episodes", type=int, default=EPISODES)
+    ap.add_argument("--rules", help="score only these comma-separated rule names (e.g. genome_norm); default all")
     args = ap.parse_args()
     configure(args.at, args.episodes)
     torch.set_num_threads(1)
@@ -113,6 +115,8 @@ def main():
     curves, starts, train_info, shapes = {}, {}, {}, {}  # (rule, family) -> [curve per seed]
     for run in sorted(args.models.glob("l2l_*_s*")):
         kind, seed = run.name[len("l2l_"):].rsplit("_s", 1)[0], int(run.name.rsplit("_s", 1)[1])
+        if args.rules and kind not in args.rules.split(","):
+            continue
         rule, graph, cfg = load_rule(run)
         start = cfg.make_rule(graph)  # the rule meta-training began from (same seed)
         shapes[kind] = [p.size for p in graph.populations.values()]
