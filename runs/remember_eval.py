@@ -42,14 +42,16 @@ from simgraph.rules import DeltaRule, HebbianRule
 from simgraph.train import evaluate, load_rule
 
 
-def compare(rule, graph, task, episodes, tune_at=None):
-    """Bit accuracy of the learned rule and of the Hebbian and delta rules (tuned on ``tune_at``,
-    default ``task``, on separate episodes) on the same fresh episodes of ``task``."""
-    beta, _ = hebbian_baseline(graph, tune_at or task, episodes=16)
-    tuned_delta, _ = delta_baseline(graph, tune_at or task, episodes=16)
-    rules = {"learned": rule, "hebbian": HebbianRule(beta=beta), "delta": DeltaRule(**tuned_delta)}
-    return {name: round(evaluate(r, graph, task, episodes)["accuracy"], 4) for name, r in rules.items()}, \
-        {"hebbian": {"beta": beta}, "delta": tuned_delta}
+def hand_set_rules(graph, task):
+    """The Hebbian and delta rules with their gains (and step) tuned on ``task``, on separate episodes."""
+    beta, _ = hebbian_baseline(graph, task, episodes=16)
+    tuned_delta, _ = delta_baseline(graph, task, episodes=16)
+    return {"hebbian": HebbianRule(beta=beta), "delta": DeltaRule(**tuned_delta)}, {"hebbian": {"beta": beta}, "delta": tuned_delta}
+
+
+def scores(rules, graph, task, episodes):
+    """Bit accuracy of each rule on the same fresh episodes of ``task``."""
+    return {name: round(evaluate(r, graph, task, episodes)["accuracy"], 4) for name, r in rules.items()}
 
 
 def main():
@@ -73,16 +75,17 @@ def main():
         for name, changes in HELD_OUT.items():
             changed = cfg.override(**changes, **_parse_sets(args.set))
             g = changed.make_graph() if "task.bits" in changes else graph
-            acc, tuned = compare(rule, g, changed.make_task().replace(min_patterns=0), args.episodes)
-            rows.append({"setting": name, **acc, "tuned": tuned})
+            task = changed.make_task().replace(min_patterns=0)
+            hand_set, tuned = hand_set_rules(g, task)
+            rows.append({"setting": name, **scores({"learned": rule, **hand_set}, g, task, args.episodes), "tuned": tuned})
             print(json.dumps(rows[-1]), flush=True)
         summary = {"learned >= hebbian": sum(r["learned"] >= r["hebbian"] for r in rows), "settings": len(rows)}
     else:
         task = cfg.override(**_parse_sets(args.set)).make_task().replace(min_patterns=0)
+        # tuned once at the run's own load, so each hand-set rule is one fixed rule across loads
+        hand_set, tuned = hand_set_rules(graph, task)
         for K in (int(k) for k in args.loads.split(",")):
-            # tuned once at the run's own load, so each hand-set rule is one fixed rule across loads
-            acc, tuned = compare(rule, graph, task.replace(num_patterns=K), args.episodes, tune_at=task)
-            rows.append({"K": K, **acc})
+            rows.append({"K": K, **scores({"learned": rule, **hand_set}, graph, task.replace(num_patterns=K), args.episodes)})
             print(json.dumps(rows[-1]), flush=True)
         summary = {"capacity": {name: capacity({r["K"]: r[name] for r in rows}) for name in ("learned", "hebbian", "delta")},
                    "tuned": tuned}

@@ -225,3 +225,8 @@ def test_a_graph_distribution_refuses_what_it_cannot_train(graphs, match):
     settings = dict(steps=2, progress=False, **({"estimator": "pes", "window": 4} if match == "one graph" else {}))
     with pytest.raises(ConfigError, match=match):
         fit(sg.rules.MLPRule(start="hebbian"), graphs, sg.tasks.RecallTask(num_patterns=2, bits=16), **settings)
+
+
+def test_a_graph_distribution_checks_the_rule_first():
+    with pytest.raises(ConfigError, match="needs a simgraph rule"):
+        fit("not a rule", _distribution(), sg.tasks.RecallTask(num_patterns=2, bits=16), steps=1, progress=False)

@@ -119,19 +119,17 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
     of one graph shares its embedding with id 0 of another); the rule must take every graph's types.
     """
     t = _settings(settings, overrides)
-    graphs = graph_list(graph, "fit") if isinstance(graph, (list, tuple)) else None
-    if graphs is not None:
-        for g in graphs:
-            check_fits(g, task)
-            rule.check_graph(g)
-        graph = graphs[0]  # what the checks, the probe and the episodes' device below use
-        if t.estimator in ("tbptt", "pes") and len(graphs) > 1:  # their state runs on across steps, on one graph
-            raise ConfigError(f"estimator {t.estimator!r} carries the network's state from step to step, so it trains "
-                              f"on one graph; a graph distribution ({len(graphs)} graphs) needs bptt, es or cma")
+    distribution = isinstance(graph, (list, tuple))
+    graphs = graph_list(graph, "fit") if distribution else [graph]
+    graph = graphs[0]  # what the probe and the episodes' device below use
+    if t.estimator in ("tbptt", "pes") and len(graphs) > 1:  # their state runs on across steps, on one graph
+        raise ConfigError(f"estimator {t.estimator!r} carries the network's state from step to step, so it trains "
+                          f"on one graph; a graph distribution ({len(graphs)} graphs) needs bptt, es or cma")
     _check_parts(rule, graph, task, "fit")
     seed = check_seed("fit seed", seed, numpy=True)
-    check_fits(graph, task)
-    rule.check_graph(graph)
+    for g in graphs:
+        check_fits(g, task)
+        rule.check_graph(g)
     if t.threads:
         torch.set_num_threads(t.threads)
     params = [p for p in rule.parameters() if p.requires_grad]
@@ -147,7 +145,7 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
         known = list(task.metrics(*sample))
         if t.fitness not in known:
             raise unknown("fitness (the loss or a metric of the task)", t.fitness, ["loss", *known])
-    spec = spec if spec is not None else describe(rule, graphs or graph, task, t, seed)
+    spec = spec if spec is not None else describe(rule, graphs if distribution else graph, task, t, seed)
     estimator = make_estimator(t, seed)
     opt = torch.optim.Adam(params, lr=t.lr) if estimator.uses_optimizer else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(t.steps, t.warmup, t.lr_schedule)) if opt else None
@@ -202,7 +200,7 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
         if opt is not None:
             opt.zero_grad(set_to_none=True)
         try:
-            result = estimator.step(rule, graphs[step % len(graphs)] if graphs else graph, current, episode, params, step)
+            result = estimator.step(rule, graphs[step % len(graphs)], current, episode, params, step)
         except PeerDiverged:
             raise DivergenceError(f"step {step}: another rank's episodes went NaN or inf (its message names the tick "
                                   f"and quantity); stopped, {_kept(last_saved)}") from None
@@ -228,7 +226,7 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
                 row.update({f"train_{k}": float(v) for k, v in current.metrics(result.outputs, result.episode).items()})
             row.update(result.extra)
             if evaluating:
-                metrics = evaluate(rule, graphs or graph, current, t.eval_batch, distributed=True)
+                metrics = evaluate(rule, graphs if distribution else graph, current, t.eval_batch, distributed=True)
                 row.update({f"eval_{k}": v for k, v in metrics.items()})
             row.update({"lr": sched.get_last_lr()[0] if sched else None, "seconds": round(time.time() - start, 2)})
             history.append(row)
@@ -250,7 +248,7 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
             break
     if bar is not None:
         bar.close()
-    return TrainResult(rule, graphs or graph, current, t, history, time.time() - start, step)
+    return TrainResult(rule, graphs if distribution else graph, current, t, history, time.time() - start, step)
 
 
 def train(config: Config | None = None, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
