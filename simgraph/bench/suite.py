@@ -160,10 +160,15 @@ def make_variant(rule_name: str, impl: str, graph: Graph, batch: int, backward: 
 
 def _step_in(rule: rules.Rule, mode: str | None, graph: Graph, state, u):
     """One tick with the MLP rule's synapse function in ``mode`` (variants of one case share the
-    rule object; each Function records its mode, so the backward runs in it too)."""
-    if mode is not None:
-        rule.edge_update = mode
-    return rule.step(graph, state, u)
+    rule object, so its own mode is put back after the tick; each Function records its mode, so
+    the backward runs in it too)."""
+    if mode is None:
+        return rule.step(graph, state, u)
+    own, rule.edge_update = rule.edge_update, mode
+    try:
+        return rule.step(graph, state, u)
+    finally:
+        rule.edge_update = own
 
 
 def run_variant(v: Variant, ticks: int, backward: bool) -> torch.Tensor:

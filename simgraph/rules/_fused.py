@@ -175,11 +175,19 @@ def _kernel(name: str, fn, device: torch.device):
     return _COMPILED[name]
 
 
+# kernels per function before dynamo gives up on it (its default, 8, counts every shape and stride
+# pattern: a bench or a test session meets more; each is compiled once and kept)
+RECOMPILE_LIMIT = 64
+
+
 def _run(name: str, fn, device: torch.device, *args):
     kernel = _kernel(name, fn, device)
     if kernel is not None:
+        # detached: whether an input requires grad does not matter to the kernel, only to dynamo's guards
+        args = tuple(x.detach() if isinstance(x, Tensor) else x for x in args)
         try:
-            return kernel(*args)
+            with torch._dynamo.config.patch(recompile_limit=max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)):
+                return kernel(*args)
         except Exception as exc:  # noqa: BLE001 - no C++ compiler, an inductor bug: eager kernels give the same numbers
             _BROKEN[device.type] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             warnings.warn(f"MLPRule edge_update='compiled' could not compile on {device.type} "
