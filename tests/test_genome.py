@@ -206,3 +206,39 @@ def test_readout_gain_scales_only_the_logits():
     torch.testing.assert_close(gained.readout(graph, s2), torch.e * plain.readout(graph, s1))
     gained.readout(graph, s2).sum().backward()
     assert gained.log_gain.grad is not None and gained.log_gain.grad != 0
+
+
+def test_anneal_is_a_one_over_t_decay_of_the_synapse_rate():
+    """Issue 17: ``anneal=tau`` learns example n at rate lr / (1 + n / tau): the same step as the
+    plain genome at that rate, counted per episode; tau is a meta-parameter (its gradient flows)."""
+    graph = layered()
+    x = graph.scatter_inputs(torch.randn(2, SIZES[0], 1, generator=torch.Generator().manual_seed(4)))
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
+    tau, n = 4.0, 3
+    annealed = backprop_genome(0.1, anneal=tau)
+    s = annealed.init_state(graph, 2)
+    for _ in range(n):
+        s = annealed.step(graph, {**s, "target": target}, x)
+    torch.testing.assert_close(s["updates"], torch.full((2, 1, 1), float(n)))
+    after = annealed.step(graph, {**s, "target": target}, x)
+    plain = backprop_genome(0.1 / (1 + n / tau))
+    expected = plain.step(graph, {"node": s["node"], "edge": s["edge"], "target": target}, x)
+    torch.testing.assert_close(after["edge"] - s["edge"], expected["edge"] - s["edge"])
+    assert not torch.allclose(after["edge"] - s["edge"], backprop_genome(0.1).step(
+        graph, {"node": s["node"], "edge": s["edge"], "target": target}, x)["edge"] - s["edge"])
+    after["edge"].sum().backward()
+    assert annealed.log_tau.grad is not None and annealed.log_tau.grad.abs() > 0
+    # without a label nothing is learned, so nothing is counted
+    unlabelled = {k: v for k, v in s.items() if k != "target"}
+    assert annealed.step(graph, unlabelled, x)["updates"].eq(n).all()
+    # an enormous tau is the plain genome, output for output
+    huge, base = backprop_genome(0.1, anneal=1e15), backprop_genome(0.1)
+    a, b = huge.init_state(graph, 2), base.init_state(graph, 2)
+    for _ in range(3):
+        a, b = huge.step(graph, {**a, "target": target}, x), base.step(graph, {**b, "target": target}, x)
+    torch.testing.assert_close(a["edge"], b["edge"])
+    for bad in (0.0, -1.0, float("nan"), "10"):
+        with pytest.raises(ConfigError, match="anneal"):
+            GenomeRule(2, anneal=bad)
+    with pytest.raises(ShapeError, match="updates"):
+        annealed.step(graph, {"node": s["node"], "edge": s["edge"], "target": target}, x)

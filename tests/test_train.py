@@ -177,3 +177,26 @@ def test_cli_train_eval_export(tmp_path, capsys):
     assert main(["train", "--set", "train.stpes=3", "--no-progress"]) == 2
     assert "did you mean 'steps'" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing")]) == 2
+
+
+def test_init_from_starts_a_run_from_a_trained_rule(tmp_path):
+    """``[train] init_from``: the run begins at the folder's trained parameters (one step at lr ~ 0
+    leaves them there), and a folder of another rule kind or shape is refused naming it."""
+    first = train(tiny(steps=4, lr=3e-2, curriculum=False), tmp_path / "a", progress=False)
+    trained = params(first.rule)
+    cfg = tiny(steps=1, lr=1e-12, warmup=0, curriculum=False, init_from=str(tmp_path / "a"))
+    again = train(cfg, tmp_path / "b", progress=False)
+    for k, v in params(again.rule).items():
+        torch.testing.assert_close(v, trained[k], atol=1e-6, rtol=0)
+    fresh = params(cfg.make_rule(cfg.make_graph()))
+    assert any(not torch.allclose(fresh[k], trained[k]) for k in trained)  # really another starting point
+    wider = Config.from_dict({**cfg.to_dict(), "rule": {"hidden": 16, "node_dim": 4}})
+    with pytest.raises(CheckpointError, match="init_from"):
+        train(wider, tmp_path / "c", progress=False)
+    other = Config.from_dict({**cfg.to_dict(), "rule": {"kind": "hebbian"}})
+    with pytest.raises((ConfigError, CheckpointError), match="init_from"):
+        train(other, tmp_path / "d", progress=False)
+    with pytest.raises(CheckpointError):
+        train(tiny(init_from=str(tmp_path / "missing")), tmp_path / "e", progress=False)
+    with pytest.raises(ConfigError, match="init_from"):
+        tiny(init_from=3)

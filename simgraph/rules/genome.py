@@ -27,7 +27,10 @@ Stabilisers (all off by default; a run chooses them): ``normalize`` rescales eac
 of every updated population to unit RMS; ``oja`` subtracts ``oja * (mu~ a_j)^2 * w`` (an
 Oja-like decay); ``saturation=alpha`` squashes synapses through ``alpha * tanh(w / alpha)``;
 ``synapse_norm=r`` rescales each neuron's incoming synapses, per channel, to L2 norm ``r`` after
-every update (BLUR's normalisation of incoming synapse norms).
+every update (BLUR's normalisation of incoming synapse norms); ``anneal=tau0`` divides the synapse
+rate by ``1 + n / tau`` after ``n`` examples of the episode (each synapse counting its own updates,
+so still local; ``tau`` a meta-parameter starting at ``tau0``): the Robbins-Monro 1/t decay that
+lets a genome learn fast early without unlearning late, which a constant-rate genome cannot do.
 
 Imported strengths (issue 16): on a graph with ``graph.edge_weight`` (``init_weights="auto"``,
 the default, or ``"edge_weight"``) every episode starts with all synapse channels at the
@@ -78,6 +81,7 @@ class GenomeRule(SweepRule):
         oja: float = 0.0,
         saturation: float | None = None,
         synapse_norm: float | None = None,
+        anneal: float | None = None,
         init_scale: float = 1.0,
         init_weights: str = "auto",
         readout_gain: bool = False,
@@ -102,6 +106,9 @@ class GenomeRule(SweepRule):
             saturation = check_number("GenomeRule saturation (None: no saturation)", saturation, positive=True)
         if synapse_norm is not None:
             synapse_norm = check_number("GenomeRule synapse_norm (None: off)", synapse_norm, positive=True)
+        if anneal is not None:
+            anneal = check_number("GenomeRule anneal (the starting 1/t time constant in examples; None: off)", anneal,
+                                  positive=True)
         self.init_weights = check_init("GenomeRule", init_weights)
         seed = check_seed("GenomeRule seed", seed)
         sigma = tuple(sigma or ("tanh",) * k)
@@ -135,6 +142,9 @@ class GenomeRule(SweepRule):
         self.readout_gain = readout_gain
         if readout_gain:  # only then a parameter: checkpoints of genomes without it still load
             self.log_gain = nn.Parameter(torch.zeros(()))
+        self.anneal = anneal
+        if anneal is not None:  # likewise
+            self.log_tau = nn.Parameter(torch.tensor(float(anneal)).log())
 
     # ------------------------------------------------------------------ state
     def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:
@@ -155,15 +165,37 @@ class GenomeRule(SweepRule):
             if constrained(graph):  # constrain_start takes [E, D]: the episodes as channels
                 w = constrain_start(graph, w[..., 0].T).T.unsqueeze(-1)
         w = w.expand(-1, -1, self.edge_dim).contiguous()
-        return {"node": torch.zeros(batch_size, graph.num_nodes, self.k, dtype=dtype, device=graph.device), "edge": w}
+        state = {"node": torch.zeros(batch_size, graph.num_nodes, self.k, dtype=dtype, device=graph.device), "edge": w}
+        if self.anneal is not None:  # examples learned from so far in this episode
+            state["updates"] = torch.zeros(batch_size, 1, 1, dtype=dtype, device=graph.device)
+        return state
 
     # ------------------------------------------------------------------ one example (step, backward_pass: SweepRule)
     def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
         a = self._clamp(graph, state["node"], inputs)
-        w = state["edge"]
+        w, rate = state["edge"], self._rate(state)
         for ph in split_phases(self.schedule, graph)[0]:
-            a, w = self._phase(graph, ph, a, w, inputs)
+            a, w = self._phase(graph, ph, a, w, inputs, rate)
         return {**state, "node": a, "edge": w}
+
+    def backward_pass(self, graph: Graph, state: State, target: Tensor | None) -> State:
+        a, w, rate = state["node"], state["edge"], self._rate(state)
+        if target is not None:
+            a = self._inject(graph, a, target)
+        for ph in split_phases(self.schedule, graph)[1]:
+            a, w = self._phase(graph, ph, a, w, None, rate)
+        state = {**state, "node": a, "edge": w}
+        if rate is not None and target is not None:  # one more example learned from
+            state["updates"] = state["updates"] + 1
+        return state
+
+    def _rate(self, state: State) -> Tensor | None:
+        """The synapse-rate factor ``1 / (1 + n / tau)`` ``[B, 1, 1]`` (None: no annealing)."""
+        if self.anneal is None:
+            return None
+        if "updates" not in state:
+            raise ShapeError("GenomeRule(anneal=...) needs state['updates'] [B, 1, 1]: start the state with init_state")
+        return 1 / (1 + state["updates"] / self.log_tau.exp())
 
     def readout(self, graph: Graph, state: State) -> Tensor:
         logits = super().readout(graph, state)
@@ -193,7 +225,7 @@ class GenomeRule(SweepRule):
     def _act(self, graph: Graph, names: tuple[str, ...], x: Tensor) -> Tensor:
         return torch.stack([ACTIVATIONS[n](x[..., c]) for c, n in enumerate(names)], -1)
 
-    def _phase(self, graph: Graph, ph, a: Tensor, w: Tensor, inputs: Tensor | None = None):
+    def _phase(self, graph: Graph, ph, a: Tensor, w: Tensor, inputs: Tensor | None = None, rate: Tensor | None = None):
         view = restrict(graph, ph.projections)
         mask = node_mask(graph, ph.populations)
         w_f = w[..., : self.k]
@@ -214,15 +246,17 @@ class GenomeRule(SweepRule):
                              for n, p in graph.populations.items()], 1)
         a = torch.where(mask, new, a)
         if ph.learn:
-            w = self._learn(graph, view, a, w)
+            w = self._learn(graph, view, a, w, rate)
         return a, w
 
-    def _learn(self, graph: Graph, view: Graph, a: Tensor, w: Tensor) -> Tensor:
+    def _learn(self, graph: Graph, view: Graph, a: Tensor, w: Tensor, rate: Tensor | None = None) -> Tensor:
         p = a @ self.nu_syn  # presynaptic factor per node  [B, N, k]
         q = a @ self.mu_syn.T  # postsynaptic factor per node [B, N, k]
         if not self.symmetric:
             p, q = p.repeat(1, 1, 2), q.repeat(1, 1, 2)
         f, eta, oja, alpha = self.f_syn, self.eta_syn, self.oja, self.saturation
+        if rate is not None:  # annealed: the presynaptic factor carries the episode's rate  [B, 1, 1]
+            p = p * rate
 
         def update(p_i, q_j, w_ij):
             new = f * w_ij + eta * p_i * q_j

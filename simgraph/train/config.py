@@ -108,6 +108,9 @@ class TrainConfig:
     log_every: int = 0  # also log the training batch every k steps (0: at evaluations only)
     checkpoint_every: int = 50
     threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
+    # a run folder of simgraph train whose trained rule starts this run (same rule kind and parameter shapes;
+    # relative paths from the config file's folder): fine-tuning a shipped rule on longer episodes, say
+    init_from: str = ""
 
     def check(self, where: str = "[train]") -> "TrainConfig":
         """Refuse a bad setting (ConfigError naming it); store every value as a plain Python one (a numpy
@@ -131,6 +134,8 @@ class TrainConfig:
                                                  high=1.0)
         for name in ("fitness", "curriculum_field"):
             check_name(f"{where}: {name}", getattr(self, name), error=ConfigError)
+        if not isinstance(self.init_from, str):
+            raise ConfigError(f"{where}: init_from must be a run folder's path as a string ('' = none), got {self.init_from!r}")
         return self
 
 

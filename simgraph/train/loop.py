@@ -260,10 +260,24 @@ def train(config: Config | None = None, out_dir: str | Path | None = None, resum
     task = cfg.make_task()
     graph = cfg.make_graph(task, device)
     rule = cfg.make_rule(graph).to(graph.device)
+    if cfg.train.init_from:
+        _start_from(rule, cfg)
     res = fit(rule, graph, task, cfg.train, seed=cfg.seed, out=out_dir, resume=resume, progress=progress,
               stop_after=stop_after, on_log=on_log, spec=_config_spec(cfg))
     res.config = cfg
     return res
+
+
+def _start_from(rule: Rule, cfg: Config) -> None:
+    """Load ``[train] init_from``'s trained parameters into ``rule`` (refused, naming both, unless the
+    rule kinds and every parameter's shape agree)."""
+    folder = cfg._path(cfg.train.init_from)
+    trained, _, source = load_rule(folder)
+    if type(trained) is not type(rule):
+        raise ConfigError(f"[train] init_from {str(folder)!r} holds a {type(trained).__name__} "
+                          f"({source.rule.kind!r}), but this run's rule is a {type(rule).__name__} ({cfg.rule.kind!r})")
+    checkpoint.load_state(rule, trained.state_dict(), f"[train] init_from {str(folder)!r}",
+                          f"this run's [rule] ({cfg.rule.kind!r} with its settings)")
 
 
 def load_rule(folder: str | Path) -> tuple[Rule, Graph, Config]:
