@@ -22,10 +22,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ShapeError, unknown
+from ..errors import ShapeError, check_choice, check_device, is_int, unknown
 from .dense import dense_matvec
 from .layout import cat_edges, combine, plan
 
@@ -206,6 +207,8 @@ class Graph:
         return dataclasses.replace(self, **changes, _cache={})
 
     def _select(self, items, what: str) -> Tensor:
+        if isinstance(items, (np.ndarray, Tensor)) and items.ndim == 1 and not items.dtype == torch.bool:
+            items = items.tolist()  # a 1-D array of node ids or labels: its items (numpy/torch ints become ints)
         if isinstance(items, (str, int)) or not isinstance(items, (list, tuple)):
             items = [items]
         labels = {label: i for i, label in enumerate(self.node_labels)} if self.node_labels is not None else None
@@ -226,10 +229,10 @@ class Graph:
                     raise ShapeError(f"graph {what}: {item!r} selects no neurons or leaves population "
                                      f"{pop.name!r} (size {pop.size})")
                 ids.extend(range(pop.start + lo, pop.start + hi))
-            elif labels is None and isinstance(item, int) and not isinstance(item, bool):
+            elif labels is None and is_int(item):  # a Python or numpy int, not a bool
                 if not 0 <= item < self.num_nodes:
                     raise ShapeError(f"graph {what}: node id {item} is out of range for {self.num_nodes} neurons")
-                ids.append(item)
+                ids.append(int(item))
             else:
                 known = list(self.populations) + ([] if labels is None else [str(k) for k in list(labels)[:2000]])
                 raise unknown(f"population or node label in graph {what}", item, known)
@@ -240,24 +243,16 @@ class Graph:
         return torch.tensor(ids, dtype=torch.long, device=self.device)
 
     def population(self, name: str) -> Population:
-        if name not in self.populations:
-            raise unknown("population", name, self.populations)
-        return self.populations[name]
+        return self.populations[check_choice("population", name, self.populations)]  # a non-str name: unknown, not TypeError
 
     def projection(self, name: str) -> Projection:
-        if name not in self.projections:
-            raise unknown("projection", name, self.projections)
-        return self.projections[name]
+        return self.projections[check_choice("projection", name, self.projections)]
 
     def neuron_type_id(self, name: str) -> int:
-        if name not in self.neuron_types:
-            raise unknown("neuron type", name, self.neuron_types)
-        return self.neuron_types.index(name)
+        return self.neuron_types.index(check_choice("neuron type", name, self.neuron_types))
 
     def synapse_type_id(self, name: str) -> int:
-        if name not in self.synapse_types:
-            raise unknown("synapse type", name, self.synapse_types)
-        return self.synapse_types.index(name)
+        return self.synapse_types.index(check_choice("synapse type", name, self.synapse_types))
 
     def nodes(self, *populations: str) -> Tensor:
         """Global node ids of the named populations, in the order given."""
@@ -309,7 +304,7 @@ class Graph:
     # ------------------------------------------------------------------ devices
     def to(self, device: torch.device | str) -> "Graph":
         """A copy of the graph with every tensor on ``device``."""
-        device = torch.device(device)
+        device = check_device("Graph.to", device)
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return dataclasses.replace(
             self,
