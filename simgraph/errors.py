@@ -182,7 +182,8 @@ def check_name(what: str, value, *, error: type[SimgraphError] = GraphError) -> 
 
 def check_choice(kind: str, value, choices: Iterable[str]):
     """``value`` if it is one of ``choices`` (names in a registry); :func:`unknown` ("did you mean") otherwise."""
-    choices = list(choices)
+    if not isinstance(choices, (dict, set, frozenset, list, tuple, type({}.keys()))):
+        choices = list(choices)  # a generator: read once (a dict or set is tested in O(1))
     if not isinstance(value, str) or value not in choices:
         raise unknown(kind, value, choices)
     return value
