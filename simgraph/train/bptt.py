@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, DivergenceError, NonFiniteStateError
+from ..errors import ConfigError, DivergenceError, NonFiniteStateError, check_bool, check_int, check_type
 from ..graph import Graph
 from ..rules.base import Rule, State
 from ..simulate import simulate
@@ -47,6 +47,11 @@ def unroll(rule: Rule, graph: Graph, episode: Episode, task: Task | None = None,
     window through the rule's lean episode (``sg.simulate(lean=True)``). Raises DivergenceError
     naming the tick and quantity when anything becomes NaN or inf.
     """
+    check_type("train.unroll", episode, Episode, "an Episode (task.sample(batch_size)) as its episode")
+    check_type("train.unroll", task, (Task, type(None)), "a Task or None (squared error) as its task")
+    window = check_int("train.unroll: window", window, 0)
+    backward, lean = check_bool("train.unroll: backward", backward), check_bool("train.unroll: lean", lean)
+    checkpoint_every = check_int("train.unroll: checkpoint_every", checkpoint_every, 0)
     task = task if task is not None else _SQUARED_ERROR
     T, B = episode.inputs.shape[:2]
     window = window or T
@@ -83,6 +88,7 @@ def unroll(rule: Rule, graph: Graph, episode: Episode, task: Task | None = None,
 def run_ticks(rule: Rule, graph: Graph, episode: Episode, state: State, *, checkpoint_every: int = 0,
               lean: bool = False) -> tuple[Tensor, State]:
     """The episode's outputs ``[T, B, n_out, ...]`` and final state, from ``state``."""
+    check_type("train.run_ticks", episode, Episode, "an Episode (task.sample(batch_size)) as its episode")
     if episode.teacher is None and episode.probe is None:
         run = simulate(rule, graph, episode.inputs, state=state, checkpoint_every=checkpoint_every, lean=lean)
         return run.outputs, run.state
