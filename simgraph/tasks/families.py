@@ -35,7 +35,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..errors import ConfigError, check_int, check_number, unknown
+from ..errors import ConfigError, check_bool, check_choice, check_int, check_ints, check_name, check_number, check_type
 from .base import Episode, check_batch
 from .online import Stream, StreamTask, with_queries
 
@@ -69,8 +69,9 @@ class Family:
     noise: float = 0.1
 
     def __post_init__(self):
-        if self.source not in DATASETS and self.source not in GENERATORS:
-            raise unknown("family source", self.source, [*DATASETS, *GENERATORS])
+        check_choice("family source", self.source, [*DATASETS, *GENERATORS])  # a dict or array: unknown, not TypeError
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(check_ints("family classes", self.classes, 0)))
         if self.ways is None:  # from 2 to as many classes as the source has (blobs, classification: 5)
             most = 2 if self.source in TWO_CLASS else 5 if self.source in GENERATORS else \
                 len(self.classes if self.classes is not None else set(dataset(self.source)[1].tolist()))
@@ -81,8 +82,8 @@ class Family:
         object.__setattr__(self, "ways", (lo, hi))
         if lo > hi:
             raise ConfigError(f"family ways must be (fewest, most) with fewest <= most, got {self.ways!r}")
-        check_int("family features", self.features, 2)
-        check_number("family noise", self.noise, low=0.0)
+        object.__setattr__(self, "features", check_int("family features", self.features, 2))
+        object.__setattr__(self, "noise", check_number("family noise", self.noise, low=0.0))
         if self.source in GENERATORS:
             if self.classes is not None:
                 raise ConfigError(f"{self.source} is a generator; it takes ways=(lo, hi), not classes=")
@@ -152,10 +153,9 @@ HELD_OUT_FAMILIES = ("digits5-9", "iris", "breast_cancer", "moons")
 
 def register_family(name: str, family: Family, *, replace: bool = False) -> None:
     """Name a family for ``FamilyTask(families=[...])`` and configs."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a family name must be a non-empty string, got {name!r}")
-    if not isinstance(family, Family):
-        raise ConfigError(f"register_family({name!r}, ...) needs a Family, got {type(family).__name__}")
+    check_name("a family name", name, error=ConfigError)
+    check_type(f"register_family({name!r}, ...)", family, Family, "a Family")
+    replace = check_bool("register_family replace", replace)
     if name in FAMILIES and not replace:
         raise ConfigError(f"family {name!r} is already registered; pass replace=True to rebind it")
     FAMILIES[name] = family
@@ -189,8 +189,7 @@ class FamilyTask(StreamTask):
         if not isinstance(fams, (tuple, list)) or not fams:
             raise ConfigError(f"FamilyTask families must be a non-empty list of family names, got {self.families!r}")
         for f in fams:
-            if not isinstance(f, str) or f not in FAMILIES:
-                raise unknown("task family", f, FAMILIES)
+            check_choice("task family", f, FAMILIES)
         object.__setattr__(self, "families", tuple(fams))
         for what in ("width", "num_classes", "min_steps", "max_steps", "query"):
             check_int(f"FamilyTask {what}", getattr(self, what), 2 if what == "num_classes" else 1)
