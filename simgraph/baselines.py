@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError, check_gain, check_number, check_type, unknown
+from .errors import ConfigError, check_bytes, check_choice, check_gain, check_int, check_ints, check_number, check_type
 from .graph import Graph
 from .rules.base import mean_indegree_rate
 from .rules.delta import DeltaRule
@@ -76,12 +76,18 @@ LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 def mlp_online(task: OnlineTask, optimizer: str = "sgd", lr: float = 0.1, *, hidden: Sequence[int] = (32,),
                at: Sequence[int] = (10, 20, 50, 100), batch: int = 32, query: int = 50, seed: int = 12345) -> dict[int, float]:
     """Query accuracy after ``at`` online steps, on the same episodes as ``analysis.accuracy_after``."""
-    if optimizer not in OPTIMIZERS:
-        raise unknown("optimizer", optimizer, OPTIMIZERS)
-    if not lr > 0:
-        raise ConfigError(f"lr must be positive, got {lr!r}")
-    ep = task.episode(max(at), batch, query, seed=seed)
+    check_type("mlp_online", task, OnlineTask, "an OnlineTask (sg.tasks.OnlineTask) as its task")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    lr = check_number("mlp_online lr", lr, positive=True)
+    hidden = [] if isinstance(hidden, (list, tuple)) and not hidden else check_ints("mlp_online hidden (layer widths)", hidden, 1)
+    at = sorted(set(check_ints("mlp_online at (step counts)", at, 1)))
+    batch, query = check_int("mlp_online batch", batch, 1), check_int("mlp_online query", query, 1)
+    seed = check_int("mlp_online seed", seed, 0, 2**64 - 1)
     sizes = [task.input_size, *hidden, task.n_classes]
+    # weights, their gradients and Adam's two moments, per episode of the batch
+    check_bytes(f"mlp_online's weights (batch={batch}, layers {sizes})", 16 * batch * sum(i * o for i, o in zip(sizes, sizes[1:])),
+                "use smaller hidden layers or a smaller batch")
+    ep = task.episode(max(at), batch, query, seed=seed)
     g = torch.Generator().manual_seed(seed)
     Ws = [(torch.randn(batch, o, i, generator=g) / i**0.5).requires_grad_(True) for i, o in zip(sizes, sizes[1:])]
     opt = torch.optim.SGD(Ws, lr=lr) if optimizer == "sgd" else torch.optim.Adam(Ws, lr=lr)
@@ -106,10 +112,16 @@ def mlp_online(task: OnlineTask, optimizer: str = "sgd", lr: float = 0.1, *, hid
 
 
 def sweep(task: OnlineTask, optimizer: str = "sgd", lrs: Sequence[float] = LEARNING_RATES, **kw) -> dict[float, dict[int, float]]:
-    return {lr: mlp_online(task, optimizer, lr, **kw) for lr in lrs}
+    """``mlp_online`` at each learning rate of ``lrs``: ``{lr: {step: accuracy}}``."""
+    return {lr: mlp_online(task, optimizer, lr, **kw) for lr in _grid("sweep lrs", lrs, positive=True)}
 
 
 def best_of_sweep(results: dict[float, dict[int, float]]) -> dict[int, tuple[float, float]]:
     """For each step: (best accuracy, its learning rate)."""
+    check_type("best_of_sweep", results, dict, "sweep()'s result {lr: {step: accuracy}}")
+    if not results or not all(isinstance(r, dict) for r in results.values()):
+        raise ConfigError(f"best_of_sweep needs sweep()'s result, a non-empty {{lr: {{step: accuracy}}}}, got {results!r}")
     steps = next(iter(results.values())).keys()
+    if any(r.keys() != steps for r in results.values()):
+        raise ConfigError("best_of_sweep: the learning rates' curves have different steps; sweep them with one at=")
     return {k: max((r[k], lr) for lr, r in results.items()) for k in steps}

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int, check_ints, check_number, check_type
 from ..graph import Graph
 from ..rules.base import Rule
 from ..tasks.base import Episode
@@ -18,9 +18,9 @@ def probe_episode(task: OnlineTask, at: Sequence[int], batch: int = 32, query: i
     """One stream of ``max(at)`` examples with the ``query`` examples inserted as probe ticks after
     each step in ``at``: probes leave the state alone, so each block scores the state after that
     many examples (the episodes of ``baselines.mlp_online`` with the same seed)."""
-    at = sorted(set(at))
-    if not at or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in at):
-        raise ConfigError(f"at must be positive step counts, got {list(at)!r}")
+    check_type("probe_episode", task, OnlineTask, "an OnlineTask (sg.tasks.OnlineTask) as its task")
+    at = sorted(set(check_ints("probe_episode at (step counts)", at, 1)))
+    batch, query = check_int("probe_episode batch", batch, 1), check_int("probe_episode query", query, 1)
     return with_queries(task.episode(max(at), batch, query, seed=seed), at, task.n_classes)
 
 
@@ -28,11 +28,15 @@ def probe_episode(task: OnlineTask, at: Sequence[int], batch: int = 32, query: i
 def accuracy_after(rule: Rule, graph: Graph, task: OnlineTask, at: Sequence[int] = (10, 20, 50, 100), *, batch: int = 32,
                    query: int = 50, seed: int = 12345) -> dict[int, float]:
     """Query accuracy after each of ``at`` online steps, mean over ``batch`` episodes."""
+    check_type("accuracy_after", rule, Rule, "a simgraph rule (sg.rules.Rule)")
+    check_type("accuracy_after", graph, Graph, "the simgraph Graph the rule runs on")
+    at = sorted(set(check_ints("accuracy_after at (step counts)", at, 1)))
     ep = probe_episode(task, at, batch, query, seed).to(graph.device)
+    batch, query = int(batch), int(query)
     out, _ = run_ticks(rule, graph, ep, rule.init_state(graph, batch))
     right = (out.argmax(-1) == ep.targets.argmax(-1)).float()
-    blocks = right[ep.probe].view(len(sorted(set(at))), query, batch)
-    return {k: float(blocks[i].mean()) for i, k in enumerate(sorted(set(at)))}
+    blocks = right[ep.probe].view(len(at), query, batch)
+    return {k: float(blocks[i].mean()) for i, k in enumerate(at)}
 
 
 STABLE_AT = (20, 100, 500)
@@ -44,8 +48,8 @@ def stability(curve: dict[int, float], start: dict[int, float] | None = None, at
     at the steps ``at`` it has, accuracy never falls by more than ``tol`` from one to the next
     (step 500 >= step 100 >= step 20 within a point), and, with ``start`` (the curve of the rule
     meta-training started from), is at least ``start``'s at each of them, within ``tol``."""
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ConfigError(f"stability tol must be a number >= 0, got {tol!r}")
+    tol = check_number("stability tol", tol, low=0.0)
+    check_type("stability", curve, dict, "a curve {step: accuracy} (accuracy_after's result)")
     steps = [k for k in sorted(set(at)) if k in curve]
     if not steps:
         raise ConfigError(f"stability: the curve has none of the steps {sorted(set(at))} (it has {sorted(curve)})")

@@ -29,7 +29,7 @@ from torch import Tensor
 
 import torch.nn.functional as F
 
-from ..errors import ConfigError, check_int, unknown
+from ..errors import ConfigError, check_bool, check_choice, check_int, check_ints, check_number
 from .base import Episode
 from .base import Task, check_batch
 
@@ -95,31 +95,31 @@ class OnlineTask(StreamTask):
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
-        check_int("OnlineTask steps", self.steps, 1)
-        check_int("OnlineTask query", self.query, 1)
-        if self.source not in SOURCES:
-            raise unknown("online task source", self.source, SOURCES)
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: store the checked, plain values)
+        set_("steps", check_int("OnlineTask steps", self.steps, 1))
+        set_("query", check_int("OnlineTask query", self.query, 1))
+        check_choice("online task source", self.source, SOURCES)
         if self.source == "digits":
             if self.num_classes is not None:
                 raise ConfigError("digits tasks take classes=(...), not num_classes")
-            classes = tuple(range(10)) if self.classes is None else tuple(self.classes)
-            if len(classes) < 2 or len(set(classes)) != len(classes) or not all(
-                isinstance(c, (int, np.integer)) and 0 <= c <= 9 for c in classes
-            ):
+            classes = tuple(range(10)) if self.classes is None else \
+                tuple(check_int(f"OnlineTask classes[{i}] (a digit)", c, 0, 9) for i, c in
+                      enumerate(check_ints("OnlineTask classes", self.classes)))
+            if len(classes) < 2 or len(set(classes)) != len(classes):
                 raise ConfigError(f"digits classes must be at least 2 distinct ints in 0..9, got {self.classes!r}")
-            object.__setattr__(self, "classes", classes)
+            set_("classes", classes)
         else:
             if self.classes is not None:
                 raise ConfigError(f"{self.source} is a 2-D generator; pass num_classes=, not classes=")
-            n = 2 if self.num_classes is None else self.num_classes
-            if not isinstance(n, int) or n < 2 or (self.source != "blobs" and n != 2):
-                raise ConfigError(f"{self.source} makes {'>= 2' if self.source == 'blobs' else 'exactly 2'} classes, got num_classes={n!r}")
-            object.__setattr__(self, "num_classes", n)
-        if self.projection is not None and (not isinstance(self.projection, int) or self.projection < 1):
-            raise ConfigError(f"projection must be a positive int (inputs after a random projection) or None, got {self.projection!r}")
-        from ..errors import check_number
-
-        check_number("OnlineTask noise", self.noise, low=0.0)
+            n = check_int("OnlineTask num_classes", 2 if self.num_classes is None else self.num_classes, 2)
+            if self.source != "blobs" and n != 2:
+                raise ConfigError(f"{self.source} makes exactly 2 classes, got num_classes={n!r}")
+            set_("num_classes", n)
+        if self.projection is not None:
+            set_("projection", check_int("OnlineTask projection (inputs after a random projection, or None)", self.projection, 1))
+        set_("noise", check_number("OnlineTask noise", self.noise, low=0.0))
+        set_("bias", check_bool("OnlineTask bias", self.bias))
+        set_("permute_labels", check_bool("OnlineTask permute_labels", self.permute_labels))
         self.check_bytes(1)
 
     def check_bytes(self, batch_size: int) -> None:
@@ -137,8 +137,7 @@ class OnlineTask(StreamTask):
         """``steps + query`` ticks: the stream (labels as ``teacher``), then the probe queries."""
         check_batch(batch_size)
         self.check_bytes(batch_size)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"OnlineTask seed must be an int, got {seed!r}")
+        seed = check_int("OnlineTask seed", seed, 0)
         episode = with_queries(self.episode(self.steps, batch_size, self.query, seed=seed), [self.steps], self.n_classes)
         return episode.to(device) if device is not None else episode
 
@@ -160,9 +159,8 @@ class OnlineTask(StreamTask):
         return (self.projection or native) + int(self.bias)
 
     def episode(self, steps: int, batch: int, query: int = 100, seed: int = 0) -> Stream:
-        for what, v in (("steps", steps), ("batch", batch), ("query", query)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"episode {what} must be a positive int, got {v!r}")
+        steps, batch, query = (check_int(f"episode {what}", v, 1) for what, v in (("steps", steps), ("batch", batch), ("query", query)))
+        seed = check_int("episode seed", seed, 0)
         rng = np.random.default_rng(seed)
         xs, ys = [], []
         for _ in range(batch):
@@ -209,10 +207,9 @@ def with_queries(stream: Stream, at, n_classes: int, stream_loss: bool = False) 
     the state after that many examples). Labels arrive as ``teacher`` on stream ticks only. The loss
     and metric masks cover the probe ticks, and the stream ticks too with ``stream_loss`` (each
     example predicted before its label: the online loss of VSML)."""
-    at = sorted(set(at))
     T = stream.x.shape[0]
-    if not at or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= T for k in at):
-        raise ConfigError(f"query points must be step counts in 1..{T}, got {list(at)!r}")
+    at = sorted(set(check_int(f"query point at[{i}] (a step count in 1..{T})", k, 1, T)
+                    for i, k in enumerate(check_ints("query points at", at))))
     Q = stream.xq.shape[0]
     xs, ys, probe, done = [], [], [], 0
     for k in at:
