@@ -1,0 +1,839 @@
+"""A third outside hostile-input test set (issue 15), written from the README, docstrings,
+signatures and ``--help`` only, without reading tests/ or simgraph/errors.py.
+
+Each case is one row of a table: ``H(name, call, needle)`` is a hostile call that must raise a
+simgraph error whose message names ``needle`` (case-insensitive); ``V(name, call, check)`` is a
+valid call whose result must pass ``check``; ``C(name, argv, needle)`` is a CLI call (in-process,
+``simgraph.cli.main``) that must fail with exit status != 0 and an ``error:`` line naming ``needle``.
+
+Outcome classes: hostile -> clear | vague | raw | silent | hang; valid -> right | refused | wrong.
+Every case not clear/right is marked ``xfail(strict=True)`` with the class and what happens, so
+it fails (XPASS) once fixed. ``test_zz_summary`` prints the counts table.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import math
+import os
+import signal
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import simgraph as sg
+from simgraph import topologies as T
+from simgraph import tasks, train, analysis, baselines, schedule, cli
+from simgraph import rules as R
+
+torch.set_num_threads(1)
+Err = sg.SimgraphError
+NAN, INF = float("nan"), float("inf")
+TMP = Path(tempfile.mkdtemp(prefix="outsider3-"))
+
+
+# ----------------------------------------------------------------------------- fixtures (lazy)
+@functools.cache
+def g4():
+    return T.fully_recurrent(4)
+
+
+@functools.cache
+def g_typed():
+    net = sg.Network(seed=1)
+    net.population("a", 3, neuron_type="x").population("b", 2, neuron_type="y")
+    net.connect("a", "b", "all_to_all", synapse_type="ab")
+    net.connect("b", "a", "one_to_one" if False else "all_to_all", synapse_type="ba")
+    return net.inputs("a").outputs("b").build()
+
+
+@functools.cache
+def g_layered():
+    return T.layered((3, 4, 2))
+
+
+def net2():
+    net = sg.Network(seed=0)
+    net.population("a", 3).population("b", 3)
+    return net
+
+
+def heb():
+    return R.HebbianRule()
+
+
+def recall():
+    return tasks.RecallTask(num_patterns=2, bits=4)
+
+
+@functools.cache
+def tiny_run():
+    """A 2-step trained run folder (in-process CLI), shared by eval/export/analyze/load_rule."""
+    cfg = TMP / "tiny.toml"
+    cfg.write_text(
+        'seed = 0\n[network]\ntopology = "fully_recurrent"\n[rule]\nkind = "mlp"\nnode_dim = 4\n'
+        'edge_dim = 2\nhidden = 4\nstart = "hebbian"\n[task]\nkind = "recall"\nnum_patterns = 2\n'
+        'bits = 8\n[train]\nsteps = 2\nbatch_size = 4\neval_every = 1\neval_batch = 8\n'
+        'checkpoint_every = 1\n')
+    out = TMP / "tinyrun"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        rc = cli.main(["train", str(cfg), "--out", str(out), "--no-baselines", "--no-progress"])
+    assert rc in (0, None)
+    return out
+
+
+def copy_run(name):
+    dst = TMP / name
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(tiny_run(), dst)
+    return dst
+
+
+def tmpfile(name, content: bytes | str):
+    p = TMP / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return p
+
+
+# ----------------------------------------------------------------------------- case kinds
+class Case:
+    def __init__(self, kind, name, fn, arg, xfail=None):
+        self.kind, self.name, self.fn, self.arg, self.xfail = kind, name, fn, arg, xfail
+
+
+def H(name, fn, needle, xfail=None):
+    return Case("H", name, fn, needle, xfail)
+
+
+def V(name, fn, check, xfail=None):
+    return Case("V", name, fn, check, xfail)
+
+
+def C(name, argv, needle, xfail=None):
+    return Case("C", name, argv, needle, xfail)
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(sig, frame):
+    raise _Hang()
+
+
+@contextlib.contextmanager
+def _memory_cap(extra=4 << 30):
+    """Cap this process's address space at its current size + 4 GiB while a case runs, so a call
+    that tries to allocate what cannot fit fails fast instead of taking the shared machine."""
+    try:
+        import resource
+        vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = vm + extra if hard == resource.RLIM_INFINITY else min(hard, vm + extra)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except Exception:  # not Linux: no cap
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def classify(case):
+    with _memory_cap():
+        return _classify(case)
+
+
+def _classify(case):
+    """Return (outcome, detail)."""
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(20)
+    try:
+        if case.kind == "H":
+            try:
+                case.fn()
+            except _Hang:
+                return "hang", "no answer in 20 s"
+            except Err as e:
+                msg = str(e)
+                needles = case.arg if isinstance(case.arg, tuple) else (case.arg,)
+                ok = any(n.lower() in msg.lower() for n in needles)
+                return ("clear" if ok else "vague"), f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
+            except Exception as e:
+                return "raw", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            return "silent", "accepted"
+        if case.kind == "V":
+            try:
+                out = case.fn()
+            except _Hang:
+                return "hang", "no answer in 20 s"
+            except Exception as e:
+                return "refused", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            try:
+                ok = case.arg(out)
+            except Exception as e:
+                return "wrong", f"check raised {type(e).__name__}: {e}"
+            return ("right" if ok else "wrong"), repr(out)[:200]
+        # CLI
+        err, outb = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(outb):
+                rc = cli.main([str(a) for a in (case.fn() if callable(case.fn) else case.fn)])
+        except _Hang:
+            return "hang", "no answer in 20 s"
+        except SystemExit as e:
+            rc = e.code
+        except Err as e:
+            msg = str(e)
+            return ("clear" if case.arg.lower() in msg.lower() else "vague"), f"{type(e).__name__}: {msg}"
+        except Exception as e:
+            return "raw", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        text = err.getvalue()
+        if rc in (0, None):
+            return "silent", f"exit 0: {outb.getvalue().strip().splitlines()[-1:] }"
+        lines = [l for l in text.splitlines() if "error" in l.lower()]
+        if "Traceback" in text:
+            return "raw", text.strip().splitlines()[-1]
+        if lines and case.arg.lower() in text.lower():
+            return "clear", lines[-1]
+        return "vague", (lines[-1] if lines else text.strip()[-200:])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# ----------------------------------------------------------------------------- checks
+def shape(*s):
+    return lambda out: tuple(out.shape) == s
+
+
+def finite(t):
+    return bool(torch.isfinite(t).all())
+
+
+# hand-stepped reference for monitors
+def hand_steps(rule, graph, inputs):
+    state = rule.init_state(graph, inputs.shape[1])
+    states = []
+    for t in range(inputs.shape[0]):
+        state = rule.step(graph, state, graph.scatter_inputs(inputs[t].unsqueeze(-1)))
+        states.append({k: v.detach().clone() for k, v in state.items()})
+    return states
+
+
+def monitor_matches(every, field="node", T_=7):
+    torch.manual_seed(0)
+    g = g4()
+    rule = heb()
+    x = torch.randn(T_, 2, g.num_inputs)
+    run = sg.simulate(rule, g, x, monitors=[sg.Monitor(field, every=every)])
+    ref = hand_steps(rule, g, x)
+    rows = [ref[k][field] for k in range(0, T_, every)]
+    rec = run.records[field]
+    return rec.shape[0] == len(rows) and all(torch.allclose(rec[i], rows[i], atol=1e-5) for i in range(len(rows)))
+
+
+def two_monitors_independent():
+    g = g4()
+    x = torch.randn(6, 2, g.num_inputs)
+    run = sg.simulate(heb(), g, x, monitors=[sg.Monitor("node", every=1, name="a"),
+                                             sg.Monitor("node", every=2, name="b")])
+    a, b = run.records["a"], run.records["b"]
+    return a.shape[0] == 6 and b.shape[0] == 3 and torch.allclose(a[::2], b)
+
+
+def pop_monitor_rows():
+    g = g_typed()
+    x = torch.randn(4, 2, g.num_inputs)
+    run = sg.simulate(heb(), g, x, monitors=[sg.Monitor("node", populations=["b"], name="b"),
+                                             sg.Monitor("node", name="all")])
+    ids = sg.Monitor("node", populations=["b"]).ids(g)
+    return torch.allclose(run.records["all"][:, :, ids], run.records["b"]) and run.records["all"].shape[2] == g.num_nodes
+
+
+def edge_monitor_pop_ids():
+    g = g_typed()
+    ids = sg.Monitor("edge", populations=["b"]).ids(g)
+    post = g.edge_index[1][ids]
+    bnodes = set(g.population("b").ids.tolist()) if hasattr(g.population("b"), "ids") else None
+    return len(ids) == 6 and (bnodes is None or set(post.tolist()) <= bnodes)
+
+
+def nx_roundtrip_typed():
+    g = g_typed()
+    G = sg.to_networkx(g)
+    g2 = sg.from_networkx(G, inputs="a", outputs="b")
+    return g2.num_nodes == g.num_nodes and g2.num_edges == g.num_edges and \
+        sorted(g2.neuron_types) == sorted(g.neuron_types)
+
+
+def nx_export_matches():
+    g = g_typed()
+    st = heb().init_state(g, 2)
+    st = {k: v + torch.arange(v.numel(), dtype=v.dtype).reshape(v.shape) for k, v in st.items()}
+    G = sg.to_networkx(g, st, batch_index=1)
+    ok = G.number_of_edges() == g.num_edges
+    src, dst = g.edge_index
+    for e in range(g.num_edges):
+        u, v = int(src[e]), int(dst[e])
+        ok &= G.has_edge(u, v, key=e)
+    return ok
+
+
+def write_read_roundtrip(suffix):
+    g = g_typed()
+    st = {"node": torch.randn(g.num_nodes, 2), "edge": torch.randn(g.num_edges, 1)}
+    p = sg.write(g, TMP / f"rt{suffix}", st)
+    g2, st2 = sg.read(p)
+    return (g2.num_nodes == g.num_nodes and g2.num_edges == g.num_edges
+            and torch.equal(g2.edge_index, g.edge_index)
+            and torch.allclose(st2["node"].float(), st["node"]) and torch.allclose(st2["edge"].float(), st["edge"]))
+
+
+def undirected_selfloop():
+    import networkx as nx
+    G = nx.Graph()
+    G.add_nodes_from(range(3), type="n")
+    G.add_edges_from([(0, 1), (1, 1)])
+    g = sg.from_networkx(G)
+    return g.num_edges == 3  # (0,1),(1,0), one autapse
+
+
+def evaluate_sane():
+    r = train.evaluate(heb(), g4(), recall(), episodes=8)
+    return 0.0 <= r["accuracy"] <= 1.0 and math.isfinite(r["loss"])
+
+
+def fit_history():
+    res = train.fit(R.MLPRule(node_dim=4, edge_dim=2, hidden=4), g4(), recall(),
+                    {"steps": 2, "batch_size": 2, "eval_every": 1, "eval_batch": 4}, progress=False)
+    return res.step == 2 and len(res.history) >= 1
+
+
+def load_rule_same():
+    rule, graph, cfg = train.load_rule(tiny_run())
+    return isinstance(rule, R.Rule) and graph.num_nodes == 8
+
+
+def sim_seeded_same():
+    g = g4()
+    x = torch.randn(3, 2, g.num_inputs)
+    a = sg.simulate(R.MLPRule(seed=3), g, x).outputs
+    b = sg.simulate(R.MLPRule(seed=3), g, x).outputs
+    return torch.equal(a, b)
+
+
+def oneshot_ok():
+    t = tasks.OneShotTask()
+    ep = t.sample(2)
+    return ep.inputs.shape[1] == 2 and ep.inputs.shape[0] == t.num_ticks if hasattr(t, "num_ticks") else ep.inputs.shape[1] == 2
+
+
+def capacity_ok():
+    return analysis.capacity({1: 1.0, 2: 0.99, 4: 0.5}, threshold=0.95) == 2
+
+
+def structure_ok():
+    s = analysis.structure(g4())
+    return isinstance(s, dict) and len(s) > 0
+
+
+def rule_step_shapes(make):
+    def f():
+        g = g4()
+        rule = make(g)
+        st = rule.init_state(g, 2)
+        st2 = rule.step(g, st, g.scatter_inputs(torch.randn(2, g.num_inputs, 1)))
+        return all(st2[k].shape == st[k].shape and finite(st2[k]) for k in st if isinstance(st[k], torch.Tensor))
+    return f
+
+
+def rule_for(kind):
+    return lambda g: R.build(kind, g)
+
+
+# ----------------------------------------------------------------------------- the table
+CASES: list[Case] = [
+    # ---- graph building: Network / population / connect
+    H("pop_size_zero", lambda: net2().population("c", 0), "size"),
+    H("pop_size_negative", lambda: net2().population("c", -2), "size"),
+    H("pop_size_float", lambda: net2().population("c", 2.5), "size"),
+    H("pop_size_str", lambda: net2().population("c", "3"), "size"),
+    H("pop_size_bool", lambda: net2().population("c", True), "size"),
+    H("pop_name_empty", lambda: net2().population("", 3), "name"),
+    H("pop_name_int", lambda: net2().population(5, 3), "name"),
+    H("pop_duplicate", lambda: net2().population("a", 3), "a"),
+    H("pop_neuron_type_int", lambda: net2().population("c", 3, neuron_type=7), "neuron type"),
+    H("pop_huge_bytes", lambda: net2().population("c", 2**40).connect("c", "c").build(), ("bytes", "1099511627776")),
+    V("pop_size_np_int", lambda: net2().population("c", np.int32(3)).inputs("c").outputs("c").build().num_nodes, lambda n: n == 9),
+    H("connect_unknown_pre", lambda: net2().connect("zz", "a"), "zz"),
+    H("connect_unknown_post", lambda: net2().connect("a", "zz"), "zz"),
+    H("connect_unknown_rule", lambda: net2().connect("a", "b", "all_to_al"), "all_to_al"),
+    H("connect_unknown_option", lambda: net2().connect("a", "b", "all_to_all", probability=0.1), "probability"),
+    H("bernoulli_p_missing", lambda: net2().connect("a", "b", "pairwise_bernoulli"), "p"),
+    H("bernoulli_p_neg", lambda: net2().connect("a", "b", "pairwise_bernoulli", p=-0.1), "p"),
+    H("bernoulli_p_gt1", lambda: net2().connect("a", "b", "pairwise_bernoulli", p=1.5), "p"),
+    H("bernoulli_p_nan", lambda: net2().connect("a", "b", "pairwise_bernoulli", p=NAN), "p"),
+    H("bernoulli_p_str", lambda: net2().connect("a", "b", "pairwise_bernoulli", p="0.5"), "p"),
+    V("bernoulli_p_np_float", lambda: net2().connect("a", "b", "pairwise_bernoulli", p=np.float32(1.0)).inputs("a").outputs("b").build().num_edges, lambda e: e == 9),
+    H("indegree_too_big_no_multapses", lambda: net2().connect("a", "b", "fixed_indegree", indegree=5, allow_multapses=False).build(), "indegree"),
+    H("indegree_negative", lambda: net2().connect("a", "b", "fixed_indegree", indegree=-1), "indegree"),
+    H("indegree_float", lambda: net2().connect("a", "b", "fixed_indegree", indegree=1.5), "indegree"),
+    H("outdegree_missing", lambda: net2().connect("a", "b", "fixed_outdegree"), "outdegree"),
+    H("outdegree_too_big", lambda: net2().connect("a", "b", "fixed_outdegree", outdegree=4, allow_multapses=False).build(), "outdegree"),
+    H("total_number_negative", lambda: net2().connect("a", "b", "fixed_total_number", n=-3), "n"),
+    H("total_number_too_big", lambda: net2().connect("a", "b", "fixed_total_number", n=10, allow_multapses=False).build(), "n"),
+    V("total_number_np", lambda: net2().connect("a", "b", "fixed_total_number", n=np.int64(4)).inputs("a").outputs("b").build().num_edges, lambda e: e == 4),
+    H("one_to_one_size_mismatch", lambda: net2().population("c", 2).connect("a", "c", "one_to_one").build(), "one_to_one"),
+    H("explicit_missing_post", lambda: net2().connect("a", "b", "explicit", pre_idx=[0, 1]), "post_idx"),
+    H("explicit_len_mismatch", lambda: net2().connect("a", "b", "explicit", pre_idx=[0, 1], post_idx=[0]), "post_idx"),
+    H("explicit_pre_out_of_range", lambda: net2().connect("a", "b", "explicit", pre_idx=[3], post_idx=[0]).build(), "pre_idx"),
+    H("explicit_post_negative", lambda: net2().connect("a", "b", "explicit", pre_idx=[0], post_idx=[-1]).build(), "post_idx"),
+    H("explicit_float_idx", lambda: net2().connect("a", "b", "explicit", pre_idx=[0.5], post_idx=[0]).build(), "pre_idx"),
+    H("explicit_2d_idx", lambda: net2().connect("a", "b", "explicit", pre_idx=[[0, 1]], post_idx=[[0, 1]]).build(), "pre_idx"),
+    V("explicit_numpy_idx", lambda: net2().connect("a", "b", "explicit", pre_idx=np.array([0, 2]), post_idx=np.array([1, 1])).inputs("a").outputs("b").build().num_edges, lambda e: e == 2),
+    V("explicit_tensor_idx", lambda: net2().connect("a", "b", "explicit", pre_idx=torch.tensor([0, 2]), post_idx=torch.tensor([1, 0])).inputs("a").outputs("b").build().num_edges, lambda e: e == 2),
+    H("explicit_dup_no_multapses", lambda: net2().connect("a", "b", "explicit", pre_idx=[0, 0], post_idx=[1, 1], allow_multapses=False).build(), "multapse"),
+    H("explicit_autapse_refused", lambda: net2().connect("a", "a", "explicit", pre_idx=[1], post_idx=[1], allow_autapses=False).build(), "autapse"),
+    H("connect_layout_unknown", lambda: net2().connect("a", "b", layout="dens"), "dens"),
+    H("connect_synapse_type_int", lambda: net2().connect("a", "b", synapse_type=3), "synapse type"),
+    H("connect_allow_autapses_str", lambda: net2().connect("a", "b", allow_autapses="no"), "allow_autapses"),
+    H("connect_duplicate_name", lambda: net2().connect("a", "b", name="p").connect("b", "a", name="p"), "p"),
+    H("inputs_unknown", lambda: net2().inputs("zz").build(), "zz"),
+    H("outputs_unknown", lambda: net2().connect("a", "b").inputs("a").outputs("zz").build(), "zz"),
+    H("build_device_int_type", lambda: net2().connect("a", "b").inputs("a").outputs("b").build(device=3.5), "device"),
+    V("network_seed_np", lambda: sg.Network(seed=np.int64(3)).population("a", 3).connect("a", "a", "pairwise_bernoulli", p=0.5).inputs("a").outputs("a").build().num_nodes, lambda n: n == 3),
+    V("network_same_seed_same_graph", lambda: [sg.Network(seed=5).population("a", 6).connect("a", "a", "pairwise_bernoulli", p=0.3).inputs("a").outputs("a").build().edge_index for _ in range(2)], lambda l: torch.equal(l[0], l[1])),
+    V("bernoulli_no_autapses", lambda: sg.Network(seed=0).population("a", 6).connect("a", "a", "pairwise_bernoulli", p=1.0, allow_autapses=False).inputs("a").outputs("a").build(), lambda g: g.num_edges == 30 and bool((g.edge_index[0] != g.edge_index[1]).all())),
+    V("fixed_indegree_exact", lambda: sg.Network(seed=0).population("a", 5).population("b", 4).connect("a", "b", "fixed_indegree", indegree=2, allow_multapses=False).inputs("a").outputs("b").build(), lambda g: torch.bincount(g.edge_index[1]).tolist()[-4:] == [2, 2, 2, 2]),
+    # ---- topologies
+    H("fully_recurrent_zero", lambda: T.fully_recurrent(0), "n"),
+    H("fully_recurrent_float", lambda: T.fully_recurrent(3.5), "n"),
+    H("layered_empty", lambda: T.layered(()), "sizes"),
+    H("layered_one_layer", lambda: T.layered((4,)), "sizes"),
+    H("layered_negative", lambda: T.layered((3, -1, 2)), "sizes"),
+    H("layered_str", lambda: T.layered("342"), "sizes"),
+    H("sparse_random_p_gt1", lambda: T.sparse_random(10, p=2.0), "p"),
+    H("sparse_random_p_nan", lambda: T.sparse_random(10, p=NAN), "p"),
+    H("small_world_k_ge_n", lambda: T.small_world(n=6, k=8), "k"),
+    H("small_world_k_odd", lambda: T.small_world(n=10, k=3), "k"),
+    H("small_world_p_neg", lambda: T.small_world(n=10, k=2, p=-0.5), "p"),
+    H("modular_zero_modules", lambda: T.modular(modules=0), "modules"),
+    H("modular_p_within_inf", lambda: T.modular(p_within=INF), "p_within"),
+    H("hopfield_negative", lambda: T.hopfield(-4), "n"),
+    H("recall_network_p_recurrent_neg", lambda: T.recall_network(p_recurrent=-0.2), "p_recurrent"),
+    H("recall_network_n_in_zero", lambda: T.recall_network(n_in=0), "n_in"),
+    H("topology_seed_float", lambda: T.sparse_random(10, seed=1.5), "seed"),
+    V("fully_recurrent_np", lambda: T.fully_recurrent(np.int64(5)).num_nodes, lambda n: n == 5),
+    V("fully_recurrent_no_autapses", lambda: T.fully_recurrent(5, autapses=False).num_edges, lambda e: e == 20),
+    V("layered_edges", lambda: T.layered((3, 4, 2)).num_edges, lambda e: e == 3 * 4 + 4 * 2),
+    V("sparse_random_p0_ok", lambda: T.sparse_random(10, p=0.0), lambda g: g.num_nodes == 10),
+    # ---- graph methods
+    H("graph_population_unknown", lambda: g_typed().population("zz"), "zz"),
+    H("graph_projection_unknown", lambda: g_typed().projection("zz"), "zz"),
+    H("graph_with_io_unknown", lambda: g_typed().with_io(inputs=["zz"]), "zz"),
+    H("graph_to_nonsense", lambda: g4().to("nonsense"), "nonsense"),
+    H("graph_pre_wrong_shape", lambda: g4().pre(torch.randn(2, 5, 1)), "5"),
+    H("graph_propagate_wrong_shape", lambda: g4().propagate(torch.randn(2, 3, 1), torch.randn(2, 4, 1)), "3"),
+    # ---- interop: networkx
+    H("from_nx_not_graph", lambda: sg.from_networkx([1, 2, 3]), "networkx"),
+    H("from_nx_missing_type", lambda: sg.from_networkx(__import__("networkx").path_graph(3, create_using=__import__("networkx").DiGraph)), "type"),
+    H("from_nx_parallel_unknown", lambda: sg.from_networkx(sg.to_networkx(g4()), parallel="avg"), "avg"),
+    H("from_nx_undirected_unknown", lambda: sg.from_networkx(sg.to_networkx(g4()), undirected="both"), "both"),
+    H("from_nx_inputs_unknown", lambda: sg.from_networkx(sg.to_networkx(g_typed()), inputs=["zz"]), "zz"),
+    H("from_nx_weight_attr_missing", lambda: sg.from_networkx(sg.to_networkx(g4()), weight_attr="w"), "w"),
+    H("from_nx_weight_nan", lambda: sg.from_networkx(_nx_weighted(NAN), weight_attr="weight", inputs="n", outputs="n"), "weight"),
+    H("from_nx_sign_bad", lambda: sg.from_networkx(_nx_signed("maybe"), sign_attr="sign", inputs="n", outputs="n"), "maybe"),
+    H("from_nx_empty", lambda: sg.from_networkx(__import__("networkx").DiGraph()), "node"),
+    V("from_nx_default_type", lambda: sg.from_networkx(__import__("networkx").path_graph(3, create_using=__import__("networkx").DiGraph), default_type="n", inputs="n", outputs="n"), lambda g: g.num_nodes == 3 and g.num_edges == 2),
+    V("nx_export_edges_keys", lambda: nx_export_matches(), bool),
+    V("nx_weight_kept", lambda: sg.from_networkx(_nx_weighted(0.5), weight_attr="weight", inputs="n", outputs="n").edge_weight, lambda w: w is not None and torch.allclose(w, torch.full_like(w, 0.5))),
+    H("to_nx_batch_index_oob", lambda: sg.to_networkx(g4(), heb().init_state(g4(), 2), batch_index=5), "batch_index"),
+    H("to_nx_batch_index_neg", lambda: sg.to_networkx(g4(), heb().init_state(g4(), 2), batch_index=-3), "batch_index"),
+    H("to_nx_state_wrong_N", lambda: sg.to_networkx(g4(), {"node": torch.randn(2, 7, 1)}), "node"),
+    H("to_nx_state_not_dict", lambda: sg.to_networkx(g4(), [torch.randn(2, 4, 1)]), "state"),
+    H("to_nx_state_nan", lambda: sg.to_networkx(g4(), {"node": torch.full((2, 4, 1), NAN)}), "nan"),
+    V("to_nx_state_values", lambda: sg.to_networkx(g4(), {"node": torch.arange(8.).reshape(2, 4, 1)}, batch_index=1), lambda G: _nx_node_state(G, 3) == [7.0]),
+    # ---- interop: PyG
+    H("to_pyg_hetero_str", lambda: sg.to_pyg(g4(), None, hetero="yes"), "hetero"),
+    V("to_pyg_edge_index", lambda: sg.to_pyg(g_typed()), lambda d: torch.equal(d.edge_index, g_typed().edge_index) and int(d.num_nodes) == 5),
+    V("to_pyg_x_transposed", lambda: sg.to_pyg(g4(), {"node": torch.arange(8.).reshape(2, 4, 1), "edge": torch.zeros(2, 16, 1)}).x, lambda x: tuple(x.shape) == (4, 2, 1) and x[3, 1, 0] == 7),
+    # ---- read / write
+    H("write_unknown_suffix", lambda: sg.write(g4(), TMP / "g.xyz"), "xyz"),
+    H("write_missing_folder", lambda: sg.write(g4(), TMP / "no" / "such" / "g.json"), "no"),
+    H("write_batch_index_oob", lambda: sg.write(g4(), TMP / "bi.json", heb().init_state(g4(), 2), batch_index=9), "batch_index"),
+    H("write_state_wrong_shape", lambda: sg.write(g4(), TMP / "ws.json", {"node": torch.randn(9, 1)}), "node"),
+    H("write_graph_not_graph", lambda: sg.write("graph", TMP / "x.json"), "graph"),
+    H("read_missing", lambda: sg.read(TMP / "missing.json"), "missing.json"),
+    H("read_garbage_json", lambda: sg.read(tmpfile("bad.json", "{not json")), "bad.json"),
+    H("read_binary_graphml", lambda: sg.read(tmpfile("bad.graphml", b"\x00\xff\xfe garbage")), "bad.graphml"),
+    H("read_unknown_suffix", lambda: sg.read(tmpfile("g.txt", "hello")), "txt"),
+    H("read_folder", lambda: sg.read(TMP), str(TMP.name)),
+    H("read_bad_option", lambda: sg.read(sg.write(g4(), TMP / "opt.graphml"), wieght_attr="w"), "wieght_attr"),
+    V("write_read_json", lambda: write_read_roundtrip(".json"), bool),
+    V("write_read_graphml", lambda: write_read_roundtrip(".graphml"), bool),
+    V("write_read_gexf", lambda: write_read_roundtrip(".gexf"), bool),
+    V("write_path_str", lambda: sg.write(g4(), str(TMP / "s.json")), lambda p: Path(p).exists()),
+    # ---- simulate
+    H("sim_inputs_wrong_n_in", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 9)), "9"),
+    H("sim_inputs_2d", lambda: sg.simulate(heb(), g4(), torch.randn(3, 4)), "inputs"),
+    H("sim_inputs_list", lambda: sg.simulate(heb(), g4(), [[0.0] * 4] * 3), "inputs"),
+    H("sim_inputs_nan", lambda: sg.simulate(heb(), g4(), torch.full((3, 2, 4), NAN)), "nan"),
+    H("sim_inputs_inf", lambda: sg.simulate(heb(), g4(), torch.full((3, 2, 4), INF)), "inf"),
+    H("sim_inputs_int_dtype", lambda: sg.simulate(heb(), g4(), torch.ones(3, 2, 4, dtype=torch.int64)), "dtype"),
+    H("sim_no_inputs_no_ticks", lambda: sg.simulate(heb(), g4()), "ticks"),
+    H("sim_ticks_zero", lambda: sg.simulate(heb(), g4(), ticks=0, batch_size=2), "ticks"),
+    H("sim_ticks_negative", lambda: sg.simulate(heb(), g4(), ticks=-2, batch_size=2), "ticks"),
+    H("sim_batch_zero", lambda: sg.simulate(heb(), g4(), ticks=2, batch_size=0), "batch_size"),
+    H("sim_batch_huge", lambda: sg.simulate(heb(), g4(), ticks=2, batch_size=2**45), "bytes"),
+    H("sim_ticks_huge_monitor", lambda: sg.simulate(heb(), g4(), ticks=10**11, batch_size=2, monitors=[sg.Monitor("edge")]), "bytes"),
+    H("sim_ticks_and_inputs_disagree", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), ticks=5), "ticks"),
+    H("sim_batch_and_inputs_disagree", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), batch_size=3), "batch_size"),
+    H("sim_state_wrong_batch", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), state=heb().init_state(g4(), 3)), "state"),
+    H("sim_state_missing_field", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), state={"node": torch.zeros(2, 4, 1)}), "edge"),
+    H("sim_rule_not_rule", lambda: sg.simulate("hebbian", g4(), torch.randn(3, 2, 4)), "rule"),
+    H("sim_graph_not_graph", lambda: sg.simulate(heb(), "g", torch.randn(3, 2, 4)), "graph"),
+    H("sim_checkpoint_every_neg", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), checkpoint_every=-1), "checkpoint_every"),
+    H("sim_compile_str", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), compile="yes"), "compile"),
+    H("sim_monitors_not_monitor", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), monitors=["node"]), "monitor"),
+    H("sim_monitor_unknown_field", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), monitors=[sg.Monitor("nodes")]), "nodes"),
+    H("sim_monitor_pop_unknown", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), monitors=[sg.Monitor("node", populations=["zz"])]), "zz"),
+    V("sim_ticks_np_int", lambda: sg.simulate(heb(), g4(), ticks=np.int64(3), batch_size=np.int32(2)).outputs, shape(3, 2, 4, 1)),
+    V("sim_outputs_shape", lambda: sg.simulate(heb(), g_typed(), torch.randn(5, 3, 3)).outputs, shape(5, 3, 2, 1)),
+    V("sim_deterministic_seed", sim_seeded_same, bool),
+    V("mlp_same_seed_same_params", lambda: [list(R.MLPRule(seed=3).parameters()) for _ in range(2)], lambda l: all(torch.equal(a, b) for a, b in zip(*l))),
+    V("sim_state_continues", lambda: _continue_equals(), bool),
+    V("sim_lean_same_as_plain", lambda: _lean_equals(), bool),
+    H("sim_lean_mlp_refused", lambda: sg.simulate(R.MLPRule(hidden=4), g4(), torch.randn(3, 2, 4), lean=True), "lean"),
+    V("sim_checkpoint_every_same", lambda: _ckpt_equals(), bool),
+    # ---- monitors
+    H("monitor_every_zero", lambda: sg.Monitor("node", every=0), "every"),
+    H("monitor_every_neg", lambda: sg.Monitor("node", every=-1), "every"),
+    H("monitor_every_float", lambda: sg.Monitor("node", every=1.5), "every"),
+    H("monitor_field_int", lambda: sg.Monitor(3), "field"),
+    H("monitor_populations_str", lambda: sg.Monitor("node", populations="exc"), "populations"),
+    H("monitor_pop_other_field", lambda: sg.simulate(R.PlasticRule(g4()), g4(), torch.randn(3, 2, 4), monitors=[sg.Monitor("hebb", populations=["neurons"])]) if False else sg.Monitor("w", populations=["a"]).ids(g_typed()), "w"),
+    V("monitor_every1_matches_hand", lambda: monitor_matches(1), bool),
+    V("monitor_every3_matches_hand", lambda: monitor_matches(3), bool),
+    V("monitor_edge_every2_matches_hand", lambda: monitor_matches(2, "edge"), bool),
+    V("monitor_every_gt_ticks_one_row", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), monitors=[sg.Monitor("node", every=10)]).records["node"].shape[0], lambda n: n == 1),
+    V("monitor_two_named_independent", two_monitors_independent, bool),
+    V("monitor_every_np", lambda: sg.Monitor("node", every=np.int64(2)).every, lambda e: e == 2),
+    V("monitor_last_row_is_state", lambda: _last_row_state(), bool),
+    # ---- rules: constructors
+    H("static_gain_nan", lambda: R.StaticRule(gain=NAN), "gain"),
+    H("static_weights_wrong_len", lambda: sg.simulate(R.StaticRule(weights=torch.ones(5)), g4(), torch.randn(2, 1, 4)), "weights"),
+    H("static_init_weights_unknown", lambda: R.StaticRule(init_weights="gauss"), "gauss"),
+    H("hebbian_learn_from_unknown", lambda: R.HebbianRule(learn_from="outputs"), "outputs"),
+    H("hebbian_input_gain_nan", lambda: R.HebbianRule(input_gain=NAN), "input_gain"),
+    H("delta_eta_neg_inf", lambda: R.DeltaRule(eta=-INF), "eta"),
+    H("delta_beta_str", lambda: R.DeltaRule(beta="1"), "beta"),
+    H("mlp_hidden_zero", lambda: R.MLPRule(hidden=0), "hidden"),
+    H("mlp_node_dim_huge", lambda: R.MLPRule(node_dim=2**31, hidden=2**20), "bytes"),
+    H("mlp_node_dim_neg", lambda: R.MLPRule(node_dim=-1), "node_dim"),
+    H("mlp_edge_dim_float", lambda: R.MLPRule(edge_dim=2.5), "edge_dim"),
+    H("mlp_start_unknown", lambda: R.MLPRule(start="hebb"), "hebb"),
+    H("mlp_residual_inf", lambda: R.MLPRule(residual_scale=INF), "residual_scale"),
+    H("mlp_edge_update_unknown", lambda: R.MLPRule(edge_update="sideways"), "sideways"),
+    H("mlp_types_mismatch_graph", lambda: sg.simulate(R.MLPRule(num_neuron_types=1, num_synapse_types=1), g_typed(), torch.randn(2, 1, 3)), "type"),
+    H("plastic_graph_not_graph", lambda: R.PlasticRule("g"), "graph"),
+    H("plastic_init_std_neg", lambda: R.PlasticRule(g4(), init_std=-1.0), "init_std"),
+    H("plastic_other_graph", lambda: sg.simulate(R.PlasticRule(g4()), T.fully_recurrent(6), torch.randn(2, 1, 6)), "graph"),
+    H("genome_k_zero", lambda: R.GenomeRule(k=0), "k"),
+    H("genome_schedule_unknown", lambda: R.GenomeRule(schedule="sideways"), "sideways"),
+    H("genome_injection_unknown", lambda: R.GenomeRule(injection="magic"), "magic"),
+    H("genome_sigma_wrong_len", lambda: R.GenomeRule(k=2, sigma=("a",)), "sigma"),
+    H("genome_anneal_neg", lambda: R.GenomeRule(anneal=-1.0), "anneal"),
+    H("lstm_hidden_neg", lambda: R.LSTMSynapseRule(hidden=-3), "hidden"),
+    H("lstm_reduce_unknown", lambda: R.LSTMSynapseRule(reduce="median"), "median"),
+    H("lstm_ticks_zero", lambda: R.LSTMSynapseRule(ticks=0), "ticks"),
+    H("lstm_forget_bias_nan", lambda: R.LSTMSynapseRule(forget_bias=NAN), "forget_bias"),
+    H("backprop_cell_lr_nan", lambda: R.BackpropCell(lr=NAN), "lr"),
+    H("rules_build_unknown_kind", lambda: R.build("hebian", g4()), "hebian"),
+    H("rules_build_unknown_setting", lambda: R.build("hebbian", g4(), etaa=0.1), "etaa"),
+    H("rules_build_bad_module_path", lambda: R.build("nosuchmod:Klass", g4()), "nosuchmod"),
+    V("mlp_hidden_np", lambda: R.MLPRule(hidden=np.int64(4)), lambda r: isinstance(r, R.Rule)),
+    # ---- rules: step (one per registered kind)
+    *[V(f"step_{k}", rule_step_shapes(rule_for(k)), bool) for k in R.registered()],
+    H("step_inputs_wrong_shape", lambda: heb().step(g4(), heb().init_state(g4(), 2), torch.randn(2, 9)), "9"),
+    H("init_state_batch_zero", lambda: heb().init_state(g4(), 0), "batch_size"),
+    H("init_state_batch_huge", lambda: heb().init_state(g4(), 2**44), "bytes"),
+    # ---- tasks
+    H("recall_num_patterns_zero", lambda: tasks.RecallTask(num_patterns=0), "num_patterns"),
+    H("recall_bits_neg", lambda: tasks.RecallTask(bits=-1), "bits"),
+    H("recall_num_patterns_huge", lambda: tasks.RecallTask(num_patterns=2**40, bits=16).sample(2), "bytes"),
+    H("recall_cue_unknown", lambda: tasks.RecallTask(cue="half"), "half"),
+    H("recall_cue_fraction_gt1", lambda: tasks.RecallTask(cue_fraction=1.5), "cue_fraction"),
+    H("recall_cue_fraction_nan", lambda: tasks.RecallTask(cue_fraction=NAN), "cue_fraction"),
+    H("recall_min_patterns_gt", lambda: tasks.RecallTask(num_patterns=2, min_patterns=5), "min_patterns"),
+    H("recall_present_ticks_float", lambda: tasks.RecallTask(present_ticks=1.5), "present_ticks"),
+    H("recall_sample_batch_zero", lambda: recall().sample(0), "batch_size"),
+    H("recall_replace_unknown", lambda: recall().replace(num_patern=3), "num_patern"),
+    H("recall_loss_wrong_shape", lambda: recall().loss(torch.randn(3, 2, 1, 1), recall().sample(2)), "shape"),
+    V("recall_sample_np", lambda: recall().sample(np.int64(3), seed=np.int64(1)).inputs.shape[1], lambda b: b == 3),
+    V("recall_sample_seeded", lambda: [recall().sample(2, seed=7).inputs for _ in range(2)], lambda l: torch.equal(l[0], l[1])),
+    V("recall_num_ticks_matches", lambda: (recall().num_ticks, recall().sample(2).inputs.shape[0]), lambda p: p[0] == p[1]),
+    H("pc_n_bits_zero", lambda: tasks.PatternCompletionTask(n_bits=0), "n_bits"),
+    H("pc_cue_zero_prob_gt1", lambda: tasks.PatternCompletionTask(cue_zero_prob=2.0), "cue_zero_prob"),
+    H("oneshot_label_bits_zero", lambda: tasks.OneShotTask(label_bits=0), "label_bits"),
+    H("oneshot_reversal_str", lambda: tasks.OneShotTask(reversal="yes"), "reversal"),
+    V("oneshot_sample", oneshot_ok, bool),
+    H("online_source_unknown", lambda: tasks.OnlineTask(source="mnist"), "mnist"),
+    H("online_steps_neg", lambda: tasks.OnlineTask(steps=-1), "steps"),
+    H("online_noise_nan", lambda: tasks.OnlineTask(noise=NAN), "noise"),
+    H("online_classes_oob", lambda: tasks.OnlineTask(classes=(0, 42)), "42"),
+    H("family_unknown", lambda: tasks.FamilyTask(families=("digitz",)), "digitz"),
+    H("family_min_gt_max", lambda: tasks.FamilyTask(min_steps=50, max_steps=10), "min_steps"),
+    V("family_families_str_one", lambda: tasks.FamilyTask(families="wine").families, lambda f: tuple(f) == ("wine",)),
+    H("family_source_unknown", lambda: tasks.Family(source="nope"), "nope"),
+    H("register_family_dup", lambda: tasks.register_family("wine", tasks.Family(source="wine")), "wine"),
+    H("register_family_not_family", lambda: tasks.register_family("zzz_o3", "wine"), "family"),
+    # ---- training
+    H("fit_unknown_setting", lambda: train.fit(heb(), g4(), recall(), {"stpes": 2}), "stpes"),
+    H("fit_steps_neg", lambda: train.fit(heb(), g4(), recall(), {"steps": -1}, progress=False), "steps"),
+    H("fit_lr_nan", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "lr": NAN}, progress=False), "lr"),
+    H("fit_batch_huge", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "batch_size": 3 * 10**12}, progress=False), "bytes"),
+    H("fit_estimator_unknown", lambda: train.fit(heb(), g4(), recall(), {"estimator": "sgd"}, progress=False), "sgd"),
+    H("fit_lr_schedule_unknown", lambda: train.fit(heb(), g4(), recall(), {"lr_schedule": "cosin"}, progress=False), "cosin"),
+    H("fit_graph_task_mismatch", lambda: train.fit(R.MLPRule(hidden=4), T.fully_recurrent(3), recall(), {"steps": 1}, progress=False), "input"),
+    H("fit_task_not_task", lambda: train.fit(heb(), g4(), "recall", {"steps": 1}, progress=False), "task"),
+    H("fit_settings_list", lambda: train.fit(heb(), g4(), recall(), [("steps", 1)], progress=False), "settings"),
+    H("fit_curriculum_field_unknown", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "curriculum": True, "curriculum_field": "num_pattern"}, progress=False), "num_pattern"),
+    H("fit_out_is_file", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1}, out=tmpfile("afile", "x"), progress=False), "afile"),
+    H("fit_resume_no_out", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1}, resume=True, progress=False), "resume"),
+    H("fit_clip_neg", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "clip": -1.0}, progress=False), "clip"),
+    V("fit_two_steps", fit_history, bool),
+    H("evaluate_episodes_zero", lambda: train.evaluate(heb(), g4(), recall(), episodes=0), "episodes"),
+    H("evaluate_chunk_zero", lambda: train.evaluate(heb(), g4(), recall(), episodes=4, chunk=0), "chunk"),
+    H("evaluate_graph_mismatch", lambda: train.evaluate(heb(), T.fully_recurrent(7), recall(), episodes=4), "input"),
+    V("evaluate_sane", evaluate_sane, bool),
+    V("evaluate_episodes_np", lambda: train.evaluate(heb(), g4(), recall(), episodes=np.int64(4)), lambda r: 0 <= r["accuracy"] <= 1),
+    H("bptt_window_neg", lambda: train.BPTT(window=-1), "window"),
+    H("es_pairs_zero", lambda: train.ES(pairs=0), "pairs"),
+    H("es_sigma_nan", lambda: train.ES(sigma=NAN), "sigma"),
+    H("es_fitness_unknown", lambda: train.ES(fitness="reward"), "reward"),
+    H("cma_popsize_one", lambda: train.CMA(popsize=1), "popsize"),
+    H("cma_keep_unknown", lambda: train.CMA(keep="median"), "median"),
+    H("es_nan_fitness", lambda: train.es(R.GenomeRule(), lambda *a, **k: NAN, generations=1, pairs=2), "fitness"),
+    H("curriculum_start_gt_stop", lambda: train.Curriculum("num_patterns", 5, 2, 0.9, "accuracy"), "start"),
+    H("load_rule_missing", lambda: train.load_rule(TMP / "nope"), "nope"),
+    H("load_rule_corrupt_ckpt", lambda: train.load_rule(_corrupt_run()), "checkpoint"),
+    V("load_rule_ok", load_rule_same, bool),
+    # ---- schedule
+    H("phase_direction_unknown", lambda: schedule.Phase(("p",), "up", ("a",)), "up"),
+    H("make_schedule_unknown", lambda: schedule.make_schedule("zigzag", g_layered()), "zigzag"),
+    H("schedule_unknown_projection", lambda: schedule.make_schedule(schedule.Schedule((schedule.Phase(("zz",), "forward", ("zz",)),)), g_layered()), "zz"),
+    # ---- analysis
+    H("capacity_not_dict", lambda: analysis.capacity([0.9, 0.8]), "dict"),
+    H("capacity_threshold_gt1", lambda: analysis.capacity({1: 1.0}, threshold=2.0), "threshold"),
+    H("capacity_nan_accuracy", lambda: analysis.capacity({1: NAN, 2: 1.0}), "nan"),
+    V("capacity_basic", capacity_ok, bool),
+    V("capacity_np_keys", lambda: analysis.capacity({np.int64(1): np.float32(1.0), np.int64(3): np.float32(0.96)}), lambda c: c == 3),
+    H("sweep_unknown_field", lambda: analysis.sweep(heb(), g4(), recall(), "num_patern", [1, 2], episodes=4), "num_patern"),
+    H("sweep_empty_values", lambda: analysis.sweep(heb(), g4(), recall(), "num_patterns", [], episodes=4), "values"),
+    H("synapse_weights_bad_state", lambda: analysis.synapse_weights(heb(), g4(), {"node": torch.zeros(1)}), "edge"),
+    H("weight_graph_wrong_len", lambda: analysis.weight_graph(g4(), torch.ones(3)), "weights"),
+    H("measures_nan_weights", lambda: analysis.measures(g4(), torch.full((16,), NAN)), "nan"),
+    H("rule_portrait_measure_unknown", lambda: analysis.rule_portrait(heb(), g4(), measure="outputz"), "outputz"),
+    H("rule_portrait_basis_unknown", lambda: analysis.rule_portrait(heb(), g4(), basis=("pre", "pre**3")), "pre**3"),
+    H("rule_portrait_batch_zero", lambda: analysis.rule_portrait(heb(), g4(), batch_size=0), "batch_size"),
+    H("load_sweep_loads_zero", lambda: analysis.load_sweep(heb(), g4(), recall(), loads=(0,), episodes=2), "loads"),
+    H("accuracy_after_at_neg", lambda: analysis.accuracy_after(heb(), g4(), tasks.OnlineTask(), at=(-1,)), "at"),
+    V("structure_dict", structure_ok, bool),
+    V("weight_graph_edges", lambda: analysis.weight_graph(g4(), torch.arange(16.)), lambda G: G.number_of_edges() == 16),
+    # ---- baselines
+    H("baseline_hebbian_episodes_zero", lambda: baselines.hebbian_baseline(g4(), recall(), episodes=0), "episodes"),
+    H("baseline_hebbian_betas_empty", lambda: baselines.hebbian_baseline(g4(), recall(), episodes=4, betas=()), "betas"),
+    H("baseline_hebbian_beta_nan", lambda: baselines.hebbian_baseline(g4(), recall(), episodes=4, betas=(NAN,)), "beta"),
+    H("baseline_mlp_online_optimizer", lambda: baselines.mlp_online(tasks.OnlineTask(), optimizer="rmsprop"), "rmsprop"),
+    H("baseline_mlp_online_lr_neg", lambda: baselines.mlp_online(tasks.OnlineTask(), lr=-0.1), "lr"),
+    H("baseline_sweep_lrs_empty", lambda: baselines.sweep(tasks.OnlineTask(), lrs=()), "lrs"),
+    H("baseline_best_of_sweep_empty", lambda: baselines.best_of_sweep({}), "non-empty"),
+    V("baseline_hebbian_sane", lambda: baselines.hebbian_baseline(g4(), recall(), episodes=4, betas=(0.1, 1.0)), lambda r: 0 <= r[0] <= 1 or 0 <= r[1] <= 1),
+    # ---- CLI
+    C("cli_no_command", [], "command"),
+    C("cli_unknown_command", ["trian"], "trian"),
+    C("cli_train_missing_config", ["train", TMP / "nope.toml", "--out", TMP / "o1"], "nope.toml"),
+    C("cli_train_config_typo", lambda: ["train", tmpfile("typo.toml", '[train]\nstpes = 2\n'), "--out", TMP / "o2"], "stpes"),
+    C("cli_train_bad_toml", lambda: ["train", tmpfile("bad.toml", '[train\nsteps=2'), "--out", TMP / "o3"], "bad.toml"),
+    C("cli_train_set_no_equals", ["train", "--set", "train.steps", "--out", TMP / "o5"], "train.steps"),
+    C("cli_train_set_unknown_key", ["train", "--set", "train.stpes=2", "--out", TMP / "o6"], "stpes"),
+    C("cli_train_set_bad_value", ["train", "--set", "train.steps=many", "--out", TMP / "o7"], "steps"),
+    C("cli_train_unknown_section", lambda: ["train", tmpfile("sect.toml", '[trian]\nsteps = 2\n'), "--out", TMP / "o8"], "trian"),
+    C("cli_train_unknown_rule_kind", ["train", "--set", "rule.kind=hebian", "--out", TMP / "o9"], "hebian"),
+    C("cli_train_unknown_topology", ["train", "--set", "network.topology=ring", "--out", TMP / "o10"], "ring"),
+    C("cli_train_resume_missing", ["train", "--resume", "--out", TMP / "never", "--set", "train.steps=1"], "never"),
+    C("cli_train_device_gpu0", ["train", "--device", "gpu0", "--set", "train.steps=1", "--out", TMP / "o11"], "gpu0"),
+    C("cli_eval_missing", ["eval", TMP / "nope-run"], "nope-run"),
+    C("cli_eval_set_unknown", lambda: ["eval", tiny_run(), "--set", "task.num_patern=3", "--episodes", "2"], "num_patern"),
+    C("cli_eval_set_wrong_type", lambda: ["eval", tiny_run(), "--set", "task.num_patterns=lots", "--episodes", "2"], "num_patterns"),
+    C("cli_eval_corrupt_ckpt", lambda: ["eval", _corrupt_run(), "--episodes", "2"], "checkpoint"),
+    C("cli_export_missing_out", lambda: ["export", tiny_run()], "out"),
+    C("cli_export_out_missing_dir", lambda: ["export", tiny_run(), "--out", TMP / "no" / "dir" / "g.json"], "no"),
+    C("cli_export_bad_run", ["export", TMP / "nope-run", "--out", TMP / "e.json"], "nope-run"),
+    C("cli_analyze_loads_bad", lambda: ["analyze", tiny_run(), "--loads", "1,x", "--out", TMP / "an1"], "loads"),
+    C("cli_analyze_loads_zero", lambda: ["analyze", tiny_run(), "--loads", "0", "--out", TMP / "an2"], "loads"),
+    C("cli_analyze_episodes_neg", lambda: ["analyze", tiny_run(), "--episodes", "-1", "--out", TMP / "an3"], "episodes"),
+    C("cli_bench_unknown_flag", ["bench", "--nonsense-flag"], "nonsense-flag"),
+    V("cli_eval_ok", lambda: _cli_json(["eval", tiny_run(), "--episodes", "4"]), lambda j: j["episodes"] == 4 and 0 <= j["accuracy"] <= 1),
+    V("cli_export_matches_graph", lambda: _export_check(), bool),
+]
+
+
+# ----------------------------------------------------------------------------- helpers used above
+def _nx_weighted(w):
+    import networkx as nx
+    G = nx.DiGraph()
+    G.add_nodes_from(range(3), type="n")
+    G.add_edge(0, 1, weight=w)
+    G.add_edge(1, 2, weight=w)
+    return G
+
+
+def _nx_signed(s):
+    import networkx as nx
+    G = nx.DiGraph()
+    G.add_nodes_from(range(3), type="n", sign=s)
+    G.add_edge(0, 1)
+    G.add_edge(1, 2)
+    return G
+
+
+def _nx_node_state(G, n):
+    d = G.nodes[n]
+    for k in ("state", "node", "x"):
+        if k in d:
+            v = d[k]
+            return [float(x) for x in (v.tolist() if hasattr(v, "tolist") else v)]
+    return d
+
+
+def _continue_equals():
+    g = g4()
+    x = torch.randn(6, 2, 4)
+    full = sg.simulate(heb(), g, x)
+    a = sg.simulate(heb(), g, x[:3])
+    b = sg.simulate(heb(), g, x[3:], state=a.state)
+    return torch.allclose(torch.cat([a.outputs, b.outputs]), full.outputs, atol=1e-5)
+
+
+def _lean_equals():
+    g = g4()
+    x = torch.randn(5, 2, 4)
+    rule = R.PlasticRule(g)
+    return torch.allclose(sg.simulate(rule, g, x).outputs, sg.simulate(rule, g, x, lean=True).outputs, atol=1e-4)
+
+
+def _ckpt_equals():
+    g = g4()
+    x = torch.randn(5, 2, 4)
+    rule = R.MLPRule(hidden=4)
+    return torch.allclose(sg.simulate(rule, g, x).outputs, sg.simulate(rule, g, x, checkpoint_every=2).outputs, atol=1e-5)
+
+
+def _last_row_state():
+    run = sg.simulate(heb(), g4(), torch.randn(4, 2, 4), monitors=[sg.Monitor("edge")])
+    return torch.equal(run.records["edge"][-1], run.state["edge"].detach())
+
+
+def _corrupt_run():
+    d = copy_run("corrupt")
+    for p in d.glob("*.pt"):
+        p.write_bytes(b"this is not a checkpoint")
+    return d
+
+
+def _bad_config_run():
+    d = copy_run("badcfg")
+    (d / "config.json").write_text("{oops")
+    return d
+
+
+def _cli_json(argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        rc = cli.main([str(a) for a in argv])
+    assert rc in (0, None)
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def _export_check():
+    p = TMP / "export.json"
+    _cli_json(["export", tiny_run(), "--out", p])
+    g2, st = sg.read(p)
+    _, g, _ = train.load_rule(tiny_run())
+    return g2.num_nodes == g.num_nodes and torch.equal(g2.edge_index, g.edge_index)
+
+
+# ----------------------------------------------------------------------------- known outcomes
+# name -> (class, what happens); filled from a run of this file (see notes/outsider_third.md)
+KNOWN: dict[str, tuple[str, str]] = {
+    'small_world_k_odd': ('silent', 'T.small_world(n=10, k=3) is accepted and gives the same 20 edges as k=2 (odd k rounded down without a word)'),
+    'graph_pre_wrong_shape': ('silent', 'Graph.pre(x) with x [2, 5, 1] on a 4-node graph returns [2, 16, 1], gathering from a tensor of the wrong size'),
+    'graph_propagate_wrong_shape': ('raw', "Graph.propagate(w [2,3,1], x [2,4,1]) on 16 edges: RuntimeError shape '[2, 4, 4]' is invalid for input of size 6"),
+    'to_nx_state_nan': ('silent', 'to_networkx exports an all-NaN node state without a word'),
+    'sim_deterministic_seed': ('wrong', 'two MLPRule(seed=3) give different simulate outputs on the same inputs'),
+    'mlp_same_seed_same_params': ('wrong', 'MLPRule(seed=3) twice gives different parameters (seed ignored; the global torch RNG decides)'),
+    'step_inputs_wrong_shape': ('raw', 'rule.step with inputs [2, 9] on a 4-node graph: RuntimeError size of tensor a (4) must match b (2)'),
+    'init_state_batch_zero': ('silent', 'rule.init_state(graph, 0) returns empty tensors'),
+    'init_state_batch_huge': ('raw', "rule.init_state(graph, 2**44): RuntimeError DefaultCPUAllocator can't allocate 281474976710656 bytes"),
+    'fit_resume_no_out': ('silent', 'fit(resume=True) without out= trains from scratch'),
+    'bptt_window_neg': ('silent', 'BPTT(window=-1) accepted'),
+    'es_pairs_zero': ('silent', 'ES(pairs=0) accepted'),
+    'es_sigma_nan': ('silent', 'ES(sigma=nan) accepted'),
+    'es_fitness_unknown': ('silent', "ES(fitness='reward') accepted"),
+    'cma_popsize_one': ('silent', 'CMA(popsize=1) accepted'),
+    'cma_keep_unknown': ('silent', "CMA(keep='median') accepted"),
+    'curriculum_start_gt_stop': ('silent', "Curriculum('num_patterns', 5, 2, 0.9, 'accuracy') accepted (start above stop)"),
+    'sweep_empty_values': ('silent', 'analysis.sweep(..., values=[]) returns {} without a word'),
+    'cli_train_resume_missing': ('silent', 'simgraph train --resume --out <folder with no checkpoint> trains from scratch, exit 0'),
+}
+
+RESULTS: dict[str, str] = {}
+GOOD = {"H": "clear", "V": "right", "C": "clear"}
+
+
+def _params():
+    names = [c.name for c in CASES]
+    assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
+    out = []
+    for c in CASES:
+        marks = []
+        if c.name in KNOWN:
+            cls, what = KNOWN[c.name]
+            marks.append(pytest.mark.xfail(strict=True, reason=f"{cls}: {what}"))
+        out.append(pytest.param(c, id=c.name, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("case", _params())
+def test_case(case):
+    outcome, detail = classify(case)
+    RESULTS[case.name] = outcome
+    assert outcome == GOOD[case.kind], f"{outcome}: {detail}"
+
+
+def test_zz_summary(capsys):
+    hostile = Counter(v for k, v in RESULTS.items() if next(c for c in CASES if c.name == k).kind != "V")
+    valid = Counter(v for k, v in RESULTS.items() if next(c for c in CASES if c.name == k).kind == "V")
+    with capsys.disabled():
+        print(f"\noutsider-third: {len(RESULTS)} cases run of {len(CASES)}")
+        print("  hostile: " + "  ".join(f"{k}={hostile.get(k, 0)}" for k in ("clear", "vague", "raw", "silent", "hang")))
+        print("  valid:   " + "  ".join(f"{k}={valid.get(k, 0)}" for k in ("right", "refused", "wrong", "hang")))
+    assert len(CASES) >= 150
+
+
+if __name__ == "__main__":  # probe: print every case's outcome (used to fill KNOWN)
+    import sys
+    for c in CASES:
+        o, d = classify(c)
+        print(f"{c.name}\t{c.kind}\t{o}\t" + " ".join(str(d).split())[:300], flush=True)
