@@ -53,7 +53,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, unknown
+from ..errors import ConfigError
 from ..graph import Graph
 from . import _fused
 from ._fused import edge_update
@@ -92,30 +92,23 @@ class MLPRule(Rule):
         edge_update: str | None = None,
     ):
         super().__init__()
-        from ..errors import check_bool, check_bytes, check_int, check_number, check_seed, dtype_bytes, is_int
+        from ..errors import check_bool, check_bytes, check_choice, check_gain, check_int, check_number, check_seed, dtype_bytes
 
-        for name, v in dict(num_neuron_types=num_neuron_types, num_synapse_types=num_synapse_types, node_dim=node_dim,
-                            edge_dim=edge_dim, hidden=hidden, type_dim=type_dim, input_dim=input_dim,
-                            output_dim=output_dim).items():
-            if not is_int(v) or v < 1:
-                raise ConfigError(f"MLPRule {name} must be a positive int, got {v!r}")
         num_neuron_types, num_synapse_types, node_dim, edge_dim, hidden, type_dim, input_dim, output_dim = (
-            check_int("MLPRule", v) for v in (num_neuron_types, num_synapse_types, node_dim, edge_dim, hidden, type_dim,
-                                              input_dim, output_dim))
+            check_int(f"MLPRule {name}", v, 1) for name, v in dict(
+                num_neuron_types=num_neuron_types, num_synapse_types=num_synapse_types, node_dim=node_dim, edge_dim=edge_dim,
+                hidden=hidden, type_dim=type_dim, input_dim=input_dim, output_dim=output_dim).items())
         if output_dim > node_dim:
             raise ConfigError(f"MLPRule output_dim={output_dim} exceeds node_dim={node_dim}")
         use_types, plastic = check_bool("MLPRule use_types", use_types), check_bool("MLPRule plastic", plastic)
         init_edge_std = check_number("MLPRule init_edge_std", init_edge_std, low=0.0)
-        update_scale = check_number("MLPRule update_scale", update_scale)
+        update_scale = check_gain("MLPRule update_scale", update_scale)  # finite, and finite in a float32 tensor
         self.node_dim, self.edge_dim, self.input_dim, self.output_dim = node_dim, edge_dim, input_dim, output_dim
         self.num_neuron_types, self.num_synapse_types = num_neuron_types, num_synapse_types
         self.use_types, self.plastic = use_types, plastic
         self.init_edge_std, self.seed = init_edge_std, check_seed("MLPRule seed", seed)
-        if not isinstance(start, str) or start not in STARTS:
-            raise unknown("MLPRule start", start, STARTS)
-        if not isinstance(learn_from, str) or learn_from not in LEARN_FROM:
-            raise unknown("MLPRule learn_from", learn_from, LEARN_FROM)
-        self.start, self.learn_from = start, learn_from
+        self.start = check_choice("MLPRule start", start, STARTS)
+        self.learn_from = check_choice("MLPRule learn_from", learn_from, LEARN_FROM)
         # how the synapse function runs (rules/_fused.py): the same numbers to rounding in every mode
         self.edge_update = _fused.check_mode(_fused.default_mode() if edge_update is None else edge_update)
         self.init_weight_std = check_number("MLPRule init_weight_std", init_weight_std, low=0.0)
