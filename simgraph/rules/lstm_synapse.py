@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError, unknown
+from ..errors import ConfigError, ShapeError
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
 from .base import State, SweepRule
@@ -65,12 +65,12 @@ class LSTMCell(nn.Module):
 
     def __init__(self, hidden: int = 16, message: int = 8, forget_bias: float = 5.0, input_bias: float = -5.0):
         super().__init__()
-        from ..errors import check_bytes, check_int, check_number, dtype_bytes
+        from ..errors import check_bytes, check_gain, check_int, dtype_bytes
 
         hidden, message = check_int("LSTMCell hidden", hidden, 1), check_int("LSTMCell message", message, 1)
         check_bytes(f"LSTMCell(hidden={hidden}, message={message})'s parameters",
                     _lstm_params(hidden, message) * dtype_bytes(), "use a smaller hidden or message size")
-        forget_bias, input_bias = check_number("LSTMCell forget_bias", forget_bias), check_number("LSTMCell input_bias", input_bias)
+        forget_bias, input_bias = check_gain("LSTMCell forget_bias", forget_bias), check_gain("LSTMCell input_bias", input_bias)
         self.hidden, self.message = hidden, message
         self.w_fwd = nn.Linear(message, 4 * hidden, bias=False)
         self.w_bwd = nn.Linear(message, 4 * hidden)
@@ -101,11 +101,10 @@ class BackpropCell(nn.Module):
 
     def __init__(self, lr: float = 0.1, hidden: int = 16, message: int = 8):
         super().__init__()
-        from ..errors import check_bytes, check_number, dtype_bytes, is_int
+        from ..errors import check_bytes, check_gain, check_int, dtype_bytes
 
-        lr = check_number("BackpropCell lr", lr)
-        if not is_int(hidden) or not is_int(message) or hidden < 3 or message < 2:
-            raise ConfigError(f"BackpropCell needs ints hidden >= 3 and message >= 2, got {hidden!r}, {message!r}")
+        lr = check_gain("BackpropCell lr", lr)
+        hidden, message = check_int("BackpropCell hidden", hidden, 3), check_int("BackpropCell message", message, 2)
         check_bytes(f"BackpropCell(hidden={hidden}, message={message})'s parameters",
                     2 * (int(hidden) + 1) * int(message) * dtype_bytes(), "use a smaller hidden or message size")
         self.hidden, self.message, self.lr = int(hidden), int(message), lr
@@ -151,18 +150,16 @@ class LSTMSynapseRule(SweepRule):
         seed: int = 0,
     ):
         super().__init__()
-        from ..errors import check_bool, check_bytes, check_number, check_seed, dtype_bytes, is_int
+        from ..errors import FLOAT32_MAX, check_bool, check_bytes, check_choice, check_int, check_number, check_seed, dtype_bytes
 
-        for name, v in dict(hidden=hidden, message=message, ticks=ticks).items():
-            if not is_int(v) or v < 1:
-                raise ConfigError(f"LSTMSynapseRule {name} must be a positive int, got {v!r}")
-        hidden, message, ticks = int(hidden), int(message), int(ticks)
+        hidden, message, ticks = (check_int(f"LSTMSynapseRule {name}", v, 1)
+                                  for name, v in (("hidden", hidden), ("message", message), ("ticks", ticks)))
         if cell is None:  # the default cell, counted before it is built
             check_bytes(f"LSTMSynapseRule(hidden={hidden}, message={message})'s parameters",
                         _lstm_params(hidden, message) * dtype_bytes(), "use a smaller hidden or message size")
-        init_std, seed = check_number("LSTMSynapseRule init_std", init_std, low=0.0), check_seed("LSTMSynapseRule seed", seed)
-        if not isinstance(reduce, str) or reduce not in REDUCE:
-            raise unknown("LSTMSynapseRule reduce", reduce, REDUCE)
+        init_std = check_number("LSTMSynapseRule init_std", init_std, low=0.0, high=FLOAT32_MAX)
+        seed = check_seed("LSTMSynapseRule seed", seed)
+        check_choice("LSTMSynapseRule reduce", reduce, REDUCE)
         check_schedule(schedule)
         if cell is not None and (forget_bias, input_bias) != (5.0, -5.0):
             raise ConfigError("forget_bias and input_bias set the default cell's gates; a given cell keeps its own")
