@@ -19,8 +19,7 @@ subcommand (``test_every_public_name_is_fuzzed`` fails on a new one without a ta
 
 The summary test prints ``fuzz: N cases, X clear errors, Y accepted, 0 raw (K known raw); V valid cases,
 0 valid inputs refused`` and the valid cases per target, and asserts no raw outcome and no refusal of valid
-input. Raw exceptions in files other engineers own are listed in ``KNOWN_RAW`` and counted apart (the
-exact change for each is in the issue note; ``test_known_raw_*`` pin them, xfail strict).
+input. ``KNOWN_RAW`` (raw exceptions counted apart) is empty, and the summary asserts no known raw either.
 
 Sizes are small (and ``SIMGRAPH_MAX_BYTES`` is 2e8 here), so that every accepted call is quick;
 huge ints are far beyond what fits, so the byte budget refuses them at once.
@@ -107,23 +106,9 @@ def outcome(target: str, fn) -> str:
     return "accepted"
 
 
-# Raw exceptions in modules outside this change (topologies.py, rules/hebbian.py, genome.py's backprop_genome,
-# train/*, cli.py): (target, exception type, words of its message). The fuzz counts them apart and does not
-# fail on them; the tests at the end pin each one found so far by its exact call.
-# Raw exceptions in files other engineers own (simgraph/graph/model.py, train/bptt.py, tasks/families.py,
-# analysis/online.py, baselines.mlp_online): the exact changes are in /work/notes/issue15_robust.md; the tests
-# test_known_raw_* at the end pin each by its call (xfail strict: they fail once fixed, then move the entry out).
-KNOWN_RAW: list = [
-    ("Graph.population/projection/nodes/to", TypeError, "device() received an invalid combination"),
-    ("Graph.population/projection/nodes/to", TypeError, "unhashable type"),
-    ("train.unroll/run_ticks", AttributeError, "object has no attribute"),
-    ("train.unroll/run_ticks", TypeError, "cannot be interpreted as an integer"),
-    ("tasks.Family/register_family", TypeError, "unhashable type"),
-    ("analysis.accuracy_after/probe_episode", TypeError, "is not iterable"),
-    ("baselines.mlp_online/sweep/best_of_sweep", TypeError, "is not iterable"),
-    ("baselines.mlp_online/sweep/best_of_sweep", RuntimeError, "Boolean value of Tensor"),
-    ("baselines.mlp_online/sweep/best_of_sweep", ValueError, "truth value of an array"),
-]
+# Raw exceptions counted apart, each as (target, exception type, words of its message): none now. An entry here
+# makes the fuzz count that raw outcome as "known" instead of failing; a new one needs a strict xfail test below.
+KNOWN_RAW: list = []
 
 
 def known_raw(target: str, exc: BaseException) -> bool:
@@ -1221,6 +1206,7 @@ def test_zz_fuzz_summary(capsys):
         with capsys.disabled():
             print("\n".join(sorted(set(RAW))))
     assert OUTCOMES["raw"] == 0, line + "\n" + "\n".join(RAW)
+    assert OUTCOMES["known"] == 0 and not KNOWN_RAW, line
     assert not REFUSED, line + "\n" + "\n".join(REFUSED)
     assert OUTCOMES["clear"] > 0 and OUTCOMES["accepted"] > 0
 
@@ -1312,42 +1298,62 @@ def test_fuzz_found_raw_now_clear():
     clear(lambda: sg.train.es(_fit_rule(), _fitness, generations=1, pairs=1, seed=[1]))
 
 
-# ---------------------------------------------------------------------- raw exceptions in files this change does not own
-# One call each, xfail strict: each needs the change in /work/notes/issue15_robust.md (its owner's file); once it
-# is made the test passes, strict xfail fails, and the entry moves out of KNOWN_RAW and loses its mark.
-OWNED_ELSEWHERE = pytest.mark.xfail(strict=True, reason="the fix is in a file another engineer owns (see the issue note)")
-
-
-@OWNED_ELSEWHERE
-def test_known_raw_graph_to_a_list():
+# ---------------------------------------------------------------------- the last known raw exceptions, now clear
+# (they were strict xfails while their files were others'): each call by itself.
+def test_graph_to_and_lookups_are_clear():
     clear(lambda: GRAPH.to([0, 1]))
-
-
-@OWNED_ELSEWHERE
-def test_known_raw_graph_population_unhashable():
+    clear(lambda: GRAPH.to("nonsense"))
     clear(lambda: GRAPH.population(["a"]))
+    clear(lambda: GRAPH.projection({}))
+    clear(lambda: GRAPH.neuron_type_id([1]))
+    clear(lambda: GRAPH.synapse_type_id(np.array([1, 2])))
+    assert GRAPH.to("cpu").device == torch.device("cpu") and GRAPH.to(torch.device("cpu")).num_nodes == GRAPH.num_nodes
 
 
-@OWNED_ELSEWHERE
-def test_known_raw_unroll_episode_not_an_episode():
+def test_unroll_bad_episode_task_window_are_clear():
+    ep = TASK.sample(2)
     clear(lambda: sg.train.unroll(_fit_rule(), RECURRENT, None, TASK))
+    clear(lambda: sg.train.unroll(_fit_rule(), RECURRENT, {}, TASK))
+    clear(lambda: sg.train.unroll(_fit_rule(), RECURRENT, ep, "mse"))
+    clear(lambda: sg.train.unroll(_fit_rule(), RECURRENT, ep, TASK, window=[1]))
+    clear(lambda: sg.train.unroll(_fit_rule(), RECURRENT, ep, TASK, window=-1))
+    clear(lambda: sg.train.unroll(_fit_rule(), RECURRENT, ep, TASK, backward="no"))
+    clear(lambda: sg.train.run_ticks(HEB, RECURRENT, [1, 2], HEB.init_state(RECURRENT, 2)))
+    rule = _fit_rule()
+    whole = sg.train.unroll(rule, RECURRENT, ep, TASK, backward=False)
+    windowed = sg.train.unroll(rule, RECURRENT, ep, TASK, window=np.int64(2), backward=False)
+    assert torch.allclose(whole.loss, windowed.loss, atol=1e-5)  # a numpy window is a window
 
 
-@OWNED_ELSEWHERE
-def test_known_raw_family_source_unhashable():
+def test_family_source_unhashable_is_clear():
     clear(lambda: sg.tasks.Family({}))
+    clear(lambda: sg.tasks.Family(np.array([1, 2])))
+    clear(lambda: sg.tasks.Family("wine", classes=5))
+    clear(lambda: sg.tasks.register_family("fuzz_x", sg.tasks.Family("wine"), replace="no"))
+    assert sg.tasks.Family("wine", classes=np.array([0, 2])).classes == (0, 2)
 
 
-@OWNED_ELSEWHERE
-def test_known_raw_probe_episode_at_none():
+def test_probe_episode_at_is_clear():
     clear(lambda: sg.analysis.probe_episode(ONLINE, None))
+    clear(lambda: sg.analysis.probe_episode(ONLINE, True))
+    clear(lambda: sg.analysis.probe_episode(ONLINE, [1.5]))
+    clear(lambda: sg.analysis.probe_episode("xor", [1]))
+    ep = sg.analysis.probe_episode(ONLINE, np.array([1, 2]), batch=np.int64(2), query=2)
+    assert ep.inputs.shape[1] == 2 and int(ep.probe.sum()) == 2 * 2
 
 
-@OWNED_ELSEWHERE
-def test_known_raw_mlp_online_at_float():
+def test_mlp_online_at_and_optimizer_are_clear():
     import simgraph.baselines as baselines
 
     clear(lambda: baselines.mlp_online(ONLINE, "sgd", 0.1, at=1.5))
+    clear(lambda: baselines.mlp_online(ONLINE, np.array(["sgd", "adam"]), 0.1, at=[1]))
+    clear(lambda: baselines.mlp_online(ONLINE, torch.ones(3), 0.1, at=[1]))
+    clear(lambda: baselines.mlp_online(ONLINE, "sgd", "0.1", at=[1]))
+    clear(lambda: baselines.mlp_online(ONLINE, "sgd", 0.1, hidden=[2**40], at=[1]))  # the byte budget, before allocating
+    clear(lambda: baselines.sweep(ONLINE, "sgd", 0.1, at=[1]))
+    clear(lambda: baselines.best_of_sweep({}))
+    got = baselines.mlp_online(ONLINE, "adam", np.float32(0.1), hidden=(), at=np.array([1, 2]), batch=np.int64(1), query=1)
+    assert sorted(got) == [1, 2] and all(0.0 <= v <= 1.0 for v in got.values())
 
 
 def test_fuzz_found_raw_now_clear_in_this_change(tmp_path):

@@ -568,10 +568,9 @@ def folders(tmp_path_factory):
             os.environ[k] = v
 
 
-# Cases whose fix is in a file this change does not own (simgraph/graph/model.py): the exact change is in
-# /work/notes/issue15_robust.md. strict: once it is made, the xfail fails and is to be removed.
-OTHERS = {"with_io numpy node id": "Graph._select: accept numpy ints as node ids",
-          "graph.to bad device": "Graph.to: check the device with errors.check_device"}
+# Cases whose fix was in a file another engineer owned, strict xfails until fixed: none now (numpy node ids in
+# with_io and Graph.to's device check are fixed in simgraph/graph/model.py). A new one goes here with its reason.
+OTHERS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=OTHERS[n], strict=True)) if n in OTHERS
