@@ -774,9 +774,352 @@ def _export_check():
     return g2.num_nodes == g.num_nodes and torch.equal(g2.edge_index, g.edge_index)
 
 
+
+# ----------------------------------------------------------------------------- second table: results checked against hand computations
+def _nx_edge_state_values():
+    g = T.fully_recurrent(3)
+    st = {"node": torch.randn(2, 3, 1), "edge": torch.arange(36.).reshape(2, 9, 2)}
+    G = sg.to_networkx(g, st, batch_index=1)
+    return all(G.edges[int(g.edge_index[0, e]), int(g.edge_index[1, e]), e]["edge"] == st["edge"][1, e].tolist()
+               for e in range(9))
+
+
+def _nx_edge_state_unbatched():
+    g = T.fully_recurrent(3)
+    st = {"node": torch.randn(3, 1), "edge": torch.arange(18.).reshape(9, 2)}
+    G = sg.to_networkx(g, st)
+    return all(G.edges[int(g.edge_index[0, e]), int(g.edge_index[1, e]), e]["edge"] == st["edge"][e].tolist() for e in range(9))
+
+
+def _pyg_hetero_counts():
+    d = sg.to_pyg(g_layered(), hetero=True)
+    return sum(d[t].edge_index.shape[1] for t in d.edge_types) == g_layered().num_edges and \
+        sum(d[t].num_nodes for t in d.node_types) == g_layered().num_nodes
+
+
+def _nx_labels_roundtrip():
+    import networkx as nx
+    G = nx.DiGraph()
+    G.add_nodes_from(["u", "v", "w"], type="n")
+    G.add_edges_from([("u", "v"), ("v", "w"), ("w", "u")])
+    g = sg.from_networkx(G, inputs="n", outputs="n")
+    H_ = sg.to_networkx(g)
+    return set(H_.nodes) == {"u", "v", "w"} and set((a, b) for a, b, _ in H_.edges) == {("u", "v"), ("v", "w"), ("w", "u")}
+
+
+def _nx_weight_order():
+    import networkx as nx
+    G = nx.DiGraph()
+    G.add_nodes_from(range(4), type="n")
+    ws = {(0, 1): 0.1, (2, 1): 0.2, (3, 0): 0.3, (1, 3): 0.4}
+    for (a, b), w in ws.items():
+        G.add_edge(a, b, weight=w)
+    g = sg.from_networkx(G, weight_attr="weight", inputs="n", outputs="n")
+    lab = g.node_labels or tuple(range(4))
+    got = {(lab[int(g.edge_index[0, e])], lab[int(g.edge_index[1, e])]): float(g.edge_weight[e]) for e in range(g.num_edges)}
+    return all(abs(got[k] - v) < 1e-6 for k, v in ws.items())
+
+
+def _nx_parallel_sum():
+    import networkx as nx
+    G = nx.MultiDiGraph()
+    G.add_nodes_from(range(2), type="n")
+    G.add_edge(0, 1, weight=0.25)
+    G.add_edge(0, 1, weight=0.5)
+    g = sg.from_networkx(G, weight_attr="weight", parallel="sum", inputs="n", outputs="n")
+    return g.num_edges == 1 and abs(float(g.edge_weight[0]) - 0.75) < 1e-6
+
+
+def _weighted_write_read():
+    g = sg.from_networkx(_nx_weighted(0.5), weight_attr="weight", inputs="n", outputs="n")
+    g2, _ = sg.read(sg.write(g, TMP / "w.graphml"))
+    return g2.edge_weight is not None and torch.allclose(g2.edge_weight.float(), g.edge_weight.float())
+
+
+def _plain_graphml_import():
+    import networkx as nx
+    G = nx.DiGraph()
+    G.add_edges_from([(0, 1), (1, 2)])
+    p = TMP / "plain.graphml"
+    nx.write_graphml(G, p)
+    g, st = sg.read(p, default_type="n", inputs="n", outputs="n")
+    return g.num_nodes == 3 and g.num_edges == 2 and st is None
+
+
+def _batch_independent():
+    g = g4()
+    x = torch.randn(4, 3, 4)
+    rule = R.MLPRule(hidden=4)
+    st = rule.init_state(g, 3)
+    full = sg.simulate(rule, g, x, state=st).outputs
+    one = sg.simulate(rule, g, x[:, 1:2], state={k: v[1:2] for k, v in st.items()}).outputs
+    return torch.allclose(full[:, 1:2], one, atol=1e-5)
+
+
+def _input_dim_same():
+    g = g4()
+    x = torch.randn(4, 2, 4)
+    return torch.allclose(sg.simulate(heb(), g, x).outputs, sg.simulate(heb(), g, x.unsqueeze(-1)).outputs)
+
+
+def _grad_flows():
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    sg.simulate(R.MLPRule(hidden=4), g4(), x).outputs.sum().backward()
+    return x.grad is not None and bool(torch.isfinite(x.grad).all()) and float(x.grad.abs().sum()) > 0
+
+
+def _evaluate_chunk_invariant():
+    a = train.evaluate(heb(), g4(), recall(), episodes=6, chunk=6)
+    b = train.evaluate(heb(), g4(), recall(), episodes=6, chunk=4)
+    return abs(a["accuracy"] - b["accuracy"]) < 1e-5 and abs(a["loss"] - b["loss"]) < 1e-4
+
+
+def _evaluate_seeded():
+    a = train.evaluate(heb(), g4(), recall(), episodes=4, seed=3)
+    b = train.evaluate(heb(), g4(), recall(), episodes=4, seed=3)
+    return a == b
+
+
+def _hebbian_one_pattern_high():
+    t = tasks.RecallTask(num_patterns=1, bits=16)
+    r = train.evaluate(R.HebbianRule(), T.fully_recurrent(16), t, episodes=16)
+    return r["accuracy"] > 0.9
+
+
+def _evaluate_graph_list():
+    r = train.evaluate(heb(), [g4(), T.fully_recurrent(4, autapses=False)], recall(), episodes=4)
+    return 0 <= r["accuracy"] <= 1
+
+
+def _cli_eval_equals_evaluate():
+    j = _cli_json(["eval", tiny_run(), "--episodes", "8"])
+    rule, graph, cfg = train.load_rule(tiny_run())
+    task = tasks.RecallTask(num_patterns=2, bits=8)
+    r = train.evaluate(rule, graph, task, episodes=8)
+    return abs(j["accuracy"] - r["accuracy"]) < 1e-5
+
+
+def _resume_same():
+    def settings():
+        return {"steps": 2, "batch_size": 2, "eval_every": 1, "eval_batch": 4, "checkpoint_every": 1}
+    torch.manual_seed(0)
+    a = train.fit(R.MLPRule(hidden=4, seed=0), g4(), recall(), settings(), out=TMP / "ra", progress=False)
+    torch.manual_seed(0)
+    train.fit(R.MLPRule(hidden=4, seed=0), g4(), recall(), settings(), out=TMP / "rb", progress=False, stop_after=1)
+    b = train.fit(R.MLPRule(hidden=4, seed=0), g4(), recall(), settings(), out=TMP / "rb", resume=True, progress=False)
+    return all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.rule.parameters(), b.rule.parameters()))
+
+
+def _recall_targets():
+    ep = tasks.RecallTask(num_patterns=2, bits=6).sample(3, seed=1)
+    vals = set(torch.unique(ep.targets[ep.metric_mask.bool()] if ep.metric_mask.dtype != torch.bool else ep.targets[ep.metric_mask]).tolist()) if ep.metric_mask.shape == ep.targets.shape else set(torch.unique(ep.targets).tolist())
+    return vals <= {-1.0, 0.0, 1.0} and ep.inputs.shape[1] == 3
+
+
+def _explicit_pairs():
+    g = net2().connect("a", "b", "explicit", pre_idx=[0, 2, 1], post_idx=[1, 0, 2]).inputs("a").outputs("b").build()
+    a0, b0 = 0, 3
+    pairs = {(int(s) - a0, int(d) - b0) for s, d in g.edge_index.t()}
+    return pairs == {(0, 1), (2, 0), (1, 2)}
+
+
+def _one_to_one_pairs():
+    g = net2().connect("a", "b", "one_to_one").inputs("a").outputs("b").build()
+    return sorted((int(s), int(d)) for s, d in g.edge_index.t()) == [(0, 3), (1, 4), (2, 5)]
+
+
+def _outdegree_exact():
+    g = sg.Network(seed=0).population("a", 4).population("b", 5).connect(
+        "a", "b", "fixed_outdegree", outdegree=3, allow_multapses=False).inputs("a").outputs("b").build()
+    return torch.bincount(g.edge_index[0], minlength=9)[:4].tolist() == [3, 3, 3, 3]
+
+
+def _layered_direction():
+    g = T.layered((2, 3))
+    return bool((g.edge_index[0] < 2).all()) and bool((g.edge_index[1] >= 2).all())
+
+
+def _modular_blocks():
+    g = T.modular(modules=2, size=3, p_within=1.0, p_between=0.0)
+    return bool(((g.edge_index[0] // 3) == (g.edge_index[1] // 3)).all())
+
+
+def _hopfield_symmetric():
+    g = T.hopfield(5)
+    pairs = {(int(a), int(b)) for a, b in g.edge_index.t()}
+    return all((b, a) in pairs for a, b in pairs) and all(a != b for a, b in pairs)
+
+
+def _monitor_pop_every2_edge():
+    g = g_typed()
+    x = torch.randn(5, 2, 3)
+    m = sg.Monitor("edge", every=2, populations=["b"], name="eb")
+    run = sg.simulate(heb(), g, x, monitors=[m, sg.Monitor("edge", name="all")])
+    ids = m.ids(g)
+    return run.records["eb"].shape[0] == 3 and torch.allclose(run.records["all"][::2][:, :, ids], run.records["eb"])
+
+
+def _portrait_hebbian_prepost():
+    p = analysis.rule_portrait(R.HebbianRule(), T.fully_recurrent(8), batch_size=4)
+    c = p.coefficients
+    top = max(c, key=lambda k: abs(c[k]))
+    return math.isfinite(p.r2) and p.r2 > 0.9 and top == "pre*post"
+
+
+def _plot_portrait_file():
+    p = analysis.rule_portrait(R.HebbianRule(), T.fully_recurrent(6), batch_size=2)
+    return Path(analysis.plot_portrait(p, TMP / "portrait.png")).stat().st_size > 0
+
+
+def _by_type_rows():
+    rows = analysis.by_type(g_typed(), torch.ones(g_typed().num_edges))
+    return isinstance(rows, list) and len(rows) == 2
+
+
+CASES += [
+    V("nx_edge_state_values_batch1", _nx_edge_state_values, bool),
+    V("nx_edge_state_unbatched_kept", _nx_edge_state_unbatched, bool),
+    V("pyg_hetero_counts", _pyg_hetero_counts, bool),
+    V("nx_string_labels_roundtrip", _nx_labels_roundtrip, bool),
+    V("nx_weight_follows_edge_order", _nx_weight_order, bool),
+    V("nx_parallel_sum_weights", _nx_parallel_sum, bool),
+    V("write_read_edge_weight", _weighted_write_read, bool),
+    V("read_plain_graphml_default_type", _plain_graphml_import, bool),
+    V("sim_batch_elements_independent", _batch_independent, bool),
+    V("sim_input_dim_axis_same", _input_dim_same, bool),
+    V("sim_grad_flows_to_inputs", _grad_flows, bool),
+    V("sim_float64_inputs", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4, dtype=torch.float64)).outputs, lambda o: tuple(o.shape) == (3, 2, 4, 1) and finite(o)),
+    V("evaluate_chunk_invariant", _evaluate_chunk_invariant, bool),
+    V("evaluate_same_seed_same", _evaluate_seeded, bool),
+    V("evaluate_hebbian_one_pattern_high", _hebbian_one_pattern_high, bool),
+    V("evaluate_graph_list", _evaluate_graph_list, bool),
+    V("cli_eval_equals_evaluate", _cli_eval_equals_evaluate, bool),
+    V("fit_resume_equals_straight", _resume_same, bool),
+    V("recall_targets_pm1", _recall_targets, bool),
+    V("explicit_pairs_kept", _explicit_pairs, bool),
+    V("one_to_one_pairs", _one_to_one_pairs, bool),
+    V("fixed_outdegree_exact", _outdegree_exact, bool),
+    V("layered_edges_forward", _layered_direction, bool),
+    V("modular_p_between_zero_blocks", _modular_blocks, bool),
+    V("hopfield_symmetric_no_autapse", _hopfield_symmetric, bool),
+    V("recall_network_sizes", lambda: T.recall_network(n_in=2, n_memory=3, n_out=2), lambda g: (g.num_nodes, g.num_inputs, g.num_outputs) == (7, 2, 2)),
+    V("monitor_edge_pop_every2", _monitor_pop_every2_edge, bool),
+    V("portrait_hebbian_is_prepost", _portrait_hebbian_prepost, bool),
+    V("plot_portrait_writes_png", _plot_portrait_file, bool),
+    V("by_type_rows_per_projection", _by_type_rows, bool),
+    V("mean_indegree_rate_finite", lambda: baselines.mean_indegree_rate(g4()), lambda r: math.isfinite(r) and r > 0),
+    # more hostile input
+    H("monitor_name_empty", lambda: sg.Monitor("node", name=""), "name"),
+    H("monitor_name_int", lambda: sg.Monitor("node", name=5), "name"),
+    H("sim_state_extra_field", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), state={**heb().init_state(g4(), 2), "bogus": torch.zeros(2)}), "bogus"),
+    H("sim_state_not_dict", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), state=[torch.zeros(2, 4, 1)]), "state"),
+    H("sim_state_edge_wrong_E", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), state={"node": torch.zeros(2, 4, 1), "edge": torch.zeros(2, 5, 1)}), "edge"),
+    H("sim_inputs_input_dim_wrong", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4, 3)), "input"),
+    H("sim_inputs_5d", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4, 1, 1)), "inputs"),
+    H("sim_inputs_numpy", lambda: sg.simulate(heb(), g4(), np.zeros((3, 2, 4), dtype=np.float32)), "inputs"),
+    H("sim_monitors_not_seq", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), monitors=sg.Monitor("node")), "monitors"),
+    H("sim_lean_str", lambda: sg.simulate(heb(), g4(), torch.randn(3, 2, 4), lean="yes"), "lean"),
+    H("graph_with_io_outputs_unknown", lambda: g_typed().with_io(outputs=["zz"]), "zz"),
+    H("to_nx_labels_str", lambda: sg.to_networkx(g4(), labels="yes"), "labels"),
+    H("from_nx_tied_types_unknown", lambda: sg.from_networkx(sg.to_networkx(g4()), tied_types=["zz"]), "zz"),
+    H("from_nx_population_attr_missing", lambda: sg.from_networkx(sg.to_networkx(g4()), population_attr="layer"), "layer"),
+    H("from_nx_node_type_attr_int", lambda: sg.from_networkx(sg.to_networkx(g4()), node_type_attr=3), "node_type_attr"),
+    H("from_nx_sign_dict_missing_type", lambda: sg.from_networkx(_nx_signed(1), sign_attr={"other": 1}, inputs="n", outputs="n"), "n"),
+    H("from_nx_weight_str", lambda: sg.from_networkx(_nx_weighted("heavy"), weight_attr="weight", inputs="n", outputs="n"), "weight"),
+    H("connect_indegree_zero_pre_empty_multapses", lambda: sg.Network(seed=0).population("a", 1).population("b", 2).connect("a", "b", "fixed_indegree", indegree=3, allow_multapses=False).build(), "indegree"),
+    H("pop_name_with_slash_space", lambda: net2().population(" a ", 2), "name"),
+    H("analysis_by_type_wrong_len", lambda: analysis.by_type(g4(), torch.ones(5)), "weights"),
+    H("analysis_plot_portrait_missing_dir", lambda: analysis.plot_portrait(analysis.rule_portrait(heb(), g4(), batch_size=2), TMP / "no" / "p.png"), "no"),
+    H("analysis_plot_portrait_bins_zero", lambda: analysis.plot_portrait(analysis.rule_portrait(heb(), g4(), batch_size=2), TMP / "p0.png", bins=0), "bins"),
+    H("analysis_stored_weights_episodes_zero", lambda: analysis.stored_weights(heb(), g4(), recall(), episodes=0), "episodes"),
+    V("analysis_probe_episode_at_beyond_steps", lambda: analysis.probe_episode(tasks.OnlineTask(steps=10), at=(50,)).inputs.shape[0], lambda n: n >= 50),
+    H("analysis_portrait_weight_scale_nan", lambda: analysis.rule_portrait(heb(), g4(), weight_scale=NAN), "weight_scale"),
+    H("analysis_measures_patterns_wrong", lambda: analysis.measures(g4(), torch.ones(16), patterns=torch.ones(2, 7)), "patterns"),
+    H("analysis_capacity_threshold_nan", lambda: analysis.capacity({1: 1.0}, threshold=NAN), "threshold"),
+    H("analysis_sweep_task_not_recall", lambda: analysis.sweep(heb(), g4(), tasks.OnlineTask(), "steps", [1], episodes=2), "task"),
+    H("baseline_delta_eta_scales_nan", lambda: baselines.delta_baseline(g4(), recall(), episodes=4, eta_scales=(NAN,)), "eta"),
+    H("baseline_delta_episodes_neg", lambda: baselines.delta_baseline(g4(), recall(), episodes=-4), "episodes"),
+    H("baseline_mlp_online_hidden_zero", lambda: baselines.mlp_online(tasks.OnlineTask(), hidden=(0,)), "hidden"),
+    H("baseline_mlp_online_at_empty", lambda: baselines.mlp_online(tasks.OnlineTask(), at=()), "at"),
+    H("baseline_hebbian_task_not_recall", lambda: baselines.hebbian_baseline(g4(), tasks.OnlineTask(), episodes=4), "task"),
+    H("online_classes_dup", lambda: tasks.OnlineTask(classes=(1, 1)), "classes"),
+    H("online_num_classes_one", lambda: tasks.OnlineTask(num_classes=1), "num_classes"),
+    H("online_projection_zero", lambda: tasks.OnlineTask(projection=0), "projection"),
+    H("pc_n_patterns_zero", lambda: tasks.PatternCompletionTask(n_patterns=0), "n_patterns"),
+    H("oneshot_too_many_patterns", lambda: tasks.OneShotTask(pattern_bits=2, label_bits=1, n_patterns=9).sample(2), "n_patterns"),
+    H("family_width_zero", lambda: tasks.FamilyTask(width=0), "width"),
+    H("family_ways_reversed", lambda: tasks.Family(source="wine", ways=(3, 2)), "ways"),
+    H("register_family_name_empty", lambda: tasks.register_family("", tasks.Family(source="wine")), "name"),
+    H("recall_queries_zero", lambda: tasks.RecallTask(queries=0), "queries"),
+    H("recall_readout_gt_query", lambda: tasks.RecallTask(query_ticks=1, readout_ticks=3), "readout_ticks"),
+    H("unroll_window_neg", lambda: train.unroll(heb(), g4(), recall().sample(2), window=-2), "window"),
+    H("run_ticks_state_wrong_batch", lambda: train.run_ticks(heb(), g4(), recall().sample(2), heb().init_state(g4(), 5)), "state"),
+    H("fit_curriculum_threshold_gt1", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "curriculum": True, "curriculum_threshold": 1.5}, progress=False), "curriculum_threshold"),
+    H("fit_eval_every_zero", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "eval_every": 0}, progress=False), "eval_every"),
+    H("fit_warmup_neg", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "warmup": -3}, progress=False), "warmup"),
+    H("fit_threads_neg", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "threads": -1}, progress=False), "threads"),
+    H("fit_init_from_missing", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "init_from": str(TMP / "nothere")}, progress=False), "nothere"),
+    H("fit_checkpoint_every_neg", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "checkpoint_every": -1}, progress=False), "checkpoint_every"),
+    H("fit_es_pairs_zero", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "estimator": "es", "pairs": 0}, progress=False), "pairs"),
+    H("fit_es_sigma_nan", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "estimator": "es", "sigma": NAN}, progress=False), "sigma"),
+    H("fit_cma_popsize_one", lambda: train.fit(R.GenomeRule(), g_layered(), tasks.OnlineTask(), {"steps": 1, "estimator": "cma", "popsize": 1}, progress=False), "popsize"),
+    H("fit_cma_keep_unknown", lambda: train.fit(R.GenomeRule(), g_layered(), tasks.OnlineTask(), {"steps": 1, "estimator": "cma", "keep": "median"}, progress=False), "median"),
+    H("fit_fitness_unknown", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1, "estimator": "es", "fitness": "reward"}, progress=False), "reward"),
+    H("fit_stop_after_neg", lambda: train.fit(R.MLPRule(hidden=4), g4(), recall(), {"steps": 1}, progress=False, stop_after=-1), "stop_after"),
+    H("fit_empty_graph_list", lambda: train.fit(R.MLPRule(hidden=4), [], recall(), {"steps": 1}, progress=False), "graph"),
+    H("fit_rule_not_rule", lambda: train.fit("mlp", g4(), recall(), {"steps": 1}, progress=False), "rule"),
+    H("evaluate_rule_not_rule", lambda: train.evaluate(None, g4(), recall(), episodes=2), "rule"),
+    H("es_generations_zero", lambda: train.es(R.GenomeRule(), lambda *a, **k: 0.0, generations=0, pairs=2), "generations"),
+    H("cma_es_sigma0_neg", lambda: train.cma_es(R.GenomeRule(), lambda *a, **k: 0.0, generations=1, popsize=4, sigma0=-0.1), "sigma0"),
+    H("load_rule_corrupt_checkpoint_json", lambda: train.load_rule(_corrupt_meta_run()), "checkpoint"),
+    H("load_rule_on_file", lambda: train.load_rule(tmpfile("not_a_run", "x")), "not_a_run"),
+    H("schedule_phase_populations_unknown", lambda: schedule.make_schedule(schedule.Schedule((schedule.Phase(tuple(g_layered().projections)[:1], "forward", ("zz",)),)), g_layered()), "zz"),
+    H("schedule_empty", lambda: schedule.make_schedule(schedule.Schedule(()), g_layered()), "phase"),
+    H("rules_build_graph_not_graph", lambda: R.build("hebbian", "graph"), "graph"),
+    H("genome_saturation_neg", lambda: R.GenomeRule(saturation=-1.0), "saturation"),
+    H("genome_init_scale_inf", lambda: R.GenomeRule(init_scale=INF), "init_scale"),
+    H("lstm_message_zero", lambda: R.LSTMSynapseRule(message=0), "message"),
+    H("lstm_cell_not_module", lambda: R.LSTMSynapseRule(cell="lstm"), "cell"),
+    H("mlp_type_dim_zero", lambda: R.MLPRule(type_dim=0), "type_dim"),
+    H("mlp_output_gain_nan", lambda: R.MLPRule(output_gain=NAN), "output_gain"),
+    H("plastic_learn_eta_str", lambda: R.PlasticRule(g4(), learn_eta="no"), "learn_eta"),
+    H("static_gain_str", lambda: R.StaticRule(gain="1"), "gain"),
+    H("delta_input_gain_inf", lambda: R.DeltaRule(input_gain=INF), "input_gain"),
+    H("backprop_cell_hidden_zero", lambda: R.BackpropCell(hidden=0), "hidden"),
+    C("cli_train_set_lr_nan", ["train", "--set", "train.lr=nan", "--set", "train.steps=1", "--no-baselines", "--out", TMP / "o12"], "lr"),
+    C("cli_train_set_hidden_zero", ["train", "--set", "rule.hidden=0", "--set", "train.steps=1", "--no-baselines", "--out", TMP / "o13"], "hidden"),
+    C("cli_train_set_bits_neg", ["train", "--set", "task.bits=-1", "--set", "train.steps=1", "--no-baselines", "--out", TMP / "o14"], "bits"),
+    C("cli_train_network_file_missing", ["train", "--set", "network.file=nofile.graphml", "--set", "train.steps=1", "--no-baselines", "--out", TMP / "o15"], "nofile.graphml"),
+    C("cli_train_rule_module_missing", ["train", "--set", "rule.kind=nomod_o3:Cls", "--set", "train.steps=1", "--no-baselines", "--out", TMP / "o16"], "nomod_o3"),
+    C("cli_train_toml_rule_typo", lambda: ["train", tmpfile("rtypo.toml", '[rule]\nkind = "mlp"\nhiden = 4\n[train]\nsteps = 1\n'), "--no-baselines", "--out", TMP / "o17"], "hiden"),
+    C("cli_train_toml_top_level_typo", lambda: ["train", tmpfile("ttypo.toml", 'sed = 1\n[train]\nsteps = 1\n'), "--no-baselines", "--out", TMP / "o18"], "sed"),
+    C("cli_train_toml_wrong_type", lambda: ["train", tmpfile("wtype.toml", '[train]\nsteps = "two"\n'), "--no-baselines", "--out", TMP / "o19"], "steps"),
+    C("cli_train_config_is_folder", lambda: ["train", TMP, "--no-baselines", "--out", TMP / "o20"], str(TMP.name)),
+    C("cli_eval_set_no_equals", lambda: ["eval", tiny_run(), "--set", "task.bits", "--episodes", "2"], "task.bits"),
+    C("cli_eval_set_train_key", lambda: ["eval", tiny_run(), "--set", "rule.hidden=8", "--episodes", "2"], "rule"),
+    C("cli_analyze_missing_run", ["analyze", TMP / "nope-run2"], "nope-run2"),
+    C("cli_analyze_out_is_file", lambda: ["analyze", tiny_run(), "--out", tmpfile("anfile", "x"), "--loads", "1", "--episodes", "1"], "anfile"),
+    C("cli_export_out_suffix", lambda: ["export", tiny_run(), "--out", TMP / "g.xyz"], "xyz"),
+    C("cli_export_corrupt_ckpt", lambda: ["export", _corrupt_run(), "--out", TMP / "ec.json"], "checkpoint"),
+    V("cli_analyze_ok", lambda: _cli_json(["analyze", tiny_run(), "--loads", "1,2", "--episodes", "1", "--out", TMP / "an_ok"]), lambda j: isinstance(j, dict) and (TMP / "an_ok").exists()),
+]
+
+
+def _corrupt_meta_run():
+    d = copy_run("corruptmeta")
+    (d / "checkpoint.json").write_text("{garbage")
+    return d
+
 # ----------------------------------------------------------------------------- known outcomes
 # name -> (class, what happens); filled from a run of this file (see notes/outsider_third.md)
 KNOWN: dict[str, tuple[str, str]] = {
+    'evaluate_chunk_invariant': ('wrong', 'evaluate(episodes=6) of the same rule and seed gives accuracy 0.722 with chunk=6, 0.718 with chunk=4, 0.837 with chunk=3, 0.553 with chunk=1 (chunk, a memory knob, changes the score)'),
+    'sim_state_extra_field': ('silent', "simulate(state={..., 'bogus': tensor}) accepts and ignores an unknown state field"),
+    'from_nx_population_attr_missing': ('vague', "from_networkx(population_attr='layer') with no node carrying 'layer': GraphError population 'neurons' is declared but has no nodes (does not name 'layer')"),
+    'fit_init_from_missing': ('silent', "fit(settings={'init_from': <missing folder>}) trains from the given rule without a word"),
+    'fit_stop_after_neg': ('silent', 'fit(stop_after=-1) accepted'),
+    'lstm_cell_not_module': ('raw', "LSTMSynapseRule(cell='lstm'): AttributeError 'str' object has no attribute 'hidden'"),
+    'cli_export_out_suffix': ('silent', 'simgraph export --out g.xyz writes node-link JSON under a .xyz name, exit 0 (sg.write refuses .xyz)'),
     'small_world_k_odd': ('silent', 'T.small_world(n=10, k=3) is accepted and gives the same 20 edges as k=2 (odd k rounded down without a word)'),
     'graph_pre_wrong_shape': ('silent', 'Graph.pre(x) with x [2, 5, 1] on a 4-node graph returns [2, 16, 1], gathering from a tensor of the wrong size'),
     'graph_propagate_wrong_shape': ('raw', "Graph.propagate(w [2,3,1], x [2,4,1]) on 16 edges: RuntimeError shape '[2, 4, 4]' is invalid for input of size 6"),
