@@ -48,6 +48,58 @@ def test_fused_gradcheck_and_equal_to_plain(layout, hebbian):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("layout", ["sparse", "ell"])
+def test_type_ids_gather_the_table_inside_the_kernel(layout, compiled):
+    """``sid``: the synapse-type table ``[S, H]`` and per-edge type ids (what the rule passes on a
+    graph of several synapse types) give the values and gradients of per-edge rows gathered first."""
+    x = _views(layout, True, seed=3)
+    shape = {"sparse": (1, 5, 1), "ell": (1, 2, 3, 1)}[layout]
+    sid = torch.randint(0, 3, shape, generator=torch.Generator().manual_seed(4))
+    x[6] = torch.randn(3, H, dtype=torch.float64)  # the table
+    x = [t.requires_grad_() for t in x]
+    fused = lambda *t: _fused.EdgeUpdate.apply(compiled, *t, sid)  # noqa: E731
+    if not compiled:
+        assert torch.autograd.gradcheck(fused, x, eps=1e-6, atol=1e-7)
+    rows = x[6][sid.squeeze(-1)]
+    want = _fused.reference(*x[:6], rows, *x[7:])
+    got = fused(*x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    go = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad(got, x, go), torch.autograd.grad(want, x, go)):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
+    if compiled:  # the gather and the per-type sums stay inside one graph each
+        import torch._dynamo as dynamo
+
+        d = [t.detach() for t in x]
+        args = (*d[:7], d[7].t().contiguous(), *d[8:], sid)
+        for fn, call in ((_fused.forward_math, args), (_fused.backward_math, (go, (True,) * 14, *args))):
+            dynamo.reset()
+            explained = dynamo.explain(fn)(*call)
+            assert explained.graph_break_count == 0 and explained.graph_count == 1, fn.__name__
+
+
+def test_rule_on_a_typed_graph_passes_type_ids_to_the_fused_kernels():
+    """On a graph of several synapse types the fused rule hands the kernels type ids (no per-edge rows):
+    compiled against plain, float64, values and gradients (the table's included)."""
+    typed, _ = suite.make_typed_graphs(24, 150, populations=3, projections=5)
+    assert typed.num_synapse_types > 1
+    assert MLPRule(1, typed.num_synapse_types)._type_ids(typed, "compiled") is not None
+    runs = {}
+    for mode in ("plain", "compiled"):
+        torch.manual_seed(0)
+        rule = MLPRule(typed.num_neuron_types, typed.num_synapse_types, edge_update=mode).double()
+        with torch.no_grad():
+            rule.synapse_embedding.normal_()
+        u = torch.randn(4, 2, typed.num_inputs, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        out = sg.simulate(rule, typed, u).outputs
+        runs[mode] = (out, torch.autograd.grad(out.square().sum(), [rule.synapse_embedding, rule.edge_in.weight]))
+    torch.testing.assert_close(runs["compiled"][0], runs["plain"][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(runs["compiled"][1], runs["plain"][1]):
+        assert b.abs().sum() > 0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_double_backward_runs_the_reference():
     x = [t.requires_grad_() for t in _views("dense", True)]
     assert torch.autograd.gradgradcheck(lambda *t: _fused.EdgeUpdate.apply(False, *t), x, eps=1e-6, atol=1e-6)
