@@ -14,7 +14,7 @@ from typing import Dict
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError, check_type
+from ..errors import ShapeError, check_bytes, check_int, check_type, dtype_bytes
 from ..graph import Graph
 from ..schedule import split_phases
 
@@ -44,6 +44,20 @@ class Rule(nn.Module):
         """Raise if this rule cannot run on ``graph`` (override to add rule-specific checks)."""
         check_type(type(self).__name__, graph, Graph, "a simgraph Graph (build one with sg.Network(...).build())",
                    error=ShapeError)
+
+    def check_init(self, graph: Graph, batch_size) -> int:
+        """What every ``init_state`` checks first: :meth:`check_graph`, then ``batch_size`` as an int >= 1
+        whose fresh state (``node_dim`` and ``edge_dim`` channels per neuron and synapse) fits the byte
+        budget (MemoryBudgetError naming the size otherwise, before anything is allocated)."""
+        self.check_graph(graph)
+        name = type(self).__name__
+        B = check_int(f"{name}.init_state batch_size", batch_size, 1, error=ShapeError)
+        dims = [getattr(self, k, 1) for k in ("node_dim", "edge_dim")]
+        node_dim, edge_dim = (d if isinstance(d, int) and d > 0 else 1 for d in dims)
+        check_bytes(f"{name}'s state for batch_size={B} on {graph.num_nodes} neurons and {graph.num_edges} synapses "
+                    f"({node_dim} and {edge_dim} channels)", dtype_bytes() * B * (graph.num_nodes * node_dim + graph.num_edges * edge_dim),
+                    "use a smaller batch_size (or a smaller network)")
+        return B
 
     def check_state(self, graph: Graph, state: State) -> None:
         """Raise ShapeError unless ``state`` fits this rule and graph."""

@@ -34,7 +34,7 @@ class DeltaRule(Rule):
         self.input_gain = check_gain("DeltaRule input_gain", input_gain)
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
-        return zeros_state(graph, batch_size, 1, 1)
+        return zeros_state(graph, self.check_init(graph, batch_size), 1, 1)
 
     def learning_rate(self, graph: Graph) -> float:
         """``eta``, by default ``1 / mean indegree`` of ``graph``."""

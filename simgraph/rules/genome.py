@@ -151,7 +151,7 @@ class GenomeRule(SweepRule):
         """Zero neuron states; synapses ~ N(0, init_scale^2 / fan_in) per episode, or the graph's
         rescaled measured strengths times ``init_scale`` (``init_weights``); all channels equal
         (backward channels too, so a symmetric start)."""
-        self.check_graph(graph)
+        batch_size = self.check_init(graph, batch_size)  # check_graph, then the batch size and its bytes
         dtype = self.f_fwd.dtype
         measured = start_weights(graph, "GenomeRule", self.init_weights)
         if measured is not None:

@@ -45,6 +45,7 @@ class HebbianRule(Rule):
         self.init_weights = check_init("HebbianRule", init_weights)
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
+        batch_size = self.check_init(graph, batch_size)
         state = zeros_state(graph, batch_size, 1, 1)
         w0 = start_weights(graph, "HebbianRule", self.init_weights)
         if w0 is not None:

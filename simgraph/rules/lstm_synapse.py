@@ -177,7 +177,7 @@ class LSTMSynapseRule(SweepRule):
     def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:
         """h = 0; the first half of c ~ N(0, init_std^2 / fan_in) per synapse and episode, rest 0;
         ``c[0]`` from the graph's measured strengths where it has them (``init_weights``)."""
-        self.check_graph(graph)
+        batch_size = self.check_init(graph, batch_size)  # check_graph, then the batch size and its bytes
         dtype = self.cell.out_f.weight.dtype
         g = generator or torch.Generator().manual_seed(self.seed)
         fan_in = graph.post(graph.in_degree().view(1, -1, 1).to(dtype)).clamp(min=1)

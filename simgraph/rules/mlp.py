@@ -191,7 +191,7 @@ class MLPRule(Rule):
         return torch.zeros_like(graph.node_type), torch.zeros_like(graph.edge_type)
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
-        self.check_graph(graph)
+        batch_size = self.check_init(graph, batch_size)  # check_graph, then the batch size and its bytes
         node_type, edge_type = self._types(graph)
         # a fixed random pattern per synapse (same every episode) breaks the symmetry between synapses
         g = torch.Generator().manual_seed(self.seed)

@@ -115,7 +115,7 @@ class PlasticRule(Rule):
         return eta.expand(self.num_types, 1)
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
-        self.check_graph(graph)
+        batch_size = self.check_init(graph, batch_size)  # check_graph, then the batch size and its bytes
         kw = dict(dtype=self.w.dtype, device=self.w.device)
         return {"node": torch.zeros(batch_size, graph.num_nodes, 1, **kw), "edge": torch.zeros(batch_size, graph.num_edges, 1, **kw)}
 

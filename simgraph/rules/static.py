@@ -53,6 +53,7 @@ class StaticRule(Rule):
         return constrain_start(graph, w.to(graph.device))
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
+        batch_size = self.check_init(graph, batch_size)
         w = self.initial_weights(graph)
         return {
             "node": torch.zeros(batch_size, graph.num_nodes, 1, device=graph.device, dtype=w.dtype),
