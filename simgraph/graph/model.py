@@ -485,6 +485,8 @@ class Graph:
         if self.output_ids is not None:
             return x.index_select(1, self.output_ids)
         parts = [x[:, self.populations[name].slice] for name in self.outputs]
+        if not parts:  # a graph built without outputs reads none: [B, 0, D]
+            return x[:, :0]
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
     def write_outputs(self, x: Tensor, rows: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Dict
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError, check_bytes, check_int, check_type, dtype_bytes
+from ..errors import GraphError, ShapeError, check_bytes, check_int, check_type, dtype_bytes
 from ..graph import Graph
 from ..schedule import split_phases
 
@@ -28,6 +28,7 @@ class Rule(nn.Module):
     edge_dim: int = 1
     input_dim: int = 1
     output_dim: int = 1
+    needs_synapses: bool = True  # check_graph refuses a graph without synapses (False: a rule that runs on one)
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
         raise NotImplementedError
@@ -44,6 +45,10 @@ class Rule(nn.Module):
         """Raise if this rule cannot run on ``graph`` (override to add rule-specific checks)."""
         check_type(type(self).__name__, graph, Graph, "a simgraph Graph (build one with sg.Network(...).build())",
                    error=ShapeError)
+        if self.needs_synapses and graph.num_edges == 0:
+            raise GraphError(f"{type(self).__name__} needs a graph with at least one synapse (its updates run on "
+                             f"synapses), but this graph has none (no projections, or only empty ones); connect "
+                             f"populations with Network.connect(...) first")
 
     def check_init(self, graph: Graph, batch_size) -> int:
         """What every ``init_state`` checks first: :meth:`check_graph`, then ``batch_size`` as an int >= 1

@@ -21,6 +21,8 @@ from .constraints import check_init, constrain_start, start_weights
 class StaticRule(Rule):
     """Fixed weights drawn once from ``seed`` (the same for every episode) or given as ``weights [E]``."""
 
+    needs_synapses = False  # without synapses it runs: each neuron sees its input alone
+
     def __init__(self, gain: float = 1.0, input_gain: float = 1.0, seed: int = 0, weights: Tensor | None = None,
                  init_weights: str = "auto"):
         super().__init__()
