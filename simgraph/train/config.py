@@ -322,6 +322,14 @@ class Curriculum:
     threshold: float
     metric: str
 
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: store the checked, plain values)
+        check_name("Curriculum field", self.field, error=ConfigError)
+        set_("start", check_int("Curriculum start", self.start, 1))
+        set_("stop", check_int(f"Curriculum stop (>= start = {self.start})", self.stop, self.start))
+        set_("threshold", check_number("Curriculum threshold", self.threshold, positive=True, high=1.0))
+        check_name("Curriculum metric", self.metric, error=ConfigError)
+
     @classmethod
     def of(cls, settings: TrainConfig, task: Task) -> "Curriculum | None":
         on = settings.curriculum if settings.curriculum is not None else isinstance(task, RecallTask)

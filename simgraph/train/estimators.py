@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ..errors import ConfigError, DivergenceError
+from ..errors import ConfigError, DivergenceError, check_bool, check_choice, check_int, check_name, check_number, check_seed, unknown
 from ..graph import Graph
 from ..rules.base import Rule, State
 from ..tasks.base import Episode, Task
@@ -70,7 +70,9 @@ class Estimator:
 
 class BPTT(Estimator):
     def __init__(self, window: int = 0, recompute_every: int = 0, lean: bool = True):
-        self.window, self.recompute_every, self.lean = window, recompute_every, lean
+        self.window = check_int("BPTT window (0: the whole episode)", window, 0)
+        self.recompute_every = check_int("BPTT recompute_every (0: off)", recompute_every, 0)
+        self.lean = check_bool("BPTT lean", lean)
 
     def step(self, rule, graph, task, episode, params, step):
         """Accumulate the batch's meta-gradient into ``.grad``.
@@ -129,7 +131,10 @@ def fitness_of(graph: Graph, task: Task, episode: Episode, fitness: str):
             return math.nan  # a diverging candidate ranks last
         if fitness == "loss":
             return -float(res.loss)
-        return float(task.metrics(res.outputs, episode)[fitness])
+        metrics = task.metrics(res.outputs, episode)
+        if fitness not in metrics:
+            raise unknown(f"fitness (the loss or a metric of {type(task).__name__})", fitness, ["loss", *metrics])
+        return float(metrics[fitness])
 
     return score
 
@@ -137,7 +142,10 @@ def fitness_of(graph: Graph, task: Task, episode: Episode, fitness: str):
 class ES(Estimator):
     def __init__(self, pairs: int = 16, sigma: float = 0.05, rank_shaping: bool = True, fitness: str = "loss",
                  seed: int = 0):
-        self.pairs, self.sigma, self.rank_shaping, self.fitness, self.seed = pairs, sigma, rank_shaping, fitness, seed
+        self.pairs, self.sigma = check_int("ES pairs", pairs, 1), check_number("ES sigma", sigma, positive=True)
+        self.rank_shaping = check_bool("ES rank_shaping", rank_shaping)
+        self.fitness = check_name("ES fitness ('loss' or a metric of the task)", fitness, error=ConfigError)
+        self.seed = check_seed("ES seed", seed)
 
     def step(self, rule, graph, task, episode, params, step):
         score = fitness_of(graph, task, episode, self.fitness)
@@ -153,7 +161,9 @@ class CMA(Estimator):
     uses_optimizer = False
 
     def __init__(self, popsize: int = 16, sigma0: float = 0.1, fitness: str = "loss", keep: str = "mean", seed: int = 0):
-        self.popsize, self.sigma0, self.fitness, self.keep, self.seed = popsize, sigma0, fitness, keep, seed
+        self.popsize, self.sigma0 = check_int("CMA popsize", popsize, 2), check_number("CMA sigma0", sigma0, positive=True)
+        self.fitness = check_name("CMA fitness ('loss' or a metric of the task)", fitness, error=ConfigError)
+        self.keep, self.seed = check_choice("CMA keep", keep, ("mean", "best")), check_seed("CMA seed", seed)
         self.search: CMASearch | None = None
 
     def setup(self, rule, params):
@@ -189,7 +199,7 @@ class Truncated(Estimator):
     name = "truncated"
 
     def __init__(self, window: int = 0):
-        self.window = window
+        self.window = check_int(f"{type(self).__name__} window (0: the whole episode)", window, 0)
         self.episode: Episode | None = None
         self.tick = 0
 
@@ -281,7 +291,8 @@ class PES(Truncated):
 
     def __init__(self, window: int = 0, pairs: int = 16, sigma: float = 0.05, seed: int = 0):
         super().__init__(window)
-        self.pairs, self.sigma, self.seed = pairs, sigma, seed
+        self.pairs, self.sigma = check_int("PES pairs", pairs, 1), check_number("PES sigma", sigma, positive=True)
+        self.seed = check_seed("PES seed", seed)
 
     def start(self, rule, graph, params):
         theta = parameters_to_vector(params).detach()

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..errors import (CheckpointError, ConfigError, DivergenceError, check_finite, check_int, check_out_folder, check_path, check_seed, check_type,
+from ..errors import (CheckpointError, ConfigError, DivergenceError, check_bool, check_finite, check_int, check_out_folder, check_path, check_seed, check_type,
                       unknown)
 from ..graph import Graph
 from ..rules.base import Rule
@@ -127,6 +127,14 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
                           f"on one graph; a graph distribution ({len(graphs)} graphs) needs bptt, es or cma")
     _check_parts(rule, graph, task, "fit")
     seed = check_seed("fit seed", seed, numpy=True)
+    resume, progress = check_bool("fit resume", resume), check_bool("fit progress", progress)
+    if stop_after is not None:
+        stop_after = check_int("fit stop_after (None: run every step)", stop_after, 1)
+    if resume and out is None:
+        raise ConfigError("fit(resume=True) continues the checkpoint in a run folder: pass out= (the folder), "
+                          "or resume=False")
+    if t.init_from:  # start from a trained rule (train() passes the folder resolved against the config's)
+        _start_from(rule, Path(t.init_from), "[train] init_from")
     for g in graphs:
         check_fits(g, task)
         rule.check_graph(g)
@@ -260,24 +268,27 @@ def train(config: Config | None = None, out_dir: str | Path | None = None, resum
     task = cfg.make_task()
     graph = cfg.make_graph(task, device)
     rule = cfg.make_rule(graph).to(graph.device)
-    if cfg.train.init_from:
-        _start_from(rule, cfg)
-    res = fit(rule, graph, task, cfg.train, seed=cfg.seed, out=out_dir, resume=resume, progress=progress,
+    settings = cfg.train  # init_from: relative to the config file's folder (fit loads it)
+    if settings.init_from:
+        settings = dataclasses.replace(settings, init_from=str(cfg._path(settings.init_from)))
+    res = fit(rule, graph, task, settings, seed=cfg.seed, out=out_dir, resume=resume, progress=progress,
               stop_after=stop_after, on_log=on_log, spec=_config_spec(cfg))
     res.config = cfg
     return res
 
 
-def _start_from(rule: Rule, cfg: Config) -> None:
-    """Load ``[train] init_from``'s trained parameters into ``rule`` (refused, naming both, unless the
-    rule kinds and every parameter's shape agree)."""
-    folder = cfg._path(cfg.train.init_from)
+def _start_from(rule: Rule, folder: Path, who: str) -> None:
+    """Load the trained parameters of the run folder ``folder`` into ``rule`` (refused, naming both, unless
+    it is a run folder and the rule kinds and every parameter's shape agree)."""
+    if not folder.is_dir() or not checkpoint.exists(folder):
+        raise CheckpointError(f"{who} {str(folder)!r} is not a run folder with a checkpoint (a folder written by "
+                          f"simgraph train); '' starts from the rule as built")
     trained, _, source = load_rule(folder)
     if type(trained) is not type(rule):
-        raise ConfigError(f"[train] init_from {str(folder)!r} holds a {type(trained).__name__} "
-                          f"({source.rule.kind!r}), but this run's rule is a {type(rule).__name__} ({cfg.rule.kind!r})")
-    checkpoint.load_state(rule, trained.state_dict(), f"[train] init_from {str(folder)!r}",
-                          f"this run's [rule] ({cfg.rule.kind!r} with its settings)")
+        raise ConfigError(f"{who} {str(folder)!r} holds a {type(trained).__name__} "
+                          f"({source.rule.kind!r}), but this run's rule is a {type(rule).__name__}")
+    checkpoint.load_state(rule, trained.state_dict(), f"{who} {str(folder)!r}",
+                          f"this run's rule ({type(rule).__name__} with its settings)")
 
 
 def load_rule(folder: str | Path) -> tuple[Rule, Graph, Config]:
