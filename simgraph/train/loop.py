@@ -68,6 +68,10 @@ def evaluate(rule: Rule, graph: Graph | Sequence[Graph], task: Task, episodes: i
              chunk: int = 256, distributed: bool = False) -> dict:
     """Loss and metrics of ``rule`` on ``episodes`` fresh episodes of ``task`` (mean over chunks).
 
+    The episodes depend on ``episodes`` and ``seed`` only: they are drawn and scored in blocks of
+    ``EVAL_BLOCK`` (block ``k`` from ``seed + k * EVAL_BLOCK``) and run ``chunk`` at a time, so ``chunk``
+    (a memory knob) does not change the scores.
+
     ``graph`` may be a list of graphs (a graph distribution, as :func:`fit` takes): each is scored
     on the same episodes and the scores are averaged over the graphs.
     ``distributed=True`` (every rank must call it) splits each chunk's episodes across the ranks
@@ -83,24 +87,31 @@ def evaluate(rule: Rule, graph: Graph | Sequence[Graph], task: Task, episodes: i
     _check_parts(rule, graph, task, "evaluate")
     check_fits(graph, task)
     totals: dict[str, float] = {}
-    done = 0
-    while done < episodes:
-        n = min(chunk, episodes - done)
-        ep = task.sample(n, seed=seed + done, device=graph.device)
-        if distributed and dist.active():
-            part = dist.shard(n)
-            out = torch.zeros(ep.targets.shape, dtype=torch.float64, device=graph.device)
-            if part.stop > part.start:
-                mine = ep.episodes(part)
-                out[:, part] = task.check_outputs(unroll(rule, graph, mine, task, backward=False).outputs, mine).double()
-            out = dist.all_reduce_sum(out).to(ep.targets.dtype)
-        else:
-            out = unroll(rule, graph, ep, task, backward=False).outputs
-        scores = {"loss": task.loss(out, ep), **task.metrics(out, ep)}
+    for start in range(0, episodes, EVAL_BLOCK):
+        n = min(EVAL_BLOCK, episodes - start)
+        ep = task.sample(n, seed=seed + start, device=graph.device)
+        outs = []
+        for a in range(0, n, chunk):  # the block's episodes, chunk at a time
+            part = ep if chunk >= n else ep.episodes(slice(a, min(a + chunk, n)))
+            if distributed and dist.active():
+                share = dist.shard(part.inputs.shape[1])
+                out = torch.zeros(part.targets.shape, dtype=torch.float64, device=graph.device)
+                if share.stop > share.start:
+                    mine = part.episodes(share)
+                    out[:, share] = task.check_outputs(unroll(rule, graph, mine, task, backward=False).outputs, mine).double()
+                outs.append(dist.all_reduce_sum(out).to(part.targets.dtype))
+            else:
+                outs.append(task.check_outputs(unroll(rule, graph, part, task, backward=False).outputs, part))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+        scores = {"loss": task.loss(out, ep), **task.metrics(out, ep)}  # over the whole block: chunk changes nothing
         for key, value in scores.items():
             totals[key] = totals.get(key, 0.0) + float(value) * n
-        done += n
     return {key: value / episodes for key, value in totals.items()}
+
+
+# evaluate draws and scores its episodes this many at a time (block k from seed + k * EVAL_BLOCK), whatever
+# the chunk it runs them in; the default chunk is one block
+EVAL_BLOCK = 256
 
 
 def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainConfig | dict | None = None, *, seed: int = 0,
