@@ -1313,6 +1313,17 @@ CASES += [
     V("sim_inputs_noncontiguous", lambda: (sg.simulate(heb(), g4(), torch.randn(2, 4, 3).permute(2, 0, 1)).outputs, ), lambda o: tuple(o[0].shape) == (3, 2, 4, 1)),
 ]
 
+CASES += [
+    V("capacity_stops_at_first_failing_load", lambda: analysis.capacity({1: 1.0, 2: 0.5, 4: 0.99}), lambda c: c == 1),
+    V("online_ticks_steps_plus_query", lambda: (tasks.OnlineTask(steps=5, query=3).sample(2).inputs.shape, tasks.OnlineTask(steps=5, query=3).num_inputs), lambda r: tuple(r[0]) == (8, 2, r[1])),
+    V("pc_inputs_width_n_bits", lambda: tasks.PatternCompletionTask(n_bits=20, n_patterns=2).sample(2).inputs.shape, lambda s_: s_[1] == 2 and s_[2] == 20),
+    V("oneshot_io_sizes", lambda: tasks.OneShotTask(pattern_bits=8, label_bits=2), lambda t: (t.num_inputs, t.num_outputs) == (10, 2)),
+    V("load_sweep_row_per_load", lambda: analysis.load_sweep(heb(), g4(), recall(), loads=(1, 2), episodes=2), lambda r: [row["num_patterns"] for row in r] == [1, 2] and all(0 <= row["accuracy"] <= 1 for row in r)),
+    V("hebbian_baseline_beta_from_grid", lambda: baselines.hebbian_baseline(g4(), recall(), episodes=4, betas=(0.1, 1.0)), lambda r: r[0] in (0.1, 1.0) and 0 <= r[1] <= 1),
+    V("sweep_keys_are_values", lambda: analysis.sweep(heb(), g4(), recall(), "num_patterns", [1, 2], episodes=2), lambda r: sorted(r) == [1, 2] and all(0 <= v <= 1 for v in r.values())),
+    V("recall_sample_inputs_width", lambda: recall().sample(3), lambda ep: ep.inputs.shape[1:] == (3, recall().num_inputs) and ep.targets.shape[:2] == (ep.inputs.shape[0], 3)),
+]
+
 # ----------------------------------------------------------------------------- known outcomes
 # name -> (class, what happens); filled from a run of this file (see notes/outsider_third.md)
 KNOWN: dict[str, tuple[str, str]] = {
