@@ -1329,7 +1329,6 @@ CASES += [
 KNOWN: dict[str, tuple[str, str]] = {
     'write_state_nan': ('silent', "sg.write(graph, 'nan.json', state with an all-NaN node field) writes the NaNs without a word"),
     'to_pyg_state_inf': ('silent', 'to_pyg(graph, state with an all-inf node field) exports x = inf without a word'),
-    'evaluate_chunk_invariant': ('wrong', 'evaluate(episodes=6) of the same rule and seed gives accuracy 0.722 with chunk=6, 0.718 with chunk=4, 0.837 with chunk=3, 0.553 with chunk=1 (chunk, a memory knob, changes the score)'),
     'sim_state_extra_field': ('silent', "simulate(state={..., 'bogus': tensor}) accepts and ignores an unknown state field"),
     'from_nx_population_attr_missing': ('vague', "from_networkx(population_attr='layer') with no node carrying 'layer': GraphError population 'neurons' is declared but has no nodes (does not name 'layer')"),
     'lstm_cell_not_module': ('raw', "LSTMSynapseRule(cell='lstm'): AttributeError 'str' object has no attribute 'hidden'"),
