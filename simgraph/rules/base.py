@@ -29,6 +29,9 @@ class Rule(nn.Module):
     input_dim: int = 1
     output_dim: int = 1
     needs_synapses: bool = True  # check_graph refuses a graph without synapses (False: a rule that runs on one)
+    # the fields its state may hold: check_state refuses others (a misspelt or foreign field would be ignored);
+    # None (a rule that does not say) skips the check
+    state_fields: tuple[str, ...] | None = None
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
         raise NotImplementedError
@@ -70,6 +73,11 @@ class Rule(nn.Module):
         for key in ("node", "edge"):
             if key not in state:
                 raise ShapeError(f"state is missing field {key!r} (has {sorted(state)})")
+        if self.state_fields is not None:
+            extra = sorted(str(k) for k in state if k not in self.state_fields)
+            if extra:
+                raise ShapeError(f"state has field(s) {extra} that {type(self).__name__} does not use (its state holds "
+                                 f"{list(self.state_fields)}); drop them (a state from rule.init_state or run.state fits)")
         graph.check_nodes(state["node"], "state['node']", self.node_dim)
         graph.check_edges(state["edge"], "state['edge']", self.edge_dim)
         if state["edge"].dim() == 3 and state["edge"].shape[0] not in (1, state["node"].shape[0]):

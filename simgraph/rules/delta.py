@@ -25,6 +25,8 @@ from .static import drive
 
 
 class DeltaRule(Rule):
+    state_fields = ("node", "edge")
+
     def __init__(self, eta: float | None = None, beta: float = 1.0, input_gain: float = 1.0):
         super().__init__()
         if eta is not None:  # None: 1 / mean indegree of the graph

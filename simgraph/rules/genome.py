@@ -68,6 +68,8 @@ INJECTIONS = ("label", "softmax_error")
 
 
 class GenomeRule(SweepRule):
+    state_fields = ("node", "edge", "updates")  # updates: with anneal
+
     def __init__(
         self,
         k: int = 2,

@@ -33,6 +33,8 @@ SOURCES = ("input", "activity")
 
 
 class HebbianRule(Rule):
+    state_fields = ("node", "edge")
+
     def __init__(self, eta: float | None = None, beta: float = 1.0, input_gain: float = 1.0, learn_from: str = "input",
                  init_weights: str = "auto"):
         super().__init__()

@@ -133,6 +133,8 @@ class BackpropCell(nn.Module):
 
 
 class LSTMSynapseRule(SweepRule):
+    state_fields = ("node", "edge")
+
     def __init__(
         self,
         hidden: int = 16,
@@ -150,7 +152,7 @@ class LSTMSynapseRule(SweepRule):
         seed: int = 0,
     ):
         super().__init__()
-        from ..errors import FLOAT32_MAX, check_bool, check_bytes, check_choice, check_int, check_number, check_seed, dtype_bytes
+        from ..errors import FLOAT32_MAX, check_bool, check_bytes, check_choice, check_int, check_number, check_seed, check_type, dtype_bytes
 
         hidden, message, ticks = (check_int(f"LSTMSynapseRule {name}", v, 1)
                                   for name, v in (("hidden", hidden), ("message", message), ("ticks", ticks)))
@@ -161,6 +163,11 @@ class LSTMSynapseRule(SweepRule):
         seed = check_seed("LSTMSynapseRule seed", seed)
         check_choice("LSTMSynapseRule reduce", reduce, REDUCE)
         check_schedule(schedule)
+        if cell is not None:
+            check_type("LSTMSynapseRule cell", cell, nn.Module, "an nn.Module with .hidden and .message (an LSTMCell, "
+                       "a BackpropCell) or None (the default LSTMCell)")
+            for attr in ("hidden", "message"):
+                check_int(f"LSTMSynapseRule cell.{attr}", getattr(cell, attr, None))
         if cell is not None and (forget_bias, input_bias) != (5.0, -5.0):
             raise ConfigError("forget_bias and input_bias set the default cell's gates; a given cell keeps its own")
         self.normalize = check_bool("LSTMSynapseRule normalize", normalize)

@@ -65,6 +65,8 @@ LEARN_FROM = ("input", "activity")
 
 
 class MLPRule(Rule):
+    state_fields = ("node", "edge")
+
     def __init__(
         self,
         num_neuron_types: int = 1,

@@ -42,6 +42,7 @@ from .constraints import check_init, constrain, constrain_start, constrained, st
 
 class PlasticRule(Rule):
     """Miconi's plastic network on ``graph`` (any topology, dense or sparse projections)."""
+    state_fields = ("node", "edge")
 
     def __init__(
         self,

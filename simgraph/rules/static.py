@@ -20,6 +20,7 @@ from .constraints import check_init, constrain_start, start_weights
 
 class StaticRule(Rule):
     """Fixed weights drawn once from ``seed`` (the same for every episode) or given as ``weights [E]``."""
+    state_fields = ("node", "edge")
 
     needs_synapses = False  # without synapses it runs: each neuron sees its input alone
 
