@@ -162,6 +162,10 @@ def _export(args) -> int:
     from .train.bptt import run_ticks
 
     target = check_out_file("--out (the node-link JSON file to write)", args.out)
+    if target.suffix.lower() != ".json":
+        raise ConfigError(f"--out {args.out!r}: export writes node-link JSON, so name a .json file (got "
+                          f"{target.suffix or 'no suffix'!r}); for GraphML or GEXF load the run (sg.train.load_rule) "
+                          f"and use sg.write(graph, 'net.graphml', state)")
     rule, graph, cfg = load_rule(args.run)
     episode = cfg.make_task().sample(1, seed=0)
     with torch.no_grad():

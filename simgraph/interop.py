@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from .build import Network
-from .errors import (GraphError, ShapeError, SimgraphError, check_bool, check_choice, check_int, check_path, check_tensor, check_type,
+from .errors import (GraphError, ShapeError, SimgraphError, check_bool, check_choice, check_finite, check_int, check_path, check_tensor,
+                     check_type,
                      is_number, unknown)
 from .graph import Graph, is_hashable
 
@@ -118,6 +119,7 @@ def _exported_fields(graph: Graph, state: dict | None, batch_index: int) -> tupl
                                  f"nodes as edges ({N}), so it could belong to either; drop it from the state dict "
                                  "(only 'node' and 'edge' are placed by their key) and attach it yourself")
             on_nodes = value.shape[1] == N
+            check_finite(f"to_networkx: state[{key!r}]", value, hint=_NONFINITE_HINT)
         else:
             continue  # not a per-node or per-edge field (documented)
         if value.dim() == 3:
@@ -212,6 +214,11 @@ def from_networkx(
     pop_key = population_attr or node_type_attr
     groups: "OrderedDict[str, list]" = OrderedDict()
     types: dict[str, str] = {}
+    if population_attr is not None and G.number_of_nodes() and not any(population_attr in d for _, d in G.nodes(data=True)):
+        have = sorted({str(k) for _, d in G.nodes(data=True) for k in d})
+        raise GraphError(f"from_networkx: population_attr={population_attr!r}, but no node has a {population_attr!r} "
+                         f"attribute (the nodes have: {', '.join(have) or 'none'}); name one they have, or leave it out "
+                         f"(one population per neuron type)")
     declared = _meta(G, "populations") if population_attr else None
     if declared:  # keep the population order of an exported simgraph network
         for name, _, ntype in declared:
@@ -502,7 +509,12 @@ def _state_field(graph: Graph, value, key: str, who: str) -> Tensor:
     if value.dim() not in (2, 3) or value.shape[-2] != n:
         raise ShapeError(f"{who}: state[{key!r}] must have shape [B, {n}, D] or [{n}, D] (B episodes, {rows}), "
                          f"got {list(value.shape)}")
-    return check_tensor(f"{who}: state[{key!r}]", value, device=graph.device)
+    check_tensor(f"{who}: state[{key!r}]", value, device=graph.device)
+    check_finite(f"{who}: state[{key!r}]", value, hint=_NONFINITE_HINT)
+    return value
+
+
+_NONFINITE_HINT = "an exported state must be finite (this looks like the state of a run that diverged)"
 
 
 # ---------------------------------------------------------------------- files

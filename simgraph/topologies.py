@@ -54,6 +54,8 @@ def small_world(n: int = 100, k: int = 10, p: float = 0.1, seed: int = 0, device
     n, k = check_int("small_world n", n, 3), check_int("small_world k", k, 2)
     if k >= n:
         raise GraphError(f"small_world needs an int 2 <= k < n, got k={k!r} for n={n!r}")
+    if k % 2:  # networkx links each node to k // 2 neighbours on each side: an odd k would silently be k - 1
+        raise GraphError(f"small_world k (ring neighbours, k // 2 on each side) must be even, got k={k}; use {k - 1} or {k + 1}")
     p = check_probability("small_world p (rewiring probability)", p)
     seed = None if seed is None else check_seed("small_world seed", seed, error=GraphError)  # networkx draws first
     ring = nx.connected_watts_strogatz_graph(n, k, p, seed=seed)

@@ -289,8 +289,8 @@ TOPOLOGY_ARGS = {
 def t_topology(name):
     def run(d):
         kw = kwargs(d, TOPOLOGY_ARGS[name])
-        if name == "small_world" and is_int(kw.get("k", 10)) and is_int(kw.get("n", 100)):  # k < n (defaults 10, 100)
-            together(kw.get("k", 10) < kw.get("n", 100), lambda: kw.update(k=2))
+        if name == "small_world" and is_int(kw.get("k", 10)) and is_int(kw.get("n", 100)):  # even k < n (defaults 10, 100)
+            together(kw.get("k", 10) < kw.get("n", 100) and kw.get("k", 10) % 2 == 0, lambda: kw.update(k=2))
         outcome(f"topologies.{name}", lambda: getattr(topologies, name)(**kw))
 
     return run
@@ -761,8 +761,9 @@ def t_cli_eval(d):
 def t_cli_export(d):
     run = d.draw(maybe(st.just(BAD_FILES["run"]), st.sampled_from(BAD_FILES["bad"])), label="run")
     tmp = BAD_FILES["tmp"]
-    out = d.draw(maybe(st.sampled_from([str(tmp / "g.json"), str(tmp / "g.graphml")]),
-                       st.sampled_from([str(tmp / "missing_dir" / "g.json"), str(tmp / "empty_dir"), ""])), label="out")
+    out = d.draw(maybe(st.sampled_from([str(tmp / "g.json"), str(tmp / "G.JSON")]),  # export writes node-link JSON
+                       st.sampled_from([str(tmp / "missing_dir" / "g.json"), str(tmp / "empty_dir"), "", str(tmp / "g.graphml")])),
+                 label="out")
     outcome("cli export", lambda: cli(["export", run, "--out", out]))
 
 
