@@ -1329,9 +1329,7 @@ CASES += [
 KNOWN: dict[str, tuple[str, str]] = {
     'write_state_nan': ('silent', "sg.write(graph, 'nan.json', state with an all-NaN node field) writes the NaNs without a word"),
     'to_pyg_state_inf': ('silent', 'to_pyg(graph, state with an all-inf node field) exports x = inf without a word'),
-    'sim_state_extra_field': ('silent', "simulate(state={..., 'bogus': tensor}) accepts and ignores an unknown state field"),
     'from_nx_population_attr_missing': ('vague', "from_networkx(population_attr='layer') with no node carrying 'layer': GraphError population 'neurons' is declared but has no nodes (does not name 'layer')"),
-    'lstm_cell_not_module': ('raw', "LSTMSynapseRule(cell='lstm'): AttributeError 'str' object has no attribute 'hidden'"),
     'cli_export_out_graphml_suffix': ('silent', 'simgraph export --out g.graphml writes node-link JSON into a .graphml file, exit 0 (sg.read of it then fails)'),
     'small_world_k_odd': ('silent', 'T.small_world(n=10, k=3) is accepted and gives the same 20 edges as k=2 (odd k rounded down without a word)'),
     'graph_pre_wrong_shape': ('silent', 'Graph.pre(x) with x [2, 5, 1] on a 4-node graph returns [2, 16, 1], gathering from a tensor of the wrong size'),
