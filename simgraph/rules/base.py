@@ -9,6 +9,8 @@ at least ``"node"`` ``[B, N, Dn]`` and ``"edge"`` ``[B, E, De]``; a rule may add
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Dict
 
 import torch
@@ -19,6 +21,30 @@ from ..graph import Graph
 from ..schedule import split_phases
 
 State = Dict[str, Tensor]
+
+
+def seeded_init(init):
+    """Decorate a rule's ``__init__(..., seed=...)`` so that the parameters it draws from torch's global
+    generator (``nn.Linear``, ``torch.randn``) come from ``seed``: one seed, one initial rule, whatever
+    ran before; the global generator is left as it was. (``rules.build`` seeds the global generator
+    with the same seed first, so rules built from a config start exactly as before.)"""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:
+            return init(self, *args, **kwargs)  # a wrong call: its own TypeError
+        bound.apply_defaults()
+        from ..errors import check_seed
+
+        seed = check_seed(f"{type(self).__name__} seed", bound.arguments.get("seed", 0))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            init(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Rule(nn.Module):

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
-from .base import State, SweepRule
+from .base import State, SweepRule, seeded_init
 from .constraints import check_init, constrain_start, start_weights
 from .genome import _rms_normalize
 
@@ -135,6 +135,7 @@ class BackpropCell(nn.Module):
 class LSTMSynapseRule(SweepRule):
     state_fields = ("node", "edge")
 
+    @seeded_init  # the default cell's parameters come from seed
     def __init__(
         self,
         hidden: int = 16,

@@ -57,7 +57,7 @@ from ..errors import ConfigError
 from ..graph import Graph
 from . import _fused
 from ._fused import edge_update
-from .base import Rule, State, mean_indegree_rate, type_rows
+from .base import Rule, State, mean_indegree_rate, seeded_init, type_rows
 from .constraints import check_init, constrain_start, start_weights
 
 STARTS = ("random", "hebbian")
@@ -67,6 +67,7 @@ LEARN_FROM = ("input", "activity")
 class MLPRule(Rule):
     state_fields = ("node", "edge")
 
+    @seeded_init  # the parameters come from seed, not from whatever the global generator holds
     def __init__(
         self,
         num_neuron_types: int = 1,
