@@ -345,10 +345,12 @@ class Graph:
 
     def pre(self, x: Tensor) -> Tensor:
         """Presynaptic node values per edge: ``[B, N, D] -> [B, E, D]`` (materialised)."""
+        _check_rows(x, self.num_nodes, "Graph.pre: x", "[B, N, D] (N neurons)")
         return cat_edges([b.per_edge(x, True) for b in self.blocks()])
 
     def post(self, x: Tensor) -> Tensor:
         """Postsynaptic node values per edge: ``[B, N, D] -> [B, E, D]`` (materialised)."""
+        _check_rows(x, self.num_nodes, "Graph.post: x", "[B, N, D] (N neurons)")
         return cat_edges([b.per_edge(x, False) for b in self.blocks()])
 
     def to_post(self, m: Tensor, reduce: str = "sum") -> Tensor:
@@ -364,6 +366,7 @@ class Graph:
             raise unknown("reduction", reduce, REDUCTIONS)
         if m.dim() == 2:
             m = m.unsqueeze(0)
+        _check_rows(m, self.num_edges, f"Graph.{'to_post' if into_post else 'to_pre'}: messages", "[B, E, D] or [E, D] (E synapses)")
         if not self.projections:  # a sum over no synapses
             return m.new_zeros(m.shape[0], self.num_nodes, m.shape[-1])
         if reduce == "max":
@@ -393,6 +396,9 @@ class Graph:
     def _propagate(self, w: Tensor, x: Tensor, into_post: bool) -> Tensor:
         if w.dim() == 2:
             w = w.unsqueeze(0)
+        who = "Graph.propagate" if into_post else "Graph.propagate_back"
+        _check_rows(w, self.num_edges, f"{who}: w", "[B, E, C] or [E, C] (E synapses)")
+        _check_rows(x, self.num_nodes, f"{who}: x", "[B, N, C] (N neurons)")
         B, C = max(w.shape[0], x.shape[0]), x.shape[-1]
         if C == 1 and self._one_dense_projection():
             # the whole net is one all-to-all projection: no slicing or bookkeeping around the
@@ -534,6 +540,13 @@ def degrees(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     """In- and out-degree per node, ``[N]`` float each, from ``edge_index [2, E]``."""
     return (torch.bincount(edge_index[1], minlength=num_nodes).float(),
             torch.bincount(edge_index[0], minlength=num_nodes).float())
+
+
+def _check_rows(x: object, rows: int, name: str, want: str) -> None:
+    """ShapeError unless ``x`` is a 3-D tensor with ``rows`` rows on axis 1 (a cheap check on the hot path)."""
+    if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[1] != rows:
+        got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"{name} must be {want} with {rows} rows on axis 1, got {got}")
 
 
 def _check_tensor(x: object, name: str, device: torch.device) -> None:
