@@ -63,7 +63,19 @@ class Rule(nn.Module):
         raise NotImplementedError
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        """One tick: the new state from ``state`` and the external input per neuron ``inputs [B, N, input_dim]``
+        (zero on non-input neurons: ``graph.scatter_inputs(u)`` makes it from ``u [B, n_in, input_dim]``)."""
         raise NotImplementedError
+
+    def check_inputs(self, graph: Graph, inputs) -> None:
+        """ShapeError unless ``inputs`` is the per-neuron input of one tick, ``[B, N, input_dim]`` (what every
+        built-in ``step`` checks first; a Python compare per tick)."""
+        if not isinstance(inputs, Tensor) or inputs.dim() != 3 or inputs.shape[1] != graph.num_nodes \
+                or inputs.shape[2] != self.input_dim:
+            got = list(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+            raise ShapeError(f"{type(self).__name__}.step inputs must be the input per neuron [B, N, input_dim] = "
+                             f"[B, {graph.num_nodes}, {self.input_dim}] (graph.scatter_inputs(u) makes it from "
+                             f"u [B, {graph.num_inputs}, {self.input_dim}]; sg.simulate takes [T, B, n_in]), got {got}")
 
     def readout(self, graph: Graph, state: State) -> Tensor:
         """What the output populations report: by default the first ``output_dim`` node channels."""

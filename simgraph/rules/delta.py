@@ -43,6 +43,7 @@ class DeltaRule(Rule):
         return self.eta if self.eta is not None else mean_indegree_rate(graph)
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        self.check_inputs(graph, inputs)
         w = state["edge"]
         x = drive(graph.propagate(w, state["node"]), self.beta, inputs, self.input_gain)
         error = (inputs - graph.propagate(w, inputs)) * (inputs != 0)

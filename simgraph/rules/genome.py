@@ -174,6 +174,7 @@ class GenomeRule(SweepRule):
 
     # ------------------------------------------------------------------ one example (step, backward_pass: SweepRule)
     def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        self.check_inputs(graph, inputs)
         a = self._clamp(graph, state["node"], inputs)
         w, rate = state["edge"], self._rate(state)
         for ph in split_phases(self.schedule, graph)[0]:

@@ -56,6 +56,7 @@ class HebbianRule(Rule):
         return state
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        self.check_inputs(graph, inputs)
         w = state["edge"]
         x = drive(graph.propagate(w, state["node"]), self.beta, inputs, self.input_gain)
         s = inputs if self.learn_from == "input" else x

@@ -203,6 +203,7 @@ class LSTMSynapseRule(SweepRule):
 
     # ------------------------------------------------------------------ one example (step, backward_pass: SweepRule)
     def forward_pass(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        self.check_inputs(graph, inputs)
         M = self.message
         x = state["node"]
         fwd = torch.where(graph.input_mask(), F.pad(inputs.to(x.dtype), (0, M - inputs.shape[-1])), x[..., :M])

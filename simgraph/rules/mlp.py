@@ -223,6 +223,7 @@ class MLPRule(Rule):
 
     # ------------------------------------------------------------------ one tick
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        self.check_inputs(graph, inputs)
         if self.core:
             return self._hebbian_step(graph, state, inputs)
         x, e = state["node"], state["edge"]

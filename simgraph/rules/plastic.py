@@ -122,6 +122,7 @@ class PlasticRule(Rule):
 
     # ------------------------------------------------------------------ one tick (plain autograd)
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        self.check_inputs(graph, inputs)
         x_prev, hebb = state["node"], state["edge"]
         x = torch.tanh(graph.propagate(constrain(graph, self.w + self.alpha * hebb), x_prev) + self.input_gain * inputs)
         mx = x * modulation(x, self.mod_v, self.mod_b) if self.mod_v is not None else x

@@ -64,6 +64,7 @@ class StaticRule(Rule):
         }
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
+        self.check_inputs(graph, inputs)
         return {**state, "node": drive(graph.propagate(state["edge"], state["node"]), self.gain, inputs, self.input_gain)}
 
 
