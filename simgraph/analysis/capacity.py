@@ -14,8 +14,8 @@ from ..train.loop import evaluate
 def sweep(rule: Rule, graph: Graph, task: RecallTask, field: str, values: Iterable, episodes: int = 256) -> dict:
     """Bit accuracy of ``rule`` on ``task`` with ``field`` set to each of ``values``: ``{value: acc}``."""
     check_name("sweep field (a task setting)", field, error=ConfigError)
-    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
-        raise ConfigError(f"sweep values must be a list of values of {field!r}, got {values!r}")
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__") or not (values := list(values)):
+        raise ConfigError(f"sweep values must be a non-empty list of values of {field!r}, got {values!r}")
     return {v: evaluate(rule, graph, task.replace(**{field: v}), episodes)["accuracy"] for v in values}
 
 
