@@ -1327,19 +1327,7 @@ CASES += [
 # ----------------------------------------------------------------------------- known outcomes
 # name -> (class, what happens); filled from a run of this file (see notes/outsider_third.md)
 KNOWN: dict[str, tuple[str, str]] = {
-    'write_state_nan': ('silent', "sg.write(graph, 'nan.json', state with an all-NaN node field) writes the NaNs without a word"),
-    'to_pyg_state_inf': ('silent', 'to_pyg(graph, state with an all-inf node field) exports x = inf without a word'),
-    'from_nx_population_attr_missing': ('vague', "from_networkx(population_attr='layer') with no node carrying 'layer': GraphError population 'neurons' is declared but has no nodes (does not name 'layer')"),
-    'cli_export_out_graphml_suffix': ('silent', 'simgraph export --out g.graphml writes node-link JSON into a .graphml file, exit 0 (sg.read of it then fails)'),
-    'small_world_k_odd': ('silent', 'T.small_world(n=10, k=3) is accepted and gives the same 20 edges as k=2 (odd k rounded down without a word)'),
-    'graph_pre_wrong_shape': ('silent', 'Graph.pre(x) with x [2, 5, 1] on a 4-node graph returns [2, 16, 1], gathering from a tensor of the wrong size'),
-    'graph_propagate_wrong_shape': ('raw', "Graph.propagate(w [2,3,1], x [2,4,1]) on 16 edges: RuntimeError shape '[2, 4, 4]' is invalid for input of size 6"),
-    'to_nx_state_nan': ('silent', 'to_networkx exports an all-NaN node state without a word'),
-    'sim_deterministic_seed': ('wrong', 'two MLPRule(seed=3) give different simulate outputs on the same inputs'),
-    'mlp_same_seed_same_params': ('wrong', 'MLPRule(seed=3) twice gives different parameters (seed ignored; the global torch RNG decides)'),
-    'step_inputs_wrong_shape': ('raw', 'rule.step with inputs [2, 9] on a 4-node graph: RuntimeError size of tensor a (4) must match b (2)'),
     'es_fitness_unknown': ('silent', "ES(fitness='reward') accepted"),
-    'sweep_empty_values': ('silent', 'analysis.sweep(..., values=[]) returns {} without a word'),
 }
 
 RESULTS: dict[str, str] = {}
