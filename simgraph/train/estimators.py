@@ -121,7 +121,13 @@ class PeerDiverged(DivergenceError):
 
 
 def fitness_of(graph: Graph, task: Task, episode: Episode, fitness: str):
-    """``fitness(rule) -> float`` on ``episode``: minus the loss, or one of the task's metrics."""
+    """``fitness(rule) -> float`` on ``episode``: minus the loss, or one of the task's metrics (a name the task
+    does not report is refused here, before any candidate runs)."""
+    if fitness != "loss":
+        known = task.metrics(torch.zeros(episode.targets.shape, dtype=episode.targets.dtype,
+                                         device=episode.targets.device), episode)
+        if fitness not in known:
+            raise unknown(f"fitness (the loss or a metric of {type(task).__name__})", fitness, ["loss", *known])
 
     @torch.no_grad()
     def score(rule: Rule) -> float:
