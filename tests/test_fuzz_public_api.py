@@ -1377,3 +1377,32 @@ def test_fuzz_found_raw_now_clear_in_this_change(tmp_path):
     clear(lambda: checkpoint.save(tmp_path / "ck", 1, {"w": torch.ones(1)}, None))
     clear(lambda: checkpoint.save(tmp_path / "ck", 1, {"w": torch.ones(1)}, {"x": object()}))
     clear(lambda: checkpoint.save(tmp_path / "ck", 1, {"w": torch.ones(1)}, {"step": "x"}))
+
+
+def test_issue_classes_rechecked_as_an_outsider():
+    """Issue 15's classes tried again one by one: what was still raw or silent, now clear or right."""
+    import warnings
+
+    no_outputs = sg.Network().population("a", 2).connect("a", "a").inputs("a").build()
+    no_synapses = sg.Network().population("a", 2).inputs("a").outputs("a").build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = sg.simulate(HEB, no_outputs, torch.randn(3, 1, 2), monitors=[sg.Monitor("node")])  # was torch.cat([])
+        assert tuple(run.outputs.shape) == (3, 1, 0, 1) and tuple(run.records["node"].shape) == (3, 1, 2, 1)
+        assert sg.simulate(sg.rules.StaticRule(), no_synapses, torch.randn(3, 1, 2)).outputs.shape[2] == 2
+    for rule in (HEB, sg.rules.GenomeRule(), sg.rules.LSTMSynapseRule(), sg.rules.MLPRule()):  # were IndexError/max()
+        with pytest.raises(SimgraphError, match="at least one synapse"):
+            sg.simulate(rule, no_synapses, torch.randn(3, 1, 2))
+    for rule in (HEB, sg.rules.GenomeRule(), sg.rules.MLPRule()):  # was the allocator's RuntimeError
+        with pytest.raises(SimgraphError, match="batch_size"):
+            rule.init_state(RECURRENT, 2**40)
+        clear(lambda: rule.init_state(RECURRENT, "2"))
+    state = HEB.init_state(RECURRENT, 1)
+    clear(lambda: sg.simulate(HEB, RECURRENT, torch.randn(2, 1, 4), state={**state, "bogus": torch.zeros(1)}))
+    clear(lambda: HEB.step(RECURRENT, state, torch.randn(1, 9)))
+    clear(lambda: RECURRENT.pre(torch.randn(1, 5, 1)))
+    clear(lambda: sg.to_networkx(RECURRENT, {"node": torch.full((4, 1), float("nan")), "edge": torch.zeros(16, 1)}))
+    a, b = sg.rules.MLPRule(seed=3), sg.rules.MLPRule(seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    ev = [sg.train.evaluate(HEB, RECURRENT, TASK, episodes=6, chunk=c) for c in (6, 4, 1)]
+    assert ev[0] == ev[1] == ev[2]  # chunk (a memory knob) does not change the score
