@@ -2,7 +2,8 @@
 # Issue 17's meta-training runs, one at a time (2 shared cores: nice, 1 thread), each resumable:
 # rerunning this script continues every unfinished run from its last checkpoint and skips the
 # finished ones. Seeds in the order that gives one seed of each rule first. RULES="genome_norm" runs
-# runs/l2l_genome_norm.toml instead.
+# runs/l2l_genome_norm.toml instead; RULES="lstm_long" fine-tunes each seed's shipped LSTM rule
+# (runs/l2l_lstm_long.toml, init_from runs/results/learn_to_learn/models/l2l_lstm_s<seed>).
 #   nohup bash runs/l2l_runs.sh > runs/out/l2l_runs.log 2>&1 &
 set -u
 cd "$(dirname "$0")/.."
@@ -12,8 +13,9 @@ for seed in ${SEEDS:-0 1 2}; do
     out=runs/out/l2l_${rule}_s${seed}
     if [ -f "$out/done" ]; then continue; fi
     resume=""; [ -f "$out/checkpoint.json" ] && resume="--resume"
+    init=""; [ "$rule" = lstm_long ] && init="--set train.init_from=results/learn_to_learn/models/l2l_lstm_s${seed}"
     start=$(date +%s)
-    nice -n 10 simgraph train runs/l2l_${rule}.toml --out "$out" --no-baselines --no-progress --set seed=$seed $resume \
+    nice -n 10 simgraph train runs/l2l_${rule}.toml --out "$out" --no-baselines --no-progress --set seed=$seed $init $resume \
       && echo "$(( $(date +%s) - start )) s on $(uname -n)" > "$out/done"
     echo "$rule seed $seed: exit $? after $(( $(date +%s) - start )) s"
   done

@@ -41,7 +41,25 @@ from simgraph.train.loop import EVAL_SEED
 AT = (10, 20, 50, 100, 500)
 EPISODES, QUERY = 64, 50
 RESULTS = Path("runs/results/learn_to_learn")
-RULES = {"genome": "meta-trained genome", "genome_norm": "meta-trained genome, synapse_norm", "lstm": "meta-trained LSTM rule"}
+RULES = {"genome": "meta-trained genome", "genome_norm": "meta-trained genome, synapse_norm", "lstm": "meta-trained LSTM rule",
+         "genome_anneal": "meta-trained genome, synapse_norm + anneal",
+         "lstm_long": "meta-trained LSTM rule, fine-tuned on 100-500 steps"}
+# a run that began from another shipped run's rule (train.init_from) is held to that rule, seed for seed
+STARTED_FROM = {"lstm_long": "lstm"}
+
+
+def start_label(kind: str) -> str:
+    if kind in STARTED_FROM:
+        return f"the {RULES[STARTED_FROM[kind]]} it was fine-tuned from"
+    return "untrained LSTM" if kind.startswith("lstm") else "backprop genome"
+
+
+def starting_rule(kind: str, seed: int, models: Path, graph, cfg):
+    """The rule meta-training began from: the config's own start (same seed), or for a fine-tuning
+    run the shipped rule of the same seed it was initialised from."""
+    if kind in STARTED_FROM:
+        return load_rule(models / f"l2l_{STARTED_FROM[kind]}_s{seed}")[0]
+    return cfg.make_rule(graph)
 
 
 def fixed(family: str, steps: int, width: int, classes: int) -> FamilyTask:
@@ -118,7 +136,7 @@ def main():
         if args.rules and kind not in args.rules.split(","):
             continue
         rule, graph, cfg = load_rule(run)
-        start = cfg.make_rule(graph)  # the rule meta-training began from (same seed)
+        start = starting_rule(kind, seed, args.models, graph, cfg)
         shapes[kind] = [p.size for p in graph.populations.values()]
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
         train_info.setdefault(kind, []).append({"seed": seed, "steps": rows[-1]["step"], "seconds": rows[-1]["seconds"],
@@ -149,7 +167,7 @@ def main():
             start_mean = {n: statistics.mean(c[n] for c in start) for n in AT}
             md.append(f"| {label} | {RULES[kind]} ({len(per_seed)} seeds) | " +
                       " | ".join(fmt([c[n] for c in per_seed]) for n in AT) + " |")
-            md.append(f"| | its start ({'untrained LSTM' if kind == 'lstm' else 'backprop genome'}) | " +
+            md.append(f"| | its start ({start_label(kind)}) | " +
                       " | ".join(fmt([c[n] for c in start]) for n in AT) + " |")
             b = base[(kind, fam)]
             shape = f"hidden {hidden[0]}" if hidden else "no hidden"
@@ -186,7 +204,7 @@ def main():
             f"{f} {v['mean'][100]:.3f} vs {v['sgd'][100]:.3f} / {v['adam'][100]:.3f}" for f, v in rows.items())
             + "; at step 500: " + ", ".join(f"{f} {v['mean'][500]:.3f} vs {v['sgd'][500]:.3f} / {v['adam'][500]:.3f}"
                                            for f, v in rows.items()))
-        if kind == "lstm":
+        if kind.startswith("lstm"):
             md.append("  - datasets never seen, above chance and within 5 points of best SGD at step 100: " + ", ".join(
                 f"{f} {'yes' if v['within_5_of_sgd_at_100_and_above_chance'] else 'no'} ({v['mean'][100]:.3f}, chance "
                 f"{v['chance']:.3f}, SGD {v['sgd'][100]:.3f})" for f, v in rows.items() if v["new_dataset"]))
