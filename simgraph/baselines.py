@@ -24,7 +24,7 @@ from .rules.delta import DeltaRule
 from .rules.hebbian import HebbianRule
 from .tasks.online import OnlineTask
 from .tasks.recall import RecallTask
-from .train.loop import EVAL_SEED, evaluate
+from .train.loop import EVAL_SEED, MAX_EPISODES, evaluate
 
 BETAS = (0.03, 0.1, 0.3, 1.0)
 TUNE_SEED = EVAL_SEED // 2  # tuning episodes differ from the evaluation episodes
@@ -36,6 +36,7 @@ def hebbian_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=
     input neurons are the output neurons (auto-associative nets); elsewhere it scores near chance.
     """
     _check_parts(graph, task, "hebbian_baseline")
+    episodes = check_int("hebbian_baseline episodes", episodes, 1, MAX_EPISODES)  # before the tuning runs
     tuned = {b: evaluate(HebbianRule(beta=b), graph, task, 128, seed=TUNE_SEED)["accuracy"] for b in _grid("betas", betas)}
     beta = max(tuned, key=tuned.get)
     return beta, evaluate(HebbianRule(beta=beta), graph, task, episodes)["accuracy"]
@@ -49,6 +50,7 @@ def delta_baseline(graph: Graph, task: RecallTask, episodes: int = 512, betas=BE
     """The online delta rule, ``beta`` and ``eta`` tuned on separate episodes like :func:`hebbian_baseline`;
     returns ``({"beta", "eta"}, bit accuracy on the evaluation episodes)``."""
     _check_parts(graph, task, "delta_baseline")
+    episodes = check_int("delta_baseline episodes", episodes, 1, MAX_EPISODES)  # before the tuning runs
     eta0 = mean_indegree_rate(graph)
     grid = [{"beta": b, "eta": e * eta0} for b in _grid("betas", betas) for e in _grid("eta_scales", eta_scales, positive=True)]
     tuned = [evaluate(DeltaRule(**kw), graph, task, 128, seed=TUNE_SEED)["accuracy"] for kw in grid]

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="meta-train a rule to remember (default: a built-in recall problem)")
     p.add_argument("config", nargs="?", help="TOML config (runs/*.toml): [network], [rule], [task], [train]; default: the built-in recall problem")
     p.add_argument("--out", help="run folder for checkpoints and logs (default: a new runs/out/train-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (a folder without one: start afresh there, so a restartable job can always pass it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. train.steps=50")
     p.add_argument("--no-baselines", action="store_true", help="skip the frozen-synapse and Hebbian comparison")
     p.add_argument("--no-progress", action="store_true")

@@ -37,6 +37,7 @@ def layered(sizes: Sequence[int] = (8, 32, 4), seed: int = 0, device=None) -> Gr
 
 def fully_recurrent(n: int = 64, autapses: bool = True, seed: int = 0, device=None) -> Graph:
     """One population ``neurons``, every pair connected (dense with autapses); input = output = all."""
+    n, autapses = check_int("fully_recurrent n (the population size)", n, 1), check_bool("fully_recurrent autapses", autapses)
     net = Network(seed).population("neurons", n, neuron_type="neuron")
     net.connect("neurons", "neurons", "all_to_all", allow_autapses=autapses, synapse_type="recurrent")
     return net.inputs("neurons").outputs("neurons").build(device)
@@ -44,6 +45,7 @@ def fully_recurrent(n: int = 64, autapses: bool = True, seed: int = 0, device=No
 
 def sparse_random(n: int = 100, p: float = 0.1, seed: int = 0, device=None) -> Graph:
     """Erdos-Renyi recurrent net: each ordered pair connected with probability ``p``, no autapses."""
+    n, p = check_int("sparse_random n (the population size)", n, 1), check_probability("sparse_random p", p)
     net = Network(seed).population("neurons", n, neuron_type="neuron")
     net.connect("neurons", "neurons", "pairwise_bernoulli", p=p, allow_autapses=False, synapse_type="recurrent")
     return net.inputs("neurons").outputs("neurons").build(device)
@@ -88,6 +90,7 @@ def modular(modules: int = 4, size: int = 16, p_within: float = 0.5, p_between: 
 
 def hopfield(n: int = 64, seed: int = 0, device=None) -> Graph:
     """Hopfield-style auto-associator: every neuron to every other neuron (no autapses), input = output."""
+    n = check_int("hopfield n (the population size)", n, 1)
     return fully_recurrent(n, autapses=False, seed=seed, device=device)
 
 
