@@ -84,7 +84,10 @@ def test_rule_on_a_typed_graph_passes_type_ids_to_the_fused_kernels():
     compiled against plain, float64, values and gradients (the table's included)."""
     typed, _ = suite.make_typed_graphs(24, 150, populations=3, projections=5)
     assert typed.num_synapse_types > 1
-    assert MLPRule(1, typed.num_synapse_types)._type_ids(typed, "compiled") is not None
+    probe = MLPRule(1, typed.num_synapse_types)
+    assert probe._type_ids(typed, "compiled") is not None and probe._type_ids(typed, "fused") is not None
+    # plain, and auto on a tick too small to compile (which runs plain), keep the per-edge rows
+    assert probe._type_ids(typed, "plain") is None and probe._type_ids(typed, "auto", 2) is None
     runs = {}
     for mode in ("plain", "compiled"):
         torch.manual_seed(0)

@@ -258,13 +258,17 @@ def edge_update(mode: str, a, c, b, d, g, e, syn, W, U, u0, r=None, qj=None, qi=
     """The synapse function in ``mode`` (see the module docstring); call it inside ``graph.edge_map``.
     ``sid``: per-edge synapse type ids ``[..., 1]`` (an edge view), with ``syn`` the ``[S, H]`` table."""
     if mode == "auto":
-        n = _hidden_values(e, a, b, W)
-        mode = "compiled" if n >= (COMPILE_MIN if torch.is_grad_enabled() else COMPILE_MIN_NO_GRAD) else "plain"
+        mode = auto_mode(_hidden_values(e, a, b, W))
     if mode == "plain" or torch.compiler.is_compiling():
         return reference(a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, sid)
     if mode not in ("fused", "compiled"):
         raise ConfigError(f"edge_update mode must be one of {MODES}, got {mode!r}")
     return EdgeUpdate.apply(mode == "compiled", a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, sid)
+
+
+def auto_mode(hidden_values: int) -> str:
+    """What ``auto`` runs for a tick of ``hidden_values`` (B * E * H) hidden values: ``compiled`` or ``plain``."""
+    return "compiled" if hidden_values >= (COMPILE_MIN if torch.is_grad_enabled() else COMPILE_MIN_NO_GRAD) else "plain"
 
 
 def _hidden_values(e: Tensor, a: Tensor, b: Tensor, W: Tensor) -> int:

@@ -246,7 +246,7 @@ class MLPRule(Rule):
 
         mode = self.edge_update
 
-        ids = self._type_ids(graph, mode)
+        ids = self._type_ids(graph, mode, B)
 
         def update(a_j, c_j, b_i, d_i, g_i, e_ij, s, sid=None):  # e + U tanh(a_j + s + b_i + c_j d_i + (W e)(1 + g_i))
             return edge_update(mode, a_j, c_j, b_i, d_i, g_i, e_ij, s, W.weight, U.weight, U.bias, sid=sid)
@@ -288,7 +288,7 @@ class MLPRule(Rule):
 
         mode = self.edge_update
 
-        ids = self._type_ids(graph, mode)
+        ids = self._type_ids(graph, mode, B)
 
         def update(a_j, c_j, s_j, b_i, d_i, g_i, s_i, e_ij, syn_type, sid=None):  # e + (U h) * residual + write * s_i s_j
             return edge_update(mode, a_j, c_j, b_i, d_i, g_i, e_ij, syn_type, W.weight, U.weight, U.bias, residual,
@@ -300,14 +300,16 @@ class MLPRule(Rule):
             e = graph.edge_map(lambda *v: update(*v[:8], syn, v[8]), pre=[a_, c_, s], post=[b_, d_, gate, s], edge=[e, ids])
         return {**state, "node": x, "edge": e}
 
-    def _type_ids(self, graph: Graph, mode: str) -> Tensor | None:
+    def _type_ids(self, graph: Graph, mode: str, batch: int = 1) -> Tensor | None:
         """Per-edge synapse type ids ``[E, 1]`` for the fused synapse function on a graph of several
         synapse types: it gathers each edge's row of the type table inside its kernel (an ``[E, hidden]``
         tensor of rows, and its gradient, are not materialised). None: the rows come from ``edge_map``'s
         ``per_type`` (one type, or the plain reference)."""
-        if mode == "plain" or not self.use_types or graph.num_synapse_types < 2:
+        if not self.use_types or graph.num_synapse_types < 2:
             return None
-        return graph.edge_type.view(-1, 1)
+        if mode == "auto":  # small ticks run plain: per-edge rows, whose gather has the fast batch-1 backward
+            mode = _fused.auto_mode(batch * graph.num_edges * self.edge_in.out_features)
+        return None if mode == "plain" else graph.edge_type.view(-1, 1)
 
     def readout(self, graph: Graph, state: State) -> Tensor:
         if self.core:
