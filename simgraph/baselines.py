@@ -22,7 +22,7 @@ from .graph import Graph
 from .rules.base import mean_indegree_rate
 from .rules.delta import DeltaRule
 from .rules.hebbian import HebbianRule
-from .tasks.online import OnlineTask
+from .tasks.online import OnlineTask, StreamTask
 from .tasks.recall import RecallTask
 from .train.loop import EVAL_SEED, MAX_EPISODES, evaluate
 
@@ -78,7 +78,7 @@ LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 def mlp_online(task: OnlineTask, optimizer: str = "sgd", lr: float = 0.1, *, hidden: Sequence[int] = (32,),
                at: Sequence[int] = (10, 20, 50, 100), batch: int = 32, query: int = 50, seed: int = 12345) -> dict[int, float]:
     """Query accuracy after ``at`` online steps, on the same episodes as ``analysis.accuracy_after``."""
-    check_type("mlp_online", task, OnlineTask, "an OnlineTask (sg.tasks.OnlineTask) as its task")
+    check_type("mlp_online", task, StreamTask, "a stream task (sg.tasks.OnlineTask, FamilyTask) as its task")
     check_choice("optimizer", optimizer, OPTIMIZERS)
     lr = check_number("mlp_online lr", lr, positive=True)
     hidden = [] if isinstance(hidden, (list, tuple)) and not hidden else check_ints("mlp_online hidden (layer widths)", hidden, 1)

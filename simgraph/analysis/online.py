@@ -10,7 +10,7 @@ from ..errors import ConfigError, check_int, check_ints, check_number, check_typ
 from ..graph import Graph
 from ..rules.base import Rule
 from ..tasks.base import Episode
-from ..tasks.online import OnlineTask, with_queries
+from ..tasks.online import OnlineTask, StreamTask, with_queries
 from ..train.bptt import run_ticks
 
 
@@ -18,7 +18,7 @@ def probe_episode(task: OnlineTask, at: Sequence[int], batch: int = 32, query: i
     """One stream of ``max(at)`` examples with the ``query`` examples inserted as probe ticks after
     each step in ``at``: probes leave the state alone, so each block scores the state after that
     many examples (the episodes of ``baselines.mlp_online`` with the same seed)."""
-    check_type("probe_episode", task, OnlineTask, "an OnlineTask (sg.tasks.OnlineTask) as its task")
+    check_type("probe_episode", task, StreamTask, "a stream task (sg.tasks.OnlineTask, FamilyTask) as its task")
     at = sorted(set(check_ints("probe_episode at (step counts)", at, 1)))
     batch, query = check_int("probe_episode batch", batch, 1), check_int("probe_episode query", query, 1)
     return with_queries(task.episode(max(at), batch, query, seed=seed), at, task.n_classes)
