@@ -108,13 +108,16 @@ def test_double_backward_runs_the_reference():
     assert torch.autograd.gradgradcheck(lambda *t: _fused.EdgeUpdate.apply(False, *t), x, eps=1e-6, atol=1e-6)
 
 
-def test_compiled_kernels_equal_the_reference_without_graph_breaks():
-    """The compiled mode (inductor) and the kernels' single graph; a kernel that cannot compile
+@pytest.mark.parametrize("keep", [True, False], ids=["hidden_kept", "hidden_recomputed"])
+def test_compiled_kernels_equal_the_reference_without_graph_breaks(keep, monkeypatch):
+    """The compiled mode (inductor) and the kernels' single graph, with the forward's hidden layer
+    kept for the backward (small ticks) and recomputed (large ones); a kernel that cannot compile
     would fall back to the eager one with a warning, which this test would see."""
     import warnings
 
     import torch._dynamo as dynamo
 
+    monkeypatch.setattr(_fused, "SAVE_HIDDEN_MAX", 2**40 if keep else 0)
     x = [t.requires_grad_() for t in _views("dense", True, seed=1)]
     with warnings.catch_warnings():
         warnings.simplefilter("error", sg.errors.SimgraphWarning)
@@ -127,7 +130,10 @@ def test_compiled_kernels_equal_the_reference_without_graph_breaks():
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
     d = [t.detach() for t in x]
     args = (*d[:7], d[7].t().contiguous(), *d[8:])
-    for fn, call in ((_fused.forward_math, args), (_fused.backward_math, (go, (True,) * 14, *args))):
+    h = _fused.forward_math(*args, None, True)[1]
+    calls = ((_fused.forward_math, (*args, None, True)), (_fused.backward_math, (go, (True,) * 14, *args, None, h))) if keep \
+        else ((_fused.forward_math, args), (_fused.backward_math, (go, (True,) * 14, *args)))
+    for fn, call in calls:
         dynamo.reset()
         explained = dynamo.explain(fn)(*call)
         assert explained.graph_break_count == 0 and explained.graph_count == 1, fn.__name__

@@ -11,7 +11,8 @@ are optional. On a graph of several synapse types ``s`` is given as the type tab
 per-edge type ids ``sid`` (an edge view): the kernels gather each edge's row themselves, so no
 ``[E, H]`` tensor of rows (and of its gradient) is materialised (typed 10k net, MLP forward:
 typed / one-projection time 1.12 -> 1.01 measured side by side). Plain autograd keeps every tick's hidden layer and its intermediates (several
-``[B, E, H]`` tensors); :class:`EdgeUpdate` saves only its inputs and recomputes the hidden layer
+``[B, E, H]`` tensors); :class:`EdgeUpdate` saves only its inputs (compiled ticks of at most
+``SAVE_HIDDEN_MAX`` hidden values: its inputs and the hidden layer) and recomputes the hidden layer
 in a hand-written backward, which also reduces the gradients of the node-side inputs straight to
 their (broadcast) shapes. Both passes are pure tensor code over ``graph.edge_map``'s views, so
 they run on every layout (dense broadcast views, gathered CSR rows, ELL ``[B, S, k, H]`` views).
@@ -55,6 +56,10 @@ COMPILE_MIN = 2**18
 # on large nets (dense 1k at batch 1, 2**24 values: 41 against 99 ms a tick); the recall default's
 # evaluation batches (2**21 to 2**22) stay plain
 COMPILE_MIN_NO_GRAD = 2**23
+# compiled, with gradients, up to this many hidden values a tick (8 MB) the forward's hidden layer is
+# kept for the backward instead of recomputed (the recall default, 2**19, keeps 2 MB a tick; dense 1k
+# at batch 1, 2**24, recomputes)
+SAVE_HIDDEN_MAX = 2**21
 
 
 def default_mode() -> str:
@@ -148,18 +153,21 @@ def _hidden(a, c, b, d, g, e, syn, Wt, sid=None):
     return 2 * torch.sigmoid(2 * z) - 1, q
 
 
-def forward_math(a, c, b, d, g, e, syn, Wt, U, u0, r, qj, qi, p, sid=None) -> Tensor:
+def forward_math(a, c, b, d, g, e, syn, Wt, U, u0, r, qj, qi, p, sid=None, keep=False):
+    """The output; with ``keep`` also the hidden layer ``h`` (for a backward that does not recompute it)."""
     h, _ = _hidden(a, c, b, d, g, e, syn, Wt, sid)
     y = _dot(h, U, u0)
     out = e + (y if r is None else y * r)
-    return out if p is None else out + p * (qi * qj)
+    out = out if p is None else out + p * (qi * qj)
+    return (out, h) if keep else out
 
 
-def backward_math(go, needs, a, c, b, d, g, e, syn, Wt, U, u0, r, qj, qi, p, sid=None) -> tuple:
+def backward_math(go, needs, a, c, b, d, g, e, syn, Wt, U, u0, r, qj, qi, p, sid=None, h=None) -> tuple:
     """Every input's gradient (None where ``needs`` says it is not wanted), in input order (the
-    caller passes ``Wt = W^T``; ``W``'s gradient is ``[H, De]`` like ``W``), the type ids' None last."""
+    caller passes ``Wt = W^T``; ``W``'s gradient is ``[H, De]`` like ``W``), the type ids' None last.
+    ``h``: the forward's hidden layer, when it was kept (else recomputed here)."""
     (n_a, n_c, n_b, n_d, n_g, n_e, n_syn, n_W, n_U, n_u0, n_r, n_qj, n_qi, n_p) = tuple(needs)[:14]
-    h, q = _hidden(a, c, b, d, g, e, syn, Wt, sid)
+    h, q = _hidden(a, c, b, d, g, e, syn, Wt, sid) if h is None else (h, _lin(e, Wt))
     gy = go if r is None else go * r
     gz = _lin(gy, U) * (1 - h * h)  # through y = U h, then tanh
     gq = gz * (1 + g)
@@ -220,7 +228,8 @@ def _run(name: str, fn, device: torch.device, *args):
 
 # ---------------------------------------------------------------------- the Function
 class EdgeUpdate(torch.autograd.Function):
-    """``out = edge_update(...)`` saving only its inputs; backward recomputes the hidden layer.
+    """``out = edge_update(...)`` saving only its inputs; backward recomputes the hidden layer
+    (compiled, on ticks of at most ``SAVE_HIDDEN_MAX`` hidden values, the hidden layer is kept).
 
     Double backward (``create_graph=True``) runs the reference under autograd instead.
     """
@@ -230,15 +239,22 @@ class EdgeUpdate(torch.autograd.Function):
         ctx.compiled = compiled
         if compiled and 0 in e.stride():  # an episode's first tick (the start state broadcast over the
             e = e.contiguous()  # batch): one copy, instead of a second compiled kernel for its strides
-        ctx.save_for_backward(a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, sid)
         args = (a, c, b, d, g, e, syn, W.t().contiguous(), U, u0, r, qj, qi, p, sid)
+        # small ticks keep the hidden layer (the forward kernel computes it anyway): the backward kernel
+        # then skips recomputing it (recall default: 1.69 -> 1.23 ms a tick, forward 0.76 -> 0.79 ms)
+        ctx.kept = compiled and any(ctx.needs_input_grad) and _hidden_values(e, a, b, W) <= SAVE_HIDDEN_MAX
+        if ctx.kept:
+            out, h = _run("forward", forward_math, e.device, *args, True)
+            ctx.save_for_backward(a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, sid, h)
+            return out
+        ctx.save_for_backward(a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, sid)
         if compiled:
             return _run("forward", forward_math, e.device, *args)
         return forward_math(*args)
 
     @staticmethod
     def backward(ctx, go: Tensor):
-        inputs = ctx.saved_tensors
+        inputs, h = ctx.saved_tensors[:15], (ctx.saved_tensors[15] if ctx.kept else None)
         needs = tuple(ctx.needs_input_grad[1:])
         if torch.is_grad_enabled():  # create_graph: differentiate the reference, itself differentiable
             wanted = [x for x, n in zip(inputs, needs) if n]
@@ -246,7 +262,7 @@ class EdgeUpdate(torch.autograd.Function):
                 got = iter(torch.autograd.grad(reference(*inputs), wanted, go, create_graph=True, allow_unused=True))
             return (None, *[next(got) if n else None for n in needs])
         a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, sid = inputs
-        args = (go.contiguous(), needs, a, c, b, d, g, e, syn, W.t().contiguous(), U, u0, r, qj, qi, p, sid)
+        args = (go.contiguous(), needs, a, c, b, d, g, e, syn, W.t().contiguous(), U, u0, r, qj, qi, p, sid, h)
         if ctx.compiled:
             grads = _run("backward", backward_math, go.device, *args)
         else:
