@@ -191,9 +191,12 @@ def from_networkx(
     if G.number_of_nodes() == 0:
         raise GraphError("from_networkx: the graph has no nodes")
     check_choice("from_networkx parallel= mode", parallel, PARALLEL)
-    for what, value in (("weight_attr", weight_attr), ("default_type", default_type)):
+    for what, value in (("weight_attr", weight_attr), ("default_type", default_type), ("population_attr", population_attr),
+                        ("projection_attr", projection_attr)):
         if value is not None:
             check_type(f"from_networkx {what}", value, str, "a string or None", error=GraphError)
+    for what, value in (("node_type_attr", node_type_attr), ("edge_type_attr", edge_type_attr)):
+        check_type(f"from_networkx {what}", value, str, "an attribute name (a string)", error=GraphError)
     check_choice("from_networkx undirected= mode", undirected, UNDIRECTED)
     if undirected == "tied" and G.is_directed():
         raise GraphError("from_networkx: undirected='tied' is for undirected graphs; in a directed graph name the synapse "

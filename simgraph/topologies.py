@@ -14,7 +14,7 @@ from typing import Sequence
 import networkx as nx
 
 from .build import Network
-from .errors import GraphError, check_bool, check_int, check_ints, check_probability, check_seed
+from .errors import GraphError, check_bool, check_bytes, check_int, check_ints, check_probability, check_seed
 from .graph import Graph
 
 
@@ -59,6 +59,8 @@ def small_world(n: int = 100, k: int = 10, p: float = 0.1, seed: int = 0, device
     if k % 2:  # networkx links each node to k // 2 neighbours on each side: an odd k would silently be k - 1
         raise GraphError(f"small_world k (ring neighbours, k // 2 on each side) must be even, got k={k}; use {k - 1} or {k + 1}")
     p = check_probability("small_world p (rewiring probability)", p)
+    # networkx builds the ring as Python dicts first (a few hundred bytes per link) before simgraph sees it
+    check_bytes(f"small_world's networkx ring ({n} neurons x {k} neighbours)", 300 * n * k, "use a smaller n or k")
     seed = None if seed is None else check_seed("small_world seed", seed, error=GraphError)  # networkx draws first
     ring = nx.connected_watts_strogatz_graph(n, k, p, seed=seed)
     src, dst = zip(*[(u, v) for u, v in ring.edges()] + [(v, u) for u, v in ring.edges()])

@@ -1406,3 +1406,16 @@ def test_issue_classes_rechecked_as_an_outsider():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     ev = [sg.train.evaluate(HEB, RECURRENT, TASK, episodes=6, chunk=c) for c in (6, 4, 1)]
     assert ev[0] == ev[1] == ev[2]  # chunk (a memory knob) does not change the score
+
+
+def test_found_by_exploring_other_fuzz_seeds():
+    """Raw exceptions a randomized fuzz run (derandomize off, other seeds) found, now clear; numpy scalars accepted."""
+    clear(lambda: topologies.small_world(2**70, 4))  # was networkx's OverflowError
+    clear(lambda: sg.from_networkx(NX_GRAPHS[0], node_type_attr=["type"]))  # was TypeError unhashable
+    clear(lambda: sg.from_networkx(NX_GRAPHS[0], node_type_attr=np.array([1])))
+    clear(lambda: sg.train.es(_fit_rule(), _fitness, generations=1, pairs=2**40))  # the byte budget, before the noise
+    clear(lambda: sg.train.cma_es(_fit_rule(), _fitness, generations=1, popsize=2**40))
+    rows = sg.train.es(_fit_rule(), _fitness, generations=np.int64(1), pairs=np.int64(1), sigma=np.float32(0.1),
+                       seed=2**64 - 1)  # seed * 1_000_003 overflowed torch's seed (OverflowError)
+    assert len(rows) == 1 and math.isfinite(rows[0]["mean"])
+    assert len(sg.train.cma_es(_fit_rule(), _fitness, generations=np.int64(1), popsize=np.int64(2))) == 2

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ..errors import ConfigError, DivergenceError, is_int
+from ..errors import DivergenceError, check_bytes, check_int, check_number
 from ..rules.base import Rule
 from . import distributed as dist
 from .es import evaluate_population, trainable
@@ -33,15 +33,13 @@ def cma_es(rule: Rule, fitness: Callable[..., float], *, generations: int = 10, 
            sigma0: float = 0.1, seed: int = 0, log: Callable[[dict], None] | None = None) -> list[dict]:
     """Returns one dict per generation (``generation``, ``best``, ``mean``, ``best_so_far``), after a
     generation ``0`` row holding the initial parameters' fitness."""
-    for name, v, low in (("generations", generations, 1), ("popsize", popsize, 2)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ConfigError(f"cma_es needs {name} >= {low} (an int), got {v!r}")
-    if not isinstance(sigma0, (int, float)) or not math.isfinite(sigma0) or sigma0 <= 0:
-        raise ConfigError(f"cma_es sigma0 must be positive, got {sigma0!r}")
-    if not is_int(seed) or not 0 <= seed < 2**32 - 1:  # cma seeds numpy with seed + 1
-        raise ConfigError(f"cma_es seed must be an int in [0, 2**32 - 1), got {seed!r}")
-    seed = int(seed)
+    generations, popsize = check_int("cma_es generations", generations, 1), check_int("cma_es popsize", popsize, 2)
+    sigma0 = check_number("cma_es sigma0", sigma0, positive=True)
+    seed = check_int("cma_es seed", seed, 0, 2**32 - 2)  # cma seeds numpy with seed + 1
     params = trainable(rule, "cma_es")
+    n = sum(p.numel() for p in params)  # the population and the n x n covariance, in float64
+    check_bytes(f"cma_es's population ({popsize} x {n} parameters) and covariance ({n} x {n})", 8 * (popsize * n + 2 * n * n),
+                "use a smaller popsize or a rule with fewer parameters")
     search = CMASearch(parameters_to_vector(params).detach().double().cpu().numpy(), sigma0, popsize, seed)
     (f0,) = search.score(rule, params, [search.x0], fitness, 0)
     search.best_x, search.best_f = search.x0, f0

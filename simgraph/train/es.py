@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ..errors import ConfigError, DivergenceError, check_seed
+from ..errors import ConfigError, DivergenceError, check_bool, check_bytes, check_int, check_number, check_seed
 from ..rules.base import Rule
 from . import distributed as dist
 
@@ -35,14 +35,12 @@ def es(rule: Rule, fitness: Fitness, *, generations: int = 100, pairs: int = 32,
        seed: int = 0, rank_shaping: bool = True, log: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``rule``'s parameters in place; returns one dict per generation
     (``generation``, ``mean``, ``best``, ``worst`` fitness of the population)."""
-    for name, v in dict(generations=generations, pairs=pairs).items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"es {name} must be a positive int, got {v!r}")
-    for name, v in dict(sigma=sigma, lr=lr).items():
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ConfigError(f"es {name} must be a positive number, got {v!r}")
-    seed = check_seed("es seed", seed)
+    generations, pairs = check_int("es generations", generations, 1), check_int("es pairs", pairs, 1)
+    sigma, lr = check_number("es sigma", sigma, positive=True), check_number("es lr", lr, positive=True)
+    seed, rank_shaping = check_seed("es seed", seed), check_bool("es rank_shaping", rank_shaping)
     params = trainable(rule, "es")
+    n = sum(p.numel() for p in params)  # the pairs' noise, pairs x parameters, drawn at once each generation
+    check_bytes(f"es noise for {pairs} pairs x {n} parameters", 2 * pairs * n * 4, "use fewer pairs")
     opt = torch.optim.Adam(params, lr=lr)
     history = []
     for gen in range(generations):
@@ -62,7 +60,7 @@ def es_gradient(rule: Rule, params: Sequence[torch.nn.Parameter], fitness: Fitne
     """One generation: the ES estimate of the fitness *ascent* direction (flat, like the parameters)
     and the ``2 * pairs`` candidates' fitness. ``rule`` is left holding its parameters unchanged."""
     theta = parameters_to_vector(params).detach().clone()
-    g = torch.Generator().manual_seed(seed * 1_000_003 + generation)
+    g = torch.Generator().manual_seed((seed * 1_000_003 + generation) % 2**64)  # torch maps n and n mod 2**64 alike
     eps = torch.randn(pairs, theta.numel(), generator=g).to(theta)
     # candidate 2i is theta + sigma eps_i, 2i+1 its mirror
     candidates = lambda i: theta + (sigma if i % 2 == 0 else -sigma) * eps[i // 2]  # noqa: E731

@@ -311,7 +311,7 @@ class PES(Truncated):
     @torch.no_grad()
     def advance(self, rule, graph, task, part, norm, params, step):
         theta = parameters_to_vector(params).detach().clone()
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) % 2**64)  # any seed: torch maps n and n mod 2**64 alike
         eps = self.sigma * torch.randn(self.pairs, theta.numel(), generator=g).to(theta)
         self.xi += eps
         losses = torch.zeros(self.pairs, 2, dtype=torch.float64)
