@@ -247,6 +247,8 @@ def t_connect(d):
     if rule == "one_to_one" and named:
         together(sizes[pre] == sizes[post], lambda: None)  # one_to_one needs equal sizes
         post = pre if CASE.valid_only else post
+        if pre == post:  # one_to_one within one population makes only autapses
+            together(kw.get("allow_autapses") is not False, lambda: kw.update(allow_autapses=True))
     degree = {"fixed_indegree": ("indegree", pre), "fixed_outdegree": ("outdegree", post)}.get(rule) if named else None
     if degree and kw.get("allow_multapses") is False and is_int(kw.get(degree[0])):
         partners = sizes[degree[1]] - (1 if pre == post and kw.get("allow_autapses") is False else 0)
@@ -323,8 +325,19 @@ def t_simulate(d):
         "checkpoint_every": maybe(st.integers(0, 2)), "lean": maybe(st.booleans()),
         "compile": st.one_of(st.just(False), hostile(WEIRD.filter(lambda v: not isinstance(v, (bool, dict))))),  # True: a slow compile
     })
-    if inputs is None:  # without inputs, ticks says how long
+    given_state = isinstance(kw.get("state"), dict) and kw["state"] is state
+    if inputs is None:  # without inputs, ticks says how long, and batch_size (or a given state) how many episodes
         together("ticks" in kw, lambda: kw.update(ticks=T))
+        together(is_int(kw.get("batch_size")) or given_state, lambda: kw.update(batch_size=B))
+    if given_state and is_int(kw.get("batch_size")):  # a given state fixes the batch
+        together(kw["batch_size"] == B, lambda: kw.pop("batch_size"))
+    mons = kw.get("monitors")
+    if isinstance(mons, list) and all(isinstance(m, sg.Monitor) for m in mons):  # one record key each
+        together(len({m.key for m in mons}) == len(mons), lambda: kw.update(monitors=mons[:1]))
+    if kw.get("lean") is True:  # the lean episode: inputs, no monitors, no checkpointing, and a rule that has one
+        lean_ok = (inputs is not None and not kw.get("monitors") and not kw.get("checkpoint_every")
+                   and callable(getattr(rule, "lean_episode", None)))
+        together(lean_ok, lambda: kw.update(lean=False))
     elif inputs is good_inputs:  # inputs fix ticks and batch_size: other values are refused
         for key, have in (("ticks", T), ("batch_size", B)):
             if is_int(kw.get(key)):
@@ -385,6 +398,8 @@ def t_from_networkx(d):
     kw = kwargs(d, {"node_type_attr": maybe(st.sampled_from(["type", "kind"])),
                     "default_type": maybe(st.sampled_from([None, "t"])), "seed": seed()})
     typed = G is not NX_GRAPHS[2] and kw.get("node_type_attr", "type") == "type"
+    if G is NX_GRAPHS[4] and kw.get("node_type_attr", "type") != "type":  # an export's populations keep their types
+        together(False, lambda: kw.update(node_type_attr="type"))
     together(typed or kw.get("default_type") is not None, lambda: kw.update(default_type="t"))  # an untyped node needs one
     outcome("from_networkx", lambda: sg.from_networkx(G, **kw))
 
@@ -544,6 +559,12 @@ def t_task(name):
                 together(lb >= n, lambda: kw.update(n_patterns=min(n, lb)))
                 if name == "reversal" or kw.get("reversal") is True:
                     together(kw.get("n_patterns", 2) >= 2, lambda: kw.update(n_patterns=2, label_bits=max(lb, 2)))
+        if name == "OneShotTask" and is_int(kw.get("label_ticks", 1)) and is_int(kw.get("present_ticks", 4)):
+            together(kw.get("label_ticks", 1) <= kw.get("present_ticks", 4), lambda: kw.update(label_ticks=1))
+        if name == "RecallTask" and is_int(kw.get("readout_ticks", 1)) and is_int(kw.get("query_ticks", 3)):
+            together(kw.get("readout_ticks", 1) <= kw.get("query_ticks", 3), lambda: kw.update(readout_ticks=1))
+        if name == "RecallTask" and kw.get("cue") == "position":  # the k-th pattern: one presentation each
+            together(kw.get("repeats", 1) == 1, lambda: kw.update(repeats=1))
         if name == "OnlineTask":  # digits take classes=, the 2-D generators num_classes= (blobs >= 2, the others 2)
             src = kw.get("source", "digits")
             if src == "digits":
@@ -644,6 +665,9 @@ def t_config(d):
     sets = kwargs(d, {"train.steps": small_int(1, 3), "task.bits": small_int(1, 4), "rule.kind": maybe(st.sampled_from(["mlp", "hebbian"])),
                       "network.topology": maybe(st.sampled_from(["fully_recurrent", "layered"])), "bogus.key": hostile(st.integers()),
                       "seed": seed()})
+
+    if isinstance(data, dict) and data.get("task") == {"kind": "oneshot"} and "task.bits" in sets:
+        together(False, lambda: sets.pop("task.bits"))  # the one-shot task has no bits setting
 
     def run():
         cfg = sg.train.Config.from_dict(data)
@@ -1024,6 +1048,8 @@ def t_unroll(d):
     episode = d.draw(maybe(st.just(ep), st.one_of(WEIRD, st.just(sg.tasks.RecallTask(bits=5).sample(1)))), label="episode")
     if d.draw(st.booleans(), label="run_ticks"):
         kw = kwargs(d, {"checkpoint_every": small_int(0, 2), "lean": maybe(st.booleans())})
+        if kw.get("lean") is True:  # the lean episode takes no checkpoint_every
+            together(not kw.get("checkpoint_every"), lambda: kw.update(lean=False))
         state = d.draw(maybe(st.just(None), WEIRD), label="state")
 
         def run():
@@ -1037,20 +1063,24 @@ def t_unroll(d):
     task = d.draw(maybe(st.sampled_from([None, TASK]), WEIRD), label="task")
     if task is None and kw.get("backward", True) is not False:  # a backward pass needs the task's loss
         together(False, lambda: kw.update(backward=False))
+    if kw.get("lean") is True:  # the MLP rule has no lean episode
+        together(False, lambda: kw.update(lean=False))
     outcome("train.unroll/run_ticks", lambda: sg.train.unroll(_fit_rule(), RECURRENT, episode, task, **kw))
 
 
 def t_train_train(d):
     tmp = BAD_FILES["tmp"]
     OUTCOMES["train_train"] += 1
-    cfg = d.draw(maybe(st.just("tiny"), st.one_of(WEIRD, st.just(sg.train.TrainConfig()))), label="config")
+    # (None is valid, the default config: a full training run, too slow here)
+    cfg = d.draw(maybe(st.just("tiny"), st.one_of(WEIRD.filter(lambda v: v is not None), st.just(sg.train.TrainConfig()))),
+                 label="config")
     out = d.draw(maybe(st.sampled_from([None, "fresh"]), st.sampled_from([str(tmp / "file.txt"), str(tmp / "file.txt" / "x")])),
                  label="out_dir")
     device = d.draw(DEVICE, label="device")
     out = str(tmp / f"train_train_{OUTCOMES['train_train']}") if out == "fresh" else out
 
     def run():
-        config = sg.train.Config.load(BAD_FILES["tiny"]) if cfg == "tiny" else cfg
+        config = sg.train.Config.load(BAD_FILES["tiny"]) if isinstance(cfg, str) and cfg == "tiny" else cfg
         sg.train.train(config, out, progress=False, device=device)
 
     outcome("train.train", run)

@@ -95,7 +95,7 @@ class MLPRule(Rule):
         edge_update: str | None = None,
     ):
         super().__init__()
-        from ..errors import check_bool, check_bytes, check_choice, check_gain, check_int, check_number, check_seed, dtype_bytes
+        from ..errors import check_bool, check_bytes, check_choice, check_gain, check_int, check_number, check_seed, dtype_bytes, is_number
 
         num_neuron_types, num_synapse_types, node_dim, edge_dim, hidden, type_dim, input_dim, output_dim = (
             check_int(f"MLPRule {name}", v, 1) for name, v in dict(
@@ -119,9 +119,10 @@ class MLPRule(Rule):
         self.init_weights = check_init("MLPRule", init_weights)
         given = dict(eta=eta, beta=beta, input_gain=input_gain, learn_from=learn_from, init_weight_std=init_weight_std,
                      output_gain=output_gain, residual_scale=residual_scale, init_weights=init_weights)
-        unused = [k for k, v in given.items() if v != dict(eta=None, beta=1.0, input_gain=1.0, learn_from="input",
-                                                            init_weight_std=0.0, output_gain=1.0,
-                                                            residual_scale=0.1, init_weights="auto")[k]]
+        defaults = dict(eta=None, beta=1.0, input_gain=1.0, learn_from="input", init_weight_std=0.0, output_gain=1.0,
+                        residual_scale=0.1, init_weights="auto")
+        same = lambda v, d: v is d or ((is_number(v) or isinstance(v, str)) and v == d)  # noqa: E731  (an array: not the default)
+        unused = [k for k, v in given.items() if not same(v, defaults[k])]
         if unused and not hebbian:  # silently ignoring them would train a different rule than the config says
             raise ConfigError(f"MLPRule {', '.join(unused)} set the Hebbian core of start='hebbian'; this rule has "
                               f"start={start!r}: set start='hebbian' or remove them")
