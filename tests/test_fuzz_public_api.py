@@ -338,7 +338,7 @@ def t_simulate(d):
         lean_ok = (inputs is not None and not kw.get("monitors") and not kw.get("checkpoint_every")
                    and callable(getattr(rule, "lean_episode", None)))
         together(lean_ok, lambda: kw.update(lean=False))
-    elif inputs is good_inputs:  # inputs fix ticks and batch_size: other values are refused
+    if inputs is good_inputs:  # inputs fix ticks and batch_size: other values are refused
         for key, have in (("ticks", T), ("batch_size", B)):
             if is_int(kw.get(key)):
                 together(kw[key] == have, lambda key=key: kw.pop(key))
@@ -356,6 +356,8 @@ def t_monitor(d):
     kw = kwargs(d, {"every": small_int(), "populations": maybe(st.sampled_from([None, ["a"], ["b"], ["a", "b"]]),
                                                                st.one_of(WEIRD, st.just(["zz"]), st.just(["a", "a"]))),
                     "name": maybe(st.sampled_from([None, "rec"]))})
+    if field == "edge" and kw.get("populations") == ["a"]:  # no projection of GRAPH ends in a: no synapses to record
+        together(False, lambda: kw.update(populations=["b"]))
 
     def run():
         mon = sg.Monitor(field, **kw)

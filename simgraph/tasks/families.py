@@ -35,7 +35,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..errors import ConfigError, check_bool, check_choice, check_int, check_ints, check_name, check_number, check_type
+from ..errors import ConfigError, check_bool, check_bytes, check_choice, check_int, check_ints, check_name, check_number, check_type
 from .base import Episode, check_batch
 from .online import Stream, StreamTask, with_queries
 
@@ -245,9 +245,11 @@ class FamilyTask(StreamTask):
     def episode(self, steps: int, batch: int, query: int = 100, seed: int = 0) -> Stream:
         """``batch`` episodes of exactly ``steps`` stream examples and ``query`` unseen ones (the raw
         examples the SGD/Adam baselines read, like :meth:`OnlineTask.episode`)."""
-        for what, v in (("steps", steps), ("batch", batch), ("query", query)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"episode {what} must be a positive int, got {v!r}")
+        steps, batch, query = (check_int(f"FamilyTask.episode {what}", v, 1) for what, v in
+                               (("steps", steps), ("batch", batch), ("query", query)))
+        native = max(FAMILIES[f].native for f in self.families)  # the raw examples, then float32 tensors
+        check_bytes(f"FamilyTask.episode (batch={batch} x {steps + query} examples x {self.width} inputs)",
+                    batch * (steps + query) * (native * 8 + self.width * 12 + 16), "use fewer steps/query or a smaller batch")
         _check_seed(seed)
         rng = np.random.default_rng([seed, 0])
         parts = [self._one(steps, query, rng) for _ in range(batch)]

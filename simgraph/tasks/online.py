@@ -161,6 +161,11 @@ class OnlineTask(StreamTask):
     def episode(self, steps: int, batch: int, query: int = 100, seed: int = 0) -> Stream:
         steps, batch, query = (check_int(f"episode {what}", v, 1) for what, v in (("steps", steps), ("batch", batch), ("query", query)))
         seed = check_int("episode seed", seed, 0)
+        from ..errors import check_bytes
+
+        native = 64 if self.source == "digits" else 2  # the drawn examples (float64), then float32 tensors
+        check_bytes(f"OnlineTask.episode (batch={batch} x {steps + query} examples x {self.input_size} inputs)",
+                    batch * (steps + query) * (native * 8 + self.input_size * 12 + 16), "use fewer steps/query or a smaller batch")
         rng = np.random.default_rng(seed)
         xs, ys = [], []
         for _ in range(batch):
