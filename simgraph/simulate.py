@@ -213,7 +213,9 @@ def simulate(
     if check_bool("simulate lean", lean):
         if isinstance(inputs, Tensor) and inputs.dim() >= 2 and (ticks is not None or batch_size is not None):
             _check_agrees(inputs, ticks, batch_size)  # the inputs fix both
-        if monitors or checkpoint_every or compile is not False or inputs is None:
+        no_monitors = isinstance(monitors, (list, tuple)) and len(monitors) == 0  # (an array is not "no monitors")
+        if not no_monitors or checkpoint_every is not None and not (is_int(checkpoint_every) and checkpoint_every == 0) \
+                or compile is not False or inputs is None:
             raise ConfigError("simulate(lean=True) runs the whole episode in one function: it needs inputs and takes "
                               "no monitors, checkpoint_every or compile; drop those or use lean=False")
         return _lean(rule, graph, inputs, state)

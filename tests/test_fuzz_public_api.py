@@ -335,7 +335,8 @@ def t_simulate(d):
     if isinstance(mons, list) and all(isinstance(m, sg.Monitor) for m in mons):  # one record key each
         together(len({m.key for m in mons}) == len(mons), lambda: kw.update(monitors=mons[:1]))
     if kw.get("lean") is True:  # the lean episode: inputs, no monitors, no checkpointing, and a rule that has one
-        lean_ok = (inputs is not None and not kw.get("monitors") and not kw.get("checkpoint_every")
+        mons, every = kw.get("monitors", []), kw.get("checkpoint_every", 0)
+        lean_ok = (inputs is not None and isinstance(mons, list) and not mons and is_int(every) and every == 0
                    and callable(getattr(rule, "lean_episode", None)))
         together(lean_ok, lambda: kw.update(lean=False))
     if inputs is good_inputs:  # inputs fix ticks and batch_size: other values are refused
@@ -1051,7 +1052,8 @@ def t_unroll(d):
     if d.draw(st.booleans(), label="run_ticks"):
         kw = kwargs(d, {"checkpoint_every": small_int(0, 2), "lean": maybe(st.booleans())})
         if kw.get("lean") is True:  # the lean episode takes no checkpoint_every
-            together(not kw.get("checkpoint_every"), lambda: kw.update(lean=False))
+            together(is_int(kw.get("checkpoint_every", 0)) and kw.get("checkpoint_every", 0) == 0,
+                     lambda: kw.update(lean=False))
         state = d.draw(maybe(st.just(None), WEIRD), label="state")
 
         def run():
