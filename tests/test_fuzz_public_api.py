@@ -923,6 +923,8 @@ def t_checkpoint(d):
     folder = d.draw(maybe(st.just(str(tmp / f"ck_{OUTCOMES['checkpoint_folders']}")),
                           st.one_of(WEIRD, st.sampled_from([str(tmp / "file.txt"), str(tmp / "file.txt" / "ck"), ""]))),
                     label="folder")
+    if isinstance(folder, str) and folder.strip() and not os.path.isabs(folder):  # a drawn name: inside tmp, not the cwd
+        folder = str(tmp / folder)
     step = d.draw(small_int(0, 5), label="step")
     tensors = d.draw(maybe(st.sampled_from([{"rule": {"w": torch.ones(2)}}, {"w": torch.zeros(3), "n": [1, 2]}]),
                            st.sampled_from([{"w": torch.tensor([float("nan")])}, {"w": torch.tensor([1.0, float("inf")])}])),
