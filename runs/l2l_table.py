@@ -78,6 +78,11 @@ def configure(at: str, episodes: int) -> None:
     AT, EPISODES = tuple(int(x) for x in at.split(",")), episodes
 
 
+def shape_label(sizes) -> str:
+    """How the baselines' network is named in the table: "hidden 32" or "no hidden"."""
+    return f"hidden {sizes[1]}" if len(sizes) > 2 else "no hidden"
+
+
 def baselines_from(path: Path) -> dict[tuple[str, str], dict[str, dict[int, tuple[float, float]]]]:
     """The best SGD / Adam entries of an earlier run's results.csv, by (shape label, family): they
     are deterministic (the same episodes from the same seeds), so a table that adds rules can reuse
@@ -165,11 +170,10 @@ def main():
             starts.setdefault((kind, fam), []).append(rule_curve(start, graph, fam))
         print(f"{run.name} scored, {time.time() - t0:.0f} s", flush=True)
     earlier = baselines_from(args.baselines_from) if args.baselines_from else {}
-    label = lambda sizes: f"hidden {sizes[1]}" if len(sizes) > 2 else "no hidden"  # noqa: E731
     by_shape = {}
     for sizes in {tuple(s) for s in shapes.values()}:
         for fam in HELD_OUT_FAMILIES:
-            old = earlier.get((label(sizes), fam))
+            old = earlier.get((shape_label(sizes), fam))
             if old is not None and all(n in old.get(opt, {}) for opt in OPTIMIZERS for n in AT):
                 by_shape[(sizes, fam)] = old
             else:
@@ -186,7 +190,6 @@ def main():
         for kind in shapes:
             if (kind, fam) not in curves:
                 continue
-            hidden = shapes[kind][1:-1]
             label = f"{fam} ({new})"
             per_seed, start = curves[(kind, fam)], starts[(kind, fam)]
             mean = {n: statistics.mean(c[n] for c in per_seed) for n in AT}
@@ -197,7 +200,7 @@ def main():
             md.append(f"| | its start ({start_label(kind)}) | " +
                       " | ".join(fmt([c[n] for c in start]) for n in AT) + " |")
             b = base[(kind, fam)]
-            shape = f"hidden {hidden[0]}" if hidden else "no hidden"
+            shape = shape_label(shapes[kind])
             for opt in OPTIMIZERS:
                 md.append(f"| | best {opt.upper()} ({shape}) | " + " | ".join(f"{b[opt][n][0]:.3f}" for n in AT) + " |")
             for s, c in zip([i["seed"] for i in train_info[kind]], per_seed):

@@ -242,3 +242,7 @@ def test_anneal_is_a_one_over_t_decay_of_the_synapse_rate():
             GenomeRule(2, anneal=bad)
     with pytest.raises(ShapeError, match="updates"):
         annealed.step(graph, {"node": s["node"], "edge": s["edge"], "target": target}, x)
+    # only an annealed genome uses the count: a plain one refuses the field instead of ignoring it
+    with pytest.raises(ShapeError, match="updates"):
+        base.check_state(graph, {"node": s["node"], "edge": s["edge"], "updates": s["updates"]})
+    annealed.check_state(graph, {"node": s["node"], "edge": s["edge"], "updates": s["updates"]})

@@ -68,8 +68,6 @@ INJECTIONS = ("label", "softmax_error")
 
 
 class GenomeRule(SweepRule):
-    state_fields = ("node", "edge", "updates")  # updates: with anneal
-
     def __init__(
         self,
         k: int = 2,
@@ -147,6 +145,8 @@ class GenomeRule(SweepRule):
         self.anneal = anneal
         if anneal is not None:  # likewise
             self.log_tau = nn.Parameter(torch.tensor(float(anneal)).log())
+        # updates: the examples learned from this episode, a field only an annealed genome uses (check_state)
+        self.state_fields = ("node", "edge", "updates") if anneal is not None else ("node", "edge")
 
     # ------------------------------------------------------------------ state
     def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:

@@ -134,8 +134,7 @@ class TrainConfig:
                                                  high=1.0)
         for name in ("fitness", "curriculum_field"):
             check_name(f"{where}: {name}", getattr(self, name), error=ConfigError)
-        if not isinstance(self.init_from, str):
-            raise ConfigError(f"{where}: init_from must be a run folder's path as a string ('' = none), got {self.init_from!r}")
+        check_type(f"{where}: init_from", self.init_from, str, "a run folder's path as a string ('' = none)")
         return self
 
 
