@@ -246,3 +246,72 @@ def test_anneal_is_a_one_over_t_decay_of_the_synapse_rate():
     with pytest.raises(ShapeError, match="updates"):
         base.check_state(graph, {"node": s["node"], "edge": s["edge"], "updates": s["updates"]})
     annealed.check_state(graph, {"node": s["node"], "edge": s["edge"], "updates": s["updates"]})
+
+
+def _trained_looking(rule, seed=5):
+    """Move every genome entry off its start (as meta-training would), keeping the anchor."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return rule
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_fade_blends_the_learned_genome_back_to_its_start(layout):
+    """Issue 17: ``fade=T`` runs example n with the genome theta_0 + (theta - theta_0) / (1 + n / T):
+    the same step as a plain genome holding that blend, on every layout; at its start it is the
+    start output for output; gradients reach every genome entry."""
+    graph = layered(layout=layout)
+    x = graph.scatter_inputs(torch.randn(2, SIZES[0], 1, generator=torch.Generator().manual_seed(4)))
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
+    T, n = 3.0, 4
+    faded = backprop_genome(0.1, fade=T)
+    untouched, plain = faded.init_state(graph, 2), backprop_genome(0.1)
+    b = plain.init_state(graph, 2)
+    for _ in range(3):  # no residual yet: exactly backprop
+        untouched, b = faded.step(graph, {**untouched, "target": target}, x), plain.step(graph, {**b, "target": target}, x)
+    torch.testing.assert_close(untouched["edge"], b["edge"])
+    _trained_looking(faded)
+    s = faded.init_state(graph, 2)
+    for _ in range(n):
+        s = faded.step(graph, {**s, "target": target}, x)
+    torch.testing.assert_close(s["updates"], torch.full((2, 1, 1), float(n)))
+    after = faded.step(graph, {**s, "target": target}, x)
+    blend = backprop_genome(0.1)
+    r = 1 / (1 + n / T)
+    with torch.no_grad():
+        for name, p in blend.named_parameters():
+            start = getattr(faded, f"anchor_{name}")
+            p.copy_(start + r * (getattr(faded, name) - start))
+    expected = blend.step(graph, {"node": s["node"], "edge": s["edge"], "target": target}, x)
+    torch.testing.assert_close(after["edge"], expected["edge"])
+    torch.testing.assert_close(after["node"], expected["node"])
+    # neither the learned genome itself nor its start
+    full = backprop_genome(0.1)
+    with torch.no_grad():
+        for name, p in full.named_parameters():
+            p.copy_(getattr(faded, name))
+    assert not torch.allclose(after["edge"], full.step(graph, {"node": s["node"], "edge": s["edge"], "target": target}, x)["edge"])
+    assert not torch.allclose(after["edge"], plain.step(graph, {"node": s["node"], "edge": s["edge"], "target": target}, x)["edge"])
+    after["edge"].sum().backward()
+    for name, p in faded.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_fade_anchor_is_saved_and_checked():
+    graph = layered()
+    faded = _trained_looking(backprop_genome(0.1, fade=10.0))
+    state = faded.state_dict()
+    assert torch.equal(state["anchor_eta_syn"], torch.tensor(-0.1))  # the anchor is backprop, not the moved genome
+    again = backprop_genome(0.3, fade=10.0)
+    again.load_state_dict(state)
+    torch.testing.assert_close(again.anchor_eta_syn, torch.tensor(-0.1))
+    again.anchor()  # re-anchor at the current genome: the residual is zero again
+    torch.testing.assert_close(again.anchor_beta, again.beta.detach())
+    for bad in (0.0, -2.0, float("inf"), "20"):
+        with pytest.raises(ConfigError, match="fade"):
+            GenomeRule(2, fade=bad)
+    s = faded.init_state(graph, 2)
+    with pytest.raises(ShapeError, match="updates"):
+        faded.step(graph, {"node": s["node"], "edge": s["edge"]}, graph.scatter_inputs(torch.zeros(2, SIZES[0], 1)))
