@@ -3,7 +3,8 @@
 # rerunning this script continues every unfinished run from its last checkpoint and skips the
 # finished ones. Seeds in the order that gives one seed of each rule first. RULES="genome_norm" runs
 # runs/l2l_genome_norm.toml instead; RULES="lstm_long" fine-tunes each seed's shipped LSTM rule
-# (runs/l2l_lstm_long.toml, init_from runs/results/learn_to_learn/models/l2l_lstm_s<seed>).
+# (runs/l2l_lstm_long.toml, init_from runs/results/learn_to_learn/models/l2l_lstm_s<seed>); RULES=genome_fade
+# meta-trains the fading genome of runs/l2l_genome_fade.toml (SEEDS=0 etc. runs seeds side by side).
 #   nohup bash runs/l2l_runs.sh > runs/out/l2l_runs.log 2>&1 &
 set -u
 cd "$(dirname "$0")/.."

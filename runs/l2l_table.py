@@ -44,7 +44,8 @@ RESULTS = Path("runs/results/learn_to_learn")
 RULES = {"genome": "meta-trained genome", "genome_norm": "meta-trained genome, synapse_norm", "lstm": "meta-trained LSTM rule",
          "genome_anneal": "meta-trained genome, synapse_norm + anneal",
          "genome_anneal500": "meta-trained genome, synapse_norm + anneal, 500-step episodes",
-         "lstm_long": "meta-trained LSTM rule, fine-tuned on 100-500 steps"}
+         "lstm_long": "meta-trained LSTM rule, fine-tuned on 100-500 steps",
+         "genome_fade": "meta-trained genome, synapse_norm + fade to backprop"}
 # a run that began from another shipped run's rule (train.init_from) is held to that rule, seed for seed
 STARTED_FROM = {"lstm_long": "lstm"}
 

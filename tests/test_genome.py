@@ -315,3 +315,32 @@ def test_fade_anchor_is_saved_and_checked():
     s = faded.init_state(graph, 2)
     with pytest.raises(ShapeError, match="updates"):
         faded.step(graph, {"node": s["node"], "edge": s["edge"]}, graph.scatter_inputs(torch.zeros(2, SIZES[0], 1)))
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_tied_synapses_hold_one_weight(layout):
+    """Issue 17: ``tied=True`` keeps one weight per synapse, read by every channel and moved by the
+    mean of the channel updates: backprop is the same rule tied or not, and a genome that would
+    drive the channels apart moves the one weight by their average."""
+    graph = layered(layout=layout)
+    x = graph.scatter_inputs(torch.randn(2, SIZES[0], 1, generator=torch.Generator().manual_seed(4)))
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
+    tied, plain = backprop_genome(0.1, tied=True), backprop_genome(0.1)
+    a, b = tied.init_state(graph, 2), plain.init_state(graph, 2)
+    assert a["edge"].shape[-1] == 1 and b["edge"].shape[-1] == 2
+    for _ in range(3):
+        a, b = tied.step(graph, {**a, "target": target}, x), plain.step(graph, {**b, "target": target}, x)
+    torch.testing.assert_close(a["edge"][..., 0], b["edge"][..., 0])
+    torch.testing.assert_close(a["node"], b["node"])
+    # a genome whose channels would part: untied they do, tied the weight moves by their mean
+    moved_t, moved_u = _trained_looking(backprop_genome(0.1, tied=True)), _trained_looking(backprop_genome(0.1))
+    s = moved_t.init_state(graph, 2)
+    two = {"node": s["node"], "edge": s["edge"].expand(-1, -1, 2).contiguous(), "target": target}
+    after_t, after_u = moved_t.step(graph, {**s, "target": target}, x), moved_u.step(graph, two, x)
+    assert not torch.allclose(after_u["edge"][..., 0], after_u["edge"][..., 1])
+    torch.testing.assert_close(after_t["edge"][..., 0] - s["edge"][..., 0],
+                               (after_u["edge"] - two["edge"]).mean(-1))
+    with pytest.raises(ConfigError, match="tied"):
+        GenomeRule(2, tied=True, symmetric=False)
+    with pytest.raises(ConfigError, match="tied"):
+        GenomeRule(2, tied="yes")
