@@ -15,6 +15,9 @@ output neurons while it is written (``teach=True``), without which it is unsolva
     python runs/recall_capacity.py            # ~60 min on a 2-core CPU; resumable (checkpoints per model)
     python runs/recall_capacity.py --models hebbian,delta,mlp_hebbian --topologies sparse_random
     python runs/recall_capacity.py --quick    # a smoke run: tiny budgets, a minute
+    python runs/recall_capacity.py --topologies recall_network --models hebbian,mlp_hebbian,mlp_hebbian_untyped \
+        --out runs/results/capacity_typed --steps 1000 --eval-every 10 --threads 1 --set train.threads=1 \
+        --set task.min_patterns=1 --set task.num_patterns=16        # the typed net, key cues (~25 min)
     python runs/recall_capacity.py --bits 64 --out runs/results/capacity64 --topologies sparse_random,small_world,modular \
         --models hebbian,delta,mlp_hebbian --set task.min_patterns=1 --set task.num_patterns=16
 """
@@ -59,10 +62,23 @@ COLUMNS = {"by_load": "K={}", "by_delay": "delay {}", "by_cue": "cue {}", "by_di
 
 def models_for(topology):
     if topology == "recall_network":
-        # the only topology here with several neuron types; the scalar hand-set rules store what
-        # reaches a neuron's own input, and their zero start leaves the memory population silent
-        return ["frozen", "mlp", "mlp_untyped", "mlp_hebbian", "mlp_hebbian_untyped"]
+        # the only topology here with several neuron types. "hebbian" there is the hand-set
+        # hetero-associative memory: the untrained Hebbian start below (fixed random afferent code,
+        # Hebbian writes of activity on the memory -> output synapses only), its gain tuned
+        return ["frozen", "hebbian", "mlp", "mlp_untyped", "mlp_hebbian", "mlp_hebbian_untyped"]
     return ["frozen", "hebbian", "delta", "plastic", "mlp", "mlp_hebbian"]
+
+
+# input -> memory -> output, the Hebbian start (and the hand-set rule): the memory holds a fixed random
+# code of the key (afferent weights N(0, 4^2 / indegree), never written) and the memory -> output
+# synapses associate it with the value the teacher shows the outputs. Writing the afferent and the
+# recurrent synapses too (the plain Hebbian rule) merges the keys' codes: 0.77 at K=2 instead of 1.000.
+# beta = 0.3 keeps the activities away from 0 (the tuned hand-set gain, 0.03, leaves outputs near 1e-4,
+# which the first residual steps swamp), and the read-out gain 10 scales the outputs to the targets
+# (the least-squares gain of this start is 11-12 at K=1-8)
+TYPED_START = {"rule.learn_from": "activity", "rule.init_weight_std": {"afferent": 4.0}, "rule.write_types": ["efferent"],
+               "rule.beta": 0.3, "rule.output_gain": 10.0}
+TYPED_TASK = {"task.teach": True, "task.cue": "key"}  # the key enters the input population, the value the outputs
 
 
 def rule_settings(kind, topology):
@@ -70,11 +86,23 @@ def rule_settings(kind, topology):
     rule = {"rule.kind": kind if kind in ("frozen", "plastic") else "mlp"}
     if kind.endswith("_untyped"):
         rule["rule.use_types"] = False
-    if kind.startswith("mlp_hebbian"):
+    if kind.startswith("mlp_hebbian") or (kind == "hebbian" and topology == "recall_network"):
         rule["rule.start"] = "hebbian"
-        if topology == "recall_network":  # memory neurons get a fixed random code of the cue, and learn from activity
-            rule.update({"rule.learn_from": "activity", "rule.init_weight_std": 1.0})
+        if topology == "recall_network":
+            rule.update(TYPED_START)
     return rule
+
+
+def typed_hebbian_baseline(cfg, task, episodes=16):
+    """The hand-set rule on input -> memory -> output (the untrained typed Hebbian start), ``beta``
+    tuned like :func:`hebbian_baseline` (on K=4 episodes no evaluation uses); returns ``{"beta": b}``."""
+    from simgraph.baselines import BETAS, TUNE_SEED
+    from simgraph.train import evaluate
+
+    graph = cfg.make_graph()
+    score = {b: evaluate(cfg.override(**{"rule.beta": b}).make_rule(graph), graph, task.replace(num_patterns=4), 128,
+                         seed=TUNE_SEED)["accuracy"] for b in BETAS}
+    return {"beta": max(score, key=score.get)}
 
 
 def main():
@@ -85,11 +113,12 @@ def main():
     ap.add_argument("--topologies", default=",".join(TOPOLOGIES), help="comma-separated subset")
     ap.add_argument("--models", default="", help="comma-separated subset of network types (default: all)")
     ap.add_argument("--eval-every", type=int, default=25, help="curriculum check interval (steps)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the tuning and the scoring")
     ap.add_argument("--bits", type=int, default=32, help="pattern size, and so the number of neurons N")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a training-config override for every model, e.g. task.min_patterns=1 (repeatable)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps, episodes = (2, 8) if args.quick else (args.steps, 128)
@@ -113,7 +142,7 @@ def main():
                 continue
             name = f"{topology}/{kind}"
             t0 = time.time()
-            task_settings = {"task.teach": True} if topology == "recall_network" else {}
+            task_settings = TYPED_TASK if topology == "recall_network" else {}
             cfg = Config.load(BASE).override(**{"network.topology": topology, "network.params": params,
                                                 "task.bits": args.bits,
                                                 **rule_settings(kind, topology), **task_settings,
@@ -121,6 +150,9 @@ def main():
                                                 **_parse_sets(args.set)})
             task = cfg.make_task().replace(min_patterns=0)  # scored (and the hand-set rules tuned) at one load at a time
             tuned = {}
+            if kind == "hebbian" and topology == "recall_network":
+                tuned = typed_hebbian_baseline(cfg, task)
+                cfg = cfg.override(**{f"rule.{k}": v for k, v in tuned.items()})
             if kind in ("hebbian", "delta", "mlp_hebbian") and topology != "recall_network":
                 graph = cfg.make_graph()
                 beta, _ = hebbian_baseline(graph, task.replace(num_patterns=4), episodes=16)
@@ -128,7 +160,10 @@ def main():
                 if kind == "delta":
                     tuned, _ = delta_baseline(graph, task.replace(num_patterns=4), episodes=16)
                 cfg = cfg.override(**{f"rule.{k}": v for k, v in tuned.items()}) if kind == "mlp_hebbian" else cfg
-            if kind in ("hebbian", "delta"):
+            if kind == "hebbian" and topology == "recall_network":
+                graph = cfg.make_graph()
+                rule = cfg.make_rule(graph)  # untrained: the hand-set rule
+            elif kind in ("hebbian", "delta"):
                 rule = HebbianRule(**tuned) if kind == "hebbian" else DeltaRule(**tuned)
             else:
                 folder = out / "models" / topology / kind
@@ -139,7 +174,8 @@ def main():
                     res = train(cfg, folder, resume=folder.joinpath("checkpoint.json").is_file(), progress=False)
                     rule, graph = res.rule, res.graph
             swept = {key: sweep(rule, graph, task.replace(**held), field, values[:2] if args.quick else values, episodes)
-                     for key, (field, values, held) in SWEEPS.items()}
+                     for key, (field, values, held) in SWEEPS.items()
+                     if not (field == "cue_fraction" and task.cue != "partial")}  # a key cue gives no bits
             results[name] = {"neurons": graph.num_nodes, "synapses": graph.num_edges, "tuned": tuned, **swept,
                              "capacity": capacity(swept["by_load"]), "seconds": round(time.time() - t0, 1)}
             print(f"{name:<32s} N={graph.num_nodes:<3d} capacity K={capacity(swept['by_load']):<3d} "

@@ -28,6 +28,12 @@ it: without it the output neurons never see the pattern while it is stored, ever
 the same shared function with the same type embedding, and no rule can know which output stands for
 which bit, so chance is the only possible result. Route the channels with ``inputs=["input",
 "output"]`` (``recall_network(teach=True)`` does; a config fills ``teach`` from the task).
+``cue="key", teach=True`` on such a net is the hetero-associative task: the key enters the input
+population, the value the output population while it is written, and a query gives the whole key
+(every value bit is scored). ``cue="partial", teach=True`` asks more: the value from half of a key
+that equals it, so the memory's code of the cue overlaps its code of the stored key only partly (a
+hand-set hetero-associative Hebbian memory with 32 memory neurons: 0.93 at K=4 with half cues
+against 0.99 with whole keys).
 
 Targets are the full D-bit pattern on the ``num_outputs = D`` output neurons. The loss is the mean
 squared error at read-out ticks; the metric is bit accuracy (sign of the output) on the bits the cue
