@@ -114,6 +114,8 @@ def main():
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--starts", default="random,hebbian")
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="start at this seed (two processes can split the seeds, "
+                    "each with its own --out; a last run over the merged runs.jsonl writes the table)")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--out", default="runs/results/discovery")
     ap.add_argument("--quick", action="store_true")
@@ -130,7 +132,7 @@ def main():
         if setting not in SETTINGS:
             raise SystemExit(f"unknown setting {setting!r}; choose from {list(SETTINGS)}")
         for start in args.starts.split(","):
-            for seed in range(seeds):
+            for seed in range(0 if args.quick else args.first_seed, seeds):
                 if (setting, start, seed, _label({"variant": variant})) in done:
                     continue
                 r = one_run(setting, start, seed, steps, variant)
