@@ -150,9 +150,6 @@ def main():
                                                 **_parse_sets(args.set)})
             task = cfg.make_task().replace(min_patterns=0)  # scored (and the hand-set rules tuned) at one load at a time
             tuned = {}
-            if kind == "hebbian" and topology == "recall_network":
-                tuned = typed_hebbian_baseline(cfg, task)
-                cfg = cfg.override(**{f"rule.{k}": v for k, v in tuned.items()})
             if kind in ("hebbian", "delta", "mlp_hebbian") and topology != "recall_network":
                 graph = cfg.make_graph()
                 beta, _ = hebbian_baseline(graph, task.replace(num_patterns=4), episodes=16)
@@ -160,9 +157,11 @@ def main():
                 if kind == "delta":
                     tuned, _ = delta_baseline(graph, task.replace(num_patterns=4), episodes=16)
                 cfg = cfg.override(**{f"rule.{k}": v for k, v in tuned.items()}) if kind == "mlp_hebbian" else cfg
-            if kind == "hebbian" and topology == "recall_network":
+            if kind == "hebbian" and topology == "recall_network":  # the untrained typed start, its beta tuned
+                tuned = typed_hebbian_baseline(cfg, task)
+                cfg = cfg.override(**{f"rule.{k}": v for k, v in tuned.items()})
                 graph = cfg.make_graph()
-                rule = cfg.make_rule(graph)  # untrained: the hand-set rule
+                rule = cfg.make_rule(graph)
             elif kind in ("hebbian", "delta"):
                 rule = HebbianRule(**tuned) if kind == "hebbian" else DeltaRule(**tuned)
             else:

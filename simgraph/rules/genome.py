@@ -196,11 +196,8 @@ class GenomeRule(SweepRule):
         if self.fade is None:
             return {name: getattr(self, name) for name in GENOME}
         r = 1 / (1 + self._count(state) / self.fade)  # [B, 1, 1]
-        out = {}
-        for name in GENOME:
-            start = getattr(self, f"anchor_{name}")
-            out[name] = start + r * (getattr(self, name) - start)
-        return out
+        start = {name: getattr(self, f"anchor_{name}") for name in GENOME}
+        return {name: start[name] + r * (getattr(self, name) - start[name]) for name in GENOME}
 
     # ------------------------------------------------------------------ state
     def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:
@@ -321,19 +318,18 @@ class GenomeRule(SweepRule):
         f, eta, oja, alpha = g["f_syn"], g["eta_syn"], self.oja, self.saturation
         if rate is not None:  # annealed: the presynaptic factor carries the episode's rate  [B, 1, 1]
             p = p * rate
-        per_episode = f.dim() > 0  # fade: f and eta per episode [B, 1, 1], carried as node views into every layout
-        if per_episode:
-            p, f = p * eta, f.expand(-1, a.shape[1], 1)
+        p = p * eta  # so does the synapse rate (the same numbers as eta * p_i * q_j; with fade eta is [B, 1, 1])
+        # with fade f is per episode [B, 1, 1]: a node view, so every layout broadcasts it like p
+        pre = [p, f.expand(-1, a.shape[1], 1)] if f.dim() else [p]
 
-        def update(p_i, *rest):
-            f_i, (q_j, w_ij) = (rest[0], rest[1:]) if per_episode else (f, rest)
-            new = f_i * w_ij + (p_i if per_episode else eta * p_i) * q_j
+        def update(*views):
+            p_i, f_i, q_j, w_ij = views if f.dim() else (views[0], f, *views[1:])
+            new = f_i * w_ij + p_i * q_j
             if oja:
                 new = new - oja * q_j * q_j * w_ij
             new = new.mean(-1, keepdim=True) if self.tied else new  # one weight: the channels' mean update
             return alpha * torch.tanh(new / alpha) if alpha else new
 
-        pre = [p, f] if per_episode else [p]
         w = set_edges(graph, w, view, view.edge_map(update, pre=pre, post=[q], edge=[w]))
         if self.synapse_norm is not None:  # every neuron's incoming synapses back to norm r, per channel
             norm = graph.post(graph.to_post(w.square(), "sum").add(1e-12).sqrt())
