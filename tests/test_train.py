@@ -74,6 +74,22 @@ def test_checkpoint_misuse_is_refused(tmp_path):
         train(tiny(steps=3), tmp_path, resume=True, progress=False)
 
 
+def test_a_checkpoint_from_before_a_train_setting_existed_resumes_at_its_default(tmp_path):
+    # remember64's step-260 checkpoint predates train.init_from; resuming it was refused
+    train(tiny(), tmp_path, progress=False, stop_after=3)
+    spec = tmp_path / "checkpoint.json"
+    meta = json.loads(spec.read_text())
+    del meta["run"]["config"]["train"]["init_from"]  # as an older simgraph wrote it
+    spec.write_text(json.dumps(meta))
+    resumed = train(tiny(), tmp_path, resume=True, progress=False)
+    assert resumed.history[-1]["step"] == 6
+    meta = json.loads(spec.read_text())
+    meta["run"]["config"]["train"]["init_from"] = "elsewhere"  # a setting that differs still refuses
+    spec.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="different config .train.init_from: 'elsewhere'"):
+        train(tiny(steps=8), tmp_path, resume=True, progress=False)
+
+
 def test_corrupt_truncated_and_unsafe_checkpoints_are_refused(tmp_path):
     train(tiny(steps=2), tmp_path, progress=False)
     pt = next(tmp_path.glob("checkpoint-*.pt"))

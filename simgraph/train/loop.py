@@ -396,8 +396,8 @@ def _load_for_resume(out: Path | None, spec: dict, resume: bool, estimator):
     if not resume:
         raise CheckpointError(f"{out} already holds a checkpoint; pass resume=True (--resume) or pick another folder")
     saved, tensors = checkpoint.load(out)
-    if _plain(saved.get("run", {})) != _plain(spec):
-        old, new, what = saved.get("run"), _plain(spec), "run"
+    if _with_new_defaults(_plain(saved.get("run", {}))) != _plain(spec):
+        old, new, what = _with_new_defaults(saved.get("run")), _plain(spec), "run"
         if isinstance(old, dict) and "config" in old and "config" in new:
             old, new, what = old["config"], new["config"], "config"
         raise CheckpointError(f"{out} was written by a different {what} ({_first_difference(old, new)}); "
@@ -411,6 +411,15 @@ def _load_for_resume(out: Path | None, spec: dict, resume: bool, estimator):
         raise CheckpointError(f"{out}: the checkpoint's step/curriculum record does not match checkpoint.json "
                               f"(step {saved['step']}); the files were edited or mixed up")
     return tensors
+
+
+def _with_new_defaults(run):
+    """A checkpoint written before a [train] setting existed lacks it; it ran as that setting's
+    default, so the comparison fills it in (anything else still has to match exactly)."""
+    config = run.get("config") if isinstance(run, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+        return run
+    return {**run, "config": {**config, "train": {**_plain(dataclasses.asdict(TrainConfig())), **config["train"]}}}
 
 
 def _schedule(steps: int, warmup: int, kind: str):
