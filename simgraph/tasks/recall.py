@@ -43,7 +43,16 @@ did *not* give (all D bits for ``key``/``position``). Capacity is the largest K 
 uniformly from ``m..K``; the write phase keeps K slots and leaves the slots of patterns an episode
 does not store blank, and its queries ask only for what it stored. A rule trained this way is
 trained at every load up to K (a fixed load, the default ``m = 0``, leaves the lower loads unseen).
-To score one load, set ``min_patterns = 0``.
+To score one load, set ``min_patterns = 0``. ``blank_slots`` says where an episode's blank slots lie:
+``"shuffled"`` (default) among its patterns, in the shuffled order; ``"first"`` all before them, so an
+episode storing k patterns ends its write phase as a fixed-load-k episode does, its queries right after
+its last pattern (a fixed-load episode's timing; with ``"shuffled"`` a k=1 episode's pattern sits
+(K-1)/2 slots before the queries on average). A fixed load (``min_patterns = 0``) has no blank slots.
+
+**Objective** (``objective``): ``"squared"`` (default) is the squared error above; ``"squared_hinge"``
+is ``max(0, 1 - y t)^2`` on the same entries (``y`` the output, ``t`` the +-1 target): no loss once a
+bit is right by a margin of 1, so the loss sits on the wrong and barely-right bits (those that decide
+the bit accuracy) instead of on the size of outputs that are already right, such as outputs beyond 1.
 """
 
 from __future__ import annotations
@@ -56,6 +65,8 @@ from ..errors import ConfigError, check_choice
 from .base import Episode, Task, check_batch, check_fields, generator, random_signs
 
 CUES = ("partial", "key", "position")
+BLANK_SLOTS = ("shuffled", "first")  # mixed loads: where an episode's blank slots lie
+OBJECTIVES = ("squared", "squared_hinge")  # the per-entry loss
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,16 @@ class RecallTask(Task):
     readout_ticks: int = 1
     teach: bool = False
     min_patterns: int = 0
+    blank_slots: str = "shuffled"
+    objective: str = "squared"
 
     def __post_init__(self):
         positive = ("num_patterns", "bits", "present_ticks", "repeats", "queries", "query_ticks", "readout_ticks")
         check_fields(self, ints={**{name: 1 for name in positive}, "gap_ticks": 0, "delay": 0, "min_patterns": 0},
                      bools=("shuffle", "distractors", "teach"), probabilities={"cue_fraction": True})
         check_choice("recall cue", self.cue, CUES)
+        check_choice("RecallTask blank_slots (where a mixed-load episode's blank slots lie)", self.blank_slots, BLANK_SLOTS)
+        check_choice("RecallTask objective (the per-entry loss)", self.objective, OBJECTIVES)
         if self.min_patterns > self.num_patterns:
             raise ConfigError(f"RecallTask min_patterns={self.min_patterns} exceeds num_patterns={self.num_patterns} "
                               f"(each episode stores between min_patterns and num_patterns; 0: always num_patterns)")
@@ -168,6 +183,8 @@ class RecallTask(Task):
         shuffled = self.shuffle and self.cue != "position"
         for _ in range(self.repeats):
             order = torch.argsort(torch.rand(B, K, generator=g), 1) if shuffled else torch.arange(K).expand(B, K)
+            if stored is not None and self.blank_slots == "first":  # the blank items first, the rest in their order
+                order = order.gather(1, torch.argsort((order < stored.unsqueeze(1)).long(), dim=1, stable=True))
             for i in range(K):
                 item = order[:, i]
                 inputs[t : t + self.present_ticks] = shown(item) if stored is None else shown(item) * (item < stored).unsqueeze(1)
@@ -205,3 +222,9 @@ class RecallTask(Task):
             t += self.query_ticks + self.gap_ticks
         episode = Episode(inputs, targets, loss_mask, metric_mask)
         return episode.to(device) if device is not None else episode
+
+    def error(self, outputs: Tensor, episode: Episode) -> Tensor:
+        """Per-entry loss on the loss mask: the squared error, or ``max(0, 1 - y t)^2`` (``objective``)."""
+        if self.objective == "squared_hinge":
+            return torch.relu(1 - outputs * episode.targets).square() * episode.loss_mask
+        return super().error(outputs, episode)

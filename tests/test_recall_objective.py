@@ -1,0 +1,54 @@
+"""RecallTask(blank_slots=...) and RecallTask(objective=...): issue 13's K=1 recipe on the N=64 sparse nets."""
+import pytest
+import torch
+
+from simgraph.errors import UnknownNameError
+from simgraph.tasks import RecallTask
+
+
+def _slots(task, ep):
+    """[B, K] True where a write slot shows a pattern (the first present tick of each slot)."""
+    step = task.present_ticks + task.gap_ticks
+    return ep.inputs[: task.write_ticks : step, :, : task.bits].abs().sum(-1).T > 0
+
+
+def test_blank_slots_first_puts_every_blank_slot_before_the_patterns_and_keeps_the_episodes():
+    kw = dict(num_patterns=6, bits=16, min_patterns=1, queries=8)
+    shuffled, first = RecallTask(**kw).sample(200, seed=4), RecallTask(**kw, blank_slots="first").sample(200, seed=4)
+    task = RecallTask(**kw)
+    a, b = _slots(task, shuffled), _slots(task, first)
+    stored = a.sum(1)
+    assert torch.equal(stored, b.sum(1)) and stored.min() == 1 and stored.max() == 6  # the same load per episode
+    # "first": an episode storing k patterns shows them in its last k slots, right before the delay and queries
+    assert torch.equal(b, torch.arange(6).expand(200, 6) >= 6 - stored.unsqueeze(1))
+    assert not torch.equal(a, b)  # "shuffled" (the default) interleaves them
+    # the same patterns are asked and the same bits given (only the write order moved)
+    for x, y in zip(shuffled[1:], first[1:4]):
+        assert torch.equal(x, y)
+    written = lambda ep, i: {tuple(r.tolist()) for r in ep.inputs[: task.write_ticks, i, :16] if r.abs().sum() > 0}  # noqa: E731
+    assert all(written(shuffled, i) == written(first, i) for i in range(20))
+
+
+def test_blank_slots_change_nothing_at_a_fixed_load():
+    a, b = RecallTask(num_patterns=4, bits=8).sample(16, seed=2), RecallTask(num_patterns=4, bits=8, blank_slots="first").sample(16, seed=2)
+    assert all(torch.equal(x, y) for x, y in zip(a[:4], b[:4]))
+
+
+def test_squared_hinge_objective_scores_only_wrong_and_barely_right_bits():
+    task = RecallTask(num_patterns=2, bits=8, objective="squared_hinge")
+    plain = RecallTask(num_patterns=2, bits=8)
+    ep = task.sample(4, seed=0)
+    t = ep.targets
+    assert task.loss(2 * t, ep) == 0 and plain.loss(2 * t, ep) > 0  # right by more than a margin of 1: no loss
+    y = 0.5 * t
+    y[ep.loss_mask > 0] *= torch.where(torch.rand(int((ep.loss_mask > 0).sum()), generator=torch.Generator().manual_seed(0)) < 0.2, -1.0, 1.0)
+    hand = (torch.relu(1 - y * t).square() * ep.loss_mask).sum() / ep.loss_mask.sum()
+    assert torch.allclose(task.loss(y, ep), hand) and task.loss(y, ep) > task.loss(0.5 * t, ep)  # the wrong bits cost more
+    assert torch.allclose(task.loss(0.3 * t, ep), plain.loss(0.3 * t, ep))  # below the margin: the squared error
+    assert task.metrics(y, ep)["accuracy"] == plain.metrics(y, ep)["accuracy"]
+
+
+@pytest.mark.parametrize("bad", [dict(blank_slots="last"), dict(objective="hinge"), dict(objective=1)])
+def test_unknown_blank_slots_or_objective_is_refused(bad):
+    with pytest.raises(UnknownNameError, match="blank_slots|objective"):
+        RecallTask(**bad)
