@@ -130,7 +130,9 @@ class SweepRule(Rule):
     target ``[B, n_out]`` (absent: none) and runs the schedule's backward phases, which learn.
 
     Subclasses set ``schedule`` and implement ``forward_pass``, ``_inject(graph, x, target)`` and
-    ``_phase(graph, phase, x, e)`` (one phase of the schedule on node and edge states).
+    ``_phase(graph, phase, x, e)`` (one phase of the schedule on node and edge states). A rule whose
+    phases read more than the two states (GenomeRule: its genome, blended per example, and a rate)
+    overrides ``backward_pass`` too, with its own ``_inject`` and ``_phase`` signatures.
     """
 
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
