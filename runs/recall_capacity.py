@@ -20,6 +20,11 @@ output neurons while it is written (``teach=True``), without which it is unsolva
         --set task.min_patterns=1 --set task.num_patterns=16        # the typed net, key cues (~25 min)
     python runs/recall_capacity.py --bits 64 --out runs/results/capacity64 --topologies sparse_random,small_world,modular \
         --models hebbian,delta,mlp_hebbian --set task.min_patterns=1 --set task.num_patterns=16
+    python runs/recall_capacity.py --bits 128 --out runs/results/capacity128 --loads 1,2,4,8,12,16,20,24,32,48 \
+        --sweep-load 16 --models frozen,hebbian,delta,plastic --set task.min_patterns=1 --set task.num_patterns=32
+
+``--loads`` replaces the loads swept (default LOADS), ``--sweep-load`` the load K at which the delay, cue and
+distractor sweeps run (default 4). A ``notes.md`` in the --out folder is copied to the top of results.md.
 """
 
 import argparse
@@ -58,6 +63,12 @@ SWEEPS = {
     "by_distractors": ("delay", (4, 8, 16), {"num_patterns": 4, "distractors": True}),  # random patterns in the delay
 }
 COLUMNS = {"by_load": "K={}", "by_delay": "delay {}", "by_cue": "cue {}", "by_distractors": "{} distractors"}
+
+
+def sweeps(loads=LOADS, held_load=4):
+    """SWEEPS with other loads, and the delay, cue and distractor sweeps at load ``held_load``."""
+    return {key: (field, loads if key == "by_load" else values, {**held, "num_patterns": held_load} if held else held)
+            for key, (field, values, held) in SWEEPS.items()}
 
 
 def models_for(topology):
@@ -115,10 +126,15 @@ def main():
     ap.add_argument("--eval-every", type=int, default=25, help="curriculum check interval (steps)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the tuning and the scoring")
     ap.add_argument("--bits", type=int, default=32, help="pattern size, and so the number of neurons N")
+    ap.add_argument("--loads", default="", help="comma-separated loads K for the load sweep (default: "
+                    + ",".join(map(str, LOADS)) + ")")
+    ap.add_argument("--sweep-load", type=int, default=4, help="the load K of the delay, cue and distractor sweeps")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a training-config override for every model, e.g. task.min_patterns=1 (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    loads = tuple(int(k) for k in args.loads.split(",")) if args.loads else LOADS
+    grid = sweeps(loads, args.sweep_load)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps, episodes = (2, 8) if args.quick else (args.steps, 128)
@@ -173,26 +189,28 @@ def main():
                     res = train(cfg, folder, resume=folder.joinpath("checkpoint.json").is_file(), progress=False)
                     rule, graph = res.rule, res.graph
             swept = {key: sweep(rule, graph, task.replace(**held), field, values[:2] if args.quick else values, episodes)
-                     for key, (field, values, held) in SWEEPS.items()
+                     for key, (field, values, held) in grid.items()
                      if not (field == "cue_fraction" and task.cue != "partial")}  # a key cue gives no bits
             results[name] = {"neurons": graph.num_nodes, "synapses": graph.num_edges, "tuned": tuned, **swept,
+                             "sweep_load": args.sweep_load,
                              "capacity": capacity(swept["by_load"]), "seconds": round(time.time() - t0, 1)}
             print(f"{name:<32s} N={graph.num_nodes:<3d} capacity K={capacity(swept['by_load']):<3d} "
                   + " ".join(f"K{k}:{a:.3f}" for k, a in swept["by_load"].items()), flush=True)
             # written after every model, so an interrupted sweep keeps what it measured
             total = round(time.time() - started, 1)
             (out / "results.json").write_text(json.dumps({"results": results, "seconds": total, "steps": steps}, indent=1))
-            write_table(results, out / "results.md", total)
+            write_table(results, out / "results.md", total, out / "notes.md")
     total = round(time.time() - started, 1)
     plot(results, "by_load", f"patterns stored K ({args.bits} bits each, half cue)", out / "accuracy_vs_load.png")
-    plot(results, "by_delay", "delay after the write phase (ticks), K=4", out / "accuracy_vs_delay.png")
+    plot(results, "by_delay", f"delay after the write phase (ticks), K={args.sweep_load}", out / "accuracy_vs_delay.png")
     print(json.dumps({"command": "recall_capacity", "seconds": total,
                       "capacity": {k: v["capacity"] for k, v in results.items()}}))
 
 
-def write_table(results, path, seconds):
+def write_table(results, path, seconds, notes=None):
     columns = [(key, v) for key in SWEEPS for v in sorted({v for r in results.values() for v in r.get(key, {})})]
-    lines = ["| topology / network type | N | synapses | capacity K (>=95%) | "
+    head = [notes.read_text().rstrip() + "\n"] if notes is not None and notes.is_file() else []
+    lines = head + ["| topology / network type | N | synapses | capacity K (>=95%) | "
              + " | ".join(COLUMNS[key].format(v) for key, v in columns) + " |", "|---" * (4 + len(columns)) + "|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['neurons']} | {r['synapses']} | {r['capacity']} | "
