@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from simgraph.errors import UnknownNameError
+from simgraph.errors import ConfigError, UnknownNameError
 from simgraph.tasks import RecallTask
 
 
@@ -52,3 +52,23 @@ def test_squared_hinge_objective_scores_only_wrong_and_barely_right_bits():
 def test_unknown_blank_slots_or_objective_is_refused(bad):
     with pytest.raises(UnknownNameError, match="blank_slots|objective"):
         RecallTask(**bad)
+
+
+def test_load_weighting_weighs_each_episode_by_its_load():
+    kw = dict(num_patterns=8, bits=16, min_patterns=1)
+    plain, weighted = RecallTask(**kw).sample(64, seed=5), RecallTask(**kw, load_weighting=1.0).sample(64, seed=5)
+    stored = _slots(RecallTask(**kw), plain).sum(1).float()
+    assert torch.equal(plain.inputs, weighted.inputs) and torch.equal(plain.metric_mask, weighted.metric_mask)
+    read = plain.loss_mask > 0
+    assert torch.equal(read, weighted.loss_mask > 0)
+    assert torch.allclose(weighted.loss_mask, plain.loss_mask / stored.view(1, -1, 1))
+    # the loss: the per-episode mean squared error, each episode weighted 1/k
+    task = RecallTask(**kw, load_weighting=1.0)
+    y = torch.randn(plain.targets.shape, generator=torch.Generator().manual_seed(1))
+    per_episode = ((y - plain.targets).square() * plain.loss_mask).sum((0, 2)) / plain.loss_mask.sum((0, 2))
+    assert torch.allclose(task.loss(y, weighted), (per_episode / stored).sum() / (1 / stored).sum())
+    assert not torch.allclose(task.loss(y, weighted), RecallTask(**kw).loss(y, plain))
+    fixed = dict(num_patterns=4, bits=8)  # a fixed load: ignored
+    assert torch.equal(RecallTask(**fixed, load_weighting=2.0).sample(8, seed=0).loss_mask, RecallTask(**fixed).sample(8, seed=0).loss_mask)
+    with pytest.raises(ConfigError, match="load_weighting"):
+        RecallTask(**kw, load_weighting=-1.0)

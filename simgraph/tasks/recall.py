@@ -48,6 +48,11 @@ To score one load, set ``min_patterns = 0``. ``blank_slots`` says where an episo
 episode storing k patterns ends its write phase as a fixed-load-k episode does, its queries right after
 its last pattern (a fixed-load episode's timing; with ``"shuffled"`` a k=1 episode's pattern sits
 (K-1)/2 slots before the queries on average). A fixed load (``min_patterns = 0``) has no blank slots.
+``load_weighting = p`` weighs each mixed-load episode's loss by ``k^-p`` (``k`` the patterns it stores;
+the loss mask carries the weight, the normaliser is its sum): with the default 0 every read-out entry
+counts the same, so the few-pattern episodes, whose bits are nearly all right, add little to the mean
+loss; with ``p = 1`` a one-pattern episode counts as much as sixteen sixteen-pattern ones. A fixed
+load ignores it.
 
 **Objective** (``objective``): ``"squared"`` (default) is the squared error above; ``"squared_hinge"``
 is ``max(0, 1 - y t)^2`` on the same entries (``y`` the output, ``t`` the +-1 target): no loss once a
@@ -61,7 +66,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, check_choice
+from ..errors import ConfigError, check_choice, check_number
 from .base import Episode, Task, check_batch, check_fields, generator, random_signs
 
 CUES = ("partial", "key", "position")
@@ -88,6 +93,7 @@ class RecallTask(Task):
     min_patterns: int = 0
     blank_slots: str = "shuffled"
     objective: str = "squared"
+    load_weighting: float = 0.0
 
     def __post_init__(self):
         positive = ("num_patterns", "bits", "present_ticks", "repeats", "queries", "query_ticks", "readout_ticks")
@@ -96,6 +102,8 @@ class RecallTask(Task):
         check_choice("recall cue", self.cue, CUES)
         check_choice("RecallTask blank_slots (where a mixed-load episode's blank slots lie)", self.blank_slots, BLANK_SLOTS)
         check_choice("RecallTask objective (the per-entry loss)", self.objective, OBJECTIVES)
+        object.__setattr__(self, "load_weighting", check_number("RecallTask load_weighting (the loss weight k^-p of an "
+                                                                "episode storing k patterns)", self.load_weighting, low=0.0))
         if self.min_patterns > self.num_patterns:
             raise ConfigError(f"RecallTask min_patterns={self.min_patterns} exceeds num_patterns={self.num_patterns} "
                               f"(each episode stores between min_patterns and num_patterns; 0: always num_patterns)")
@@ -220,6 +228,8 @@ class RecallTask(Task):
             loss_mask[read] = 1.0
             metric_mask[read] = 1.0 - given
             t += self.query_ticks + self.gap_ticks
+        if stored is not None and self.load_weighting:  # each episode's loss weighs k^-p
+            loss_mask *= stored.double().pow(-self.load_weighting).float().view(1, B, 1)
         episode = Episode(inputs, targets, loss_mask, metric_mask)
         return episode.to(device) if device is not None else episode
 
