@@ -24,7 +24,8 @@ output neurons while it is written (``teach=True``), without which it is unsolva
         --sweep-load 16 --models frozen,hebbian,delta,plastic --set task.min_patterns=1 --set task.num_patterns=32
 
 ``--loads`` replaces the loads swept (default LOADS), ``--sweep-load`` the load K at which the delay, cue and
-distractor sweeps run (default 4). A ``notes.md`` in the --out folder is copied to the top of results.md.
+distractor sweeps run (default 4), ``--load NAME=FOLDER`` adds a row for a rule trained elsewhere (e.g. at another
+N: the rule is shared per neuron and synapse), scored on the same episodes. A ``notes.md`` in the --out folder is copied to the top of results.md.
 """
 
 import argparse
@@ -129,6 +130,9 @@ def main():
     ap.add_argument("--loads", default="", help="comma-separated loads K for the load sweep (default: "
                     + ",".join(map(str, LOADS)) + ")")
     ap.add_argument("--sweep-load", type=int, default=4, help="the load K of the delay, cue and distractor sweeps")
+    ap.add_argument("--load", action="append", default=[], metavar="NAME=FOLDER",
+                    help="also score the trained rule in run folder FOLDER as row <topology>/NAME, untrained here "
+                         "(on the chosen topologies at --bits; repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a training-config override for every model, e.g. task.min_patterns=1 (repeatable)")
     args = ap.parse_args()
@@ -146,6 +150,7 @@ def main():
         for key in SWEEPS:
             if key in r:
                 r[key] = {float(k) if "." in k else int(k): v for k, v in r[key].items()}
+    loaded = dict(spec.split("=", 1) for spec in args.load)  # row name -> a trained run folder, scored as it is
     chosen = args.topologies.split(",")
     for name in chosen:
         if name not in TOPOLOGIES:
@@ -153,8 +158,8 @@ def main():
     for topology, params in TOPOLOGIES.items():
         if topology not in chosen:
             continue
-        for kind in models_for(topology):
-            if args.models and kind not in args.models.split(","):
+        for kind in models_for(topology) + list(loaded):
+            if args.models and kind not in args.models.split(",") and kind not in loaded:
                 continue
             name = f"{topology}/{kind}"
             t0 = time.time()
@@ -178,6 +183,8 @@ def main():
                 cfg = cfg.override(**{f"rule.{k}": v for k, v in tuned.items()})
                 graph = cfg.make_graph()
                 rule = cfg.make_rule(graph)
+            elif kind in loaded:  # a rule trained elsewhere (any N: the rule is shared), on this topology's graph
+                rule, graph, tuned = load_rule(loaded[kind])[0], cfg.make_graph(), {"from": loaded[kind]}
             elif kind in ("hebbian", "delta"):
                 rule = HebbianRule(**tuned) if kind == "hebbian" else DeltaRule(**tuned)
             else:
