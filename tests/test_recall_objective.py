@@ -72,3 +72,18 @@ def test_load_weighting_weighs_each_episode_by_its_load():
     assert torch.equal(RecallTask(**fixed, load_weighting=2.0).sample(8, seed=0).loss_mask, RecallTask(**fixed).sample(8, seed=0).loss_mask)
     with pytest.raises(ConfigError, match="load_weighting"):
         RecallTask(**kw, load_weighting=-1.0)
+
+
+def test_blank_slots_mixed_puts_the_blanks_first_in_about_half_the_episodes():
+    kw = dict(num_patterns=6, bits=16, min_patterns=1)
+    task = RecallTask(**kw, blank_slots="mixed")
+    ep = task.sample(400, seed=6)
+    slots = _slots(task, ep)
+    stored = slots.sum(1)
+    tail = (slots == (torch.arange(6).expand(400, 6) >= 6 - stored.unsqueeze(1))).all(1)  # blanks first (or no blank)
+    full = stored == 6
+    # the shuffled episodes put their blanks first only by chance; "mixed" puts them first in about half
+    share = tail[~full].float().mean()
+    shuffled_share = (_slots(task, RecallTask(**kw).sample(400, seed=6)) == (torch.arange(6).expand(400, 6) >= 6 - stored.unsqueeze(1))).all(1)[~full].float().mean()
+    assert 0.5 < share < 0.75 and shuffled_share < 0.25
+    assert torch.equal(task.sample(400, seed=6).inputs, ep.inputs)  # seeded

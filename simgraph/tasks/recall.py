@@ -47,7 +47,8 @@ To score one load, set ``min_patterns = 0``. ``blank_slots`` says where an episo
 ``"shuffled"`` (default) among its patterns, in the shuffled order; ``"first"`` all before them, so an
 episode storing k patterns ends its write phase as a fixed-load-k episode does, its queries right after
 its last pattern (a fixed-load episode's timing; with ``"shuffled"`` a k=1 episode's pattern sits
-(K-1)/2 slots before the queries on average). A fixed load (``min_patterns = 0``) has no blank slots.
+(K-1)/2 slots before the queries on average); ``"mixed"`` each episode one of the two, "first" with
+probability 1/2. A fixed load (``min_patterns = 0``) has no blank slots.
 ``load_weighting = p`` weighs each mixed-load episode's loss by ``k^-p`` (``k`` the patterns it stores;
 the loss mask carries the weight, the normaliser is its sum): with the default 0 every read-out entry
 counts the same, so the few-pattern episodes, whose bits are nearly all right, add little to the mean
@@ -70,7 +71,7 @@ from ..errors import ConfigError, check_choice, check_number
 from .base import Episode, Task, check_batch, check_fields, generator, random_signs
 
 CUES = ("partial", "key", "position")
-BLANK_SLOTS = ("shuffled", "first")  # mixed loads: where an episode's blank slots lie
+BLANK_SLOTS = ("shuffled", "first", "mixed")  # mixed loads: where an episode's blank slots lie
 OBJECTIVES = ("squared", "squared_hinge")  # the per-entry loss
 
 
@@ -186,13 +187,17 @@ class RecallTask(Task):
         stored = None  # mixed loads: how many patterns each episode stores; the rest of the slots stay blank
         if self.min_patterns:
             stored = torch.randint(self.min_patterns, K + 1, (B,), generator=g)
+        first = None  # the episodes whose blank slots come first (blank_slots="first" or "mixed")
+        if stored is not None and self.blank_slots != "shuffled":
+            first = torch.ones(B, 1, dtype=torch.bool) if self.blank_slots == "first" else torch.rand(B, 1, generator=g) < 0.5
         t = 0
         # position cues define "k-th" by the stream order, so that stream is shown unshuffled
         shuffled = self.shuffle and self.cue != "position"
         for _ in range(self.repeats):
             order = torch.argsort(torch.rand(B, K, generator=g), 1) if shuffled else torch.arange(K).expand(B, K)
-            if stored is not None and self.blank_slots == "first":  # the blank items first, the rest in their order
-                order = order.gather(1, torch.argsort((order < stored.unsqueeze(1)).long(), dim=1, stable=True))
+            if first is not None:  # the blank items first, the rest in their order
+                moved = order.gather(1, torch.argsort((order < stored.unsqueeze(1)).long(), dim=1, stable=True))
+                order = torch.where(first, moved, order)
             for i in range(K):
                 item = order[:, i]
                 inputs[t : t + self.present_ticks] = shown(item) if stored is None else shown(item) * (item < stored).unsqueeze(1)
