@@ -33,3 +33,13 @@ for topo in sys.argv[1].split(","):
         print(" no read residual: K=1", round(evaluate(rule, graph, task, 128)["accuracy"], 4))
         rule.read.weight.copy_(w); rule.read.bias.copy_(b)
         print(" output_gain", float(rule.output_gain), "beta", float(rule.beta), "eta_scale", float(rule.eta_scale), "input_gain", float(rule.input_gain))
+
+# the failing bits: how many of the neuron's presynaptic neighbours the cue gives
+    given = ep.inputs[read_ticks[0]] != 0  # [B, D] at the first query (the cue; all 4 queries ask the one pattern)
+    src, dst = graph.edge_index
+    for t in read_ticks:
+        cue = (ep.inputs[t] != 0).float()  # [B, N]
+        cued_in = torch.zeros_like(cue).index_add_(1, dst, cue[:, src])
+        for b, i in (wrong[t] > 0).nonzero().tolist():
+            print(f"  tick {t} episode {b} neuron {i}: indegree {int(indeg[i])}, cued in-neighbours {int(cued_in[b, i])}, "
+                  f"output {float(out[t, b, i]):+.3f} target {int(ep.targets[t, b, i])}")

@@ -87,3 +87,29 @@ def test_blank_slots_mixed_puts_the_blanks_first_in_about_half_the_episodes():
     shuffled_share = (_slots(task, RecallTask(**kw).sample(400, seed=6)) == (torch.arange(6).expand(400, 6) >= 6 - stored.unsqueeze(1))).all(1)[~full].float().mean()
     assert 0.5 < share < 0.75 and shuffled_share < 0.25
     assert torch.equal(task.sample(400, seed=6).inputs, ep.inputs)  # seeded
+
+
+def test_residual_bias_false_runs_the_hebbian_cores_residuals_without_their_biases():
+    import simgraph as sg
+    from simgraph.topologies import sparse_random
+
+    graph = sparse_random(12, 0.4, seed=3)
+    task = RecallTask(num_patterns=2, bits=12)
+    ep = task.sample(3, seed=1)
+    run = lambda rule: sg.simulate(rule, graph, ep.inputs).outputs  # noqa: E731
+    with torch.no_grad():
+        want = run(sg.rules.HebbianRule(beta=0.3))
+        plain, free = sg.rules.MLPRule(start="hebbian", beta=0.3), sg.rules.MLPRule(start="hebbian", beta=0.3, residual_bias=False)
+        torch.testing.assert_close(run(free), want, atol=1e-6, rtol=1e-5)  # untrained: still the Hebbian rule
+        for rule in (plain, free):
+            rule.read.bias.fill_(3.0)
+            rule.activity_residual.bias.fill_(3.0)
+        torch.testing.assert_close(run(free), want, atol=1e-6, rtol=1e-5)  # the biases are not used
+        assert (run(plain) - want).abs().max() > 0.1  # with residual_bias=True they are
+    free.zero_grad()
+    task.loss(sg.simulate(free, graph, ep.inputs).outputs, ep).backward()
+    assert free.read.bias.grad is None and free.read.weight.grad is not None
+    with pytest.raises(ConfigError, match="start='hebbian'"):
+        sg.rules.MLPRule(residual_bias=False)
+    with pytest.raises(ConfigError, match="residual_bias"):
+        sg.rules.MLPRule(start="hebbian", residual_bias="no")

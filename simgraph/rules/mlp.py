@@ -104,6 +104,7 @@ class MLPRule(Rule):
         init_weights: str = "auto",
         write_types: list | None = None,
         edge_update: str | None = None,
+        residual_bias: bool = True,
     ):
         super().__init__()
         from ..errors import (check_bool, check_bytes, check_choice, check_gain, check_int, check_name, check_number, check_seed,
@@ -143,9 +144,9 @@ class MLPRule(Rule):
         self.init_weights = check_init("MLPRule", init_weights)
         given = dict(eta=eta, beta=beta, input_gain=input_gain, learn_from=learn_from, init_weight_std=init_weight_std,
                      output_gain=output_gain, residual_scale=residual_scale, init_weights=init_weights,
-                     write_types=write_types)
+                     write_types=write_types, residual_bias=residual_bias)
         defaults = dict(eta=None, beta=1.0, input_gain=1.0, learn_from="input", init_weight_std=0.0, output_gain=1.0,
-                        residual_scale=0.1, init_weights="auto", write_types=None)
+                        residual_scale=0.1, init_weights="auto", write_types=None, residual_bias=True)
         same = lambda v, d: v is d or ((is_number(v) or isinstance(v, str)) and v == d)  # noqa: E731  (an array: not the default)
         unused = [k for k, v in given.items() if not same(v, defaults[k])]
         if unused and not hebbian:  # silently ignoring them would train a different rule than the config says
@@ -193,6 +194,10 @@ class MLPRule(Rule):
             # that starts at 0 would jump to the size of the Hebbian terms within a few steps; its output
             # is scaled down instead (by residual_scale; the weight residual also by eta, the write's size).
             self.residual_scale = check_number("MLPRule residual_scale", residual_scale, low=0.0)
+            # residual_bias=False: the activity and read-out residuals run without their biases (kept as
+            # parameters, so a trained rule loads, but unused and so never trained), an offset that reads a
+            # weakly recalled +1 bit as -1 (issue 13: every K=1 miss of the N=64 sparse-net rules was one)
+            self.residual_bias = check_bool("MLPRule residual_bias", residual_bias)
             self.activity_residual = nn.Linear(node_dim, 1)
             with torch.no_grad():
                 for layer in (self.activity_residual, self.read):
@@ -309,7 +314,7 @@ class MLPRule(Rule):
         field, m = both[..., :1], both[..., 1:] * scale
         cell_in = torch.cat([m, u, t, a, field], -1).reshape(B * N, -1)
         h = self.node_cell(cell_in, x[..., 1:].reshape(B * N, -1)).reshape(B, N, -1)
-        a = torch.tanh(self.beta * field + self.input_gain * u + self.residual_scale * self.activity_residual(h))
+        a = torch.tanh(self.beta * field + self.input_gain * u + self.residual_scale * self._residual(self.activity_residual, h))
         x = torch.cat([a, h], -1)
         if not self.plastic:
             return {**state, "node": x}
@@ -361,5 +366,9 @@ class MLPRule(Rule):
     def readout(self, graph: Graph, state: State) -> Tensor:
         if self.core:
             x = graph.read_outputs(state["node"])
-            return self.output_gain * x[..., :1] + self.residual_scale * self.read(x[..., 1:])
+            return self.output_gain * x[..., :1] + self.residual_scale * self._residual(self.read, x[..., 1:])
         return self.read(graph.read_outputs(state["node"]))
+
+    def _residual(self, layer: nn.Linear, h: Tensor) -> Tensor:
+        """A learned residual of the Hebbian core (start="hebbian"), with its bias or without (``residual_bias``)."""
+        return layer(h) if self.residual_bias else nn.functional.linear(h, layer.weight)
