@@ -9,7 +9,7 @@ load. Writes <folder>/loads.{json,md} for each folder:
 - runs/results/capacity_typed_partial/ (half cues, ``task.cue = "partial"``; accuracy on the
   not-given bits)
 
-    python runs/typed_recall_loads.py                    # both folders, ~4 min on a 2-core CPU, 1 thread
+    python runs/typed_recall_loads.py                    # both folders, 4.5 min on the shared 2-core CPU, 1 thread
     python runs/typed_recall_loads.py --folders capacity_typed
 """
 
