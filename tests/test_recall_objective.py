@@ -113,3 +113,33 @@ def test_residual_bias_false_runs_the_hebbian_cores_residuals_without_their_bias
         sg.rules.MLPRule(residual_bias=False)
     with pytest.raises(ConfigError, match="residual_bias"):
         sg.rules.MLPRule(start="hebbian", residual_bias="no")
+
+
+def test_mirror_makes_the_rule_exactly_odd_and_keeps_the_hebbian_start():
+    import simgraph as sg
+    from simgraph.topologies import sparse_random
+
+    graph = sparse_random(12, 0.4, seed=3)
+    ep = RecallTask(num_patterns=2, bits=12).sample(3, seed=1)
+    run = lambda rule, u: sg.simulate(rule, graph, u).outputs  # noqa: E731
+    with torch.no_grad():
+        want = run(sg.rules.HebbianRule(beta=0.3), ep.inputs)
+        torch.testing.assert_close(run(sg.rules.MLPRule(start="hebbian", beta=0.3, mirror=True), ep.inputs), want, atol=1e-6, rtol=1e-5)
+        for start in ("hebbian", "random"):
+            kw = dict(beta=0.3) if start == "hebbian" else {}
+            plain, odd = sg.rules.MLPRule(start=start, seed=2, **kw), sg.rules.MLPRule(start=start, seed=2, mirror=True, **kw)
+            for rule in (plain, odd):  # a rule whose residuals are not zero (as after training)
+                for p in rule.parameters():
+                    p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+            y = run(odd, ep.inputs)
+            torch.testing.assert_close(run(odd, -ep.inputs), -y)  # exactly odd
+            assert y.abs().mean() > 0.01
+            assert (run(plain, -ep.inputs) + run(plain, ep.inputs)).abs().max() > 1e-3  # without it, not odd
+            half = 3
+            full = run(plain, torch.cat([ep.inputs, -ep.inputs], 1))  # the mirror read-out: half the copies' difference
+            torch.testing.assert_close(y, (full[:, :half] - full[:, half:]) / 2)
+    assert sg.rules.MLPRule(mirror=True).init_state(graph, 3)["node"].shape[0] == 6
+    with pytest.raises(sg.errors.ShapeError, match="mirror"):
+        odd.step(graph, odd.init_state(graph, 3), torch.zeros(6, 12, 1))
+    with pytest.raises(ConfigError, match="mirror"):
+        sg.rules.MLPRule(mirror=1)

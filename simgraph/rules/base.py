@@ -58,6 +58,9 @@ class Rule(nn.Module):
     # the fields its state may hold: check_state refuses others (a misspelt or foreign field would be ignored);
     # None (a rule that does not say) skips the check
     state_fields: tuple[str, ...] | None = None
+    # states per episode: a rule that runs each episode in several copies (MLPRule(mirror=True): the episode
+    # and its sign-flipped mirror) keeps a state of batch copies * B for inputs of batch B
+    copies_per_episode: int = 1
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
         raise NotImplementedError

@@ -105,6 +105,7 @@ class MLPRule(Rule):
         write_types: list | None = None,
         edge_update: str | None = None,
         residual_bias: bool = True,
+        mirror: bool = False,
     ):
         super().__init__()
         from ..errors import (check_bool, check_bytes, check_choice, check_gain, check_int, check_name, check_number, check_seed,
@@ -117,6 +118,14 @@ class MLPRule(Rule):
         if output_dim > node_dim:
             raise ConfigError(f"MLPRule output_dim={output_dim} exceeds node_dim={node_dim}")
         use_types, plastic = check_bool("MLPRule use_types", use_types), check_bool("MLPRule plastic", plastic)
+        # mirror=True: every episode also runs sign-flipped (inputs -u) in a second copy of the network, and
+        # the read-out is half the difference of the two copies' read-outs, so the rule is exactly odd (out(-u)
+        # = -out(u)), as Hebbian storage is: no learned offset can read a weakly recalled +1 bit as -1 (issue 13:
+        # the N=64 sparse-net rules' activity residual was +0.00..+0.12 at +1 bits, -0.20..-0.36 at -1 bits,
+        # an offset of -0.09..-0.14; every K=1 miss was a +1 bit). Twice the state and compute; untrained
+        # start="hebbian" is still the Hebbian rule (its mirror copy is its exact negative).
+        self.mirror = check_bool("MLPRule mirror", mirror)
+        self.copies_per_episode = 2 if self.mirror else 1
         init_edge_std = check_number("MLPRule init_edge_std", init_edge_std, low=0.0)
         update_scale = check_gain("MLPRule update_scale", update_scale)  # finite, and finite in a float32 tensor
         self.node_dim, self.edge_dim, self.input_dim, self.output_dim = node_dim, edge_dim, input_dim, output_dim
@@ -230,6 +239,8 @@ class MLPRule(Rule):
 
     def init_state(self, graph: Graph, batch_size: int) -> State:
         batch_size = self.check_init(graph, batch_size)  # check_graph, then the batch size and its bytes
+        if self.mirror:  # the episode's copies first, then their mirror copies
+            batch_size = self.check_init(graph, 2 * batch_size)
         node_type, edge_type = self._types(graph)
         # a fixed random pattern per synapse (same every episode) breaks the symmetry between synapses
         g = torch.Generator().manual_seed(self.seed)
@@ -266,6 +277,14 @@ class MLPRule(Rule):
     # ------------------------------------------------------------------ one tick
     def step(self, graph: Graph, state: State, inputs: Tensor) -> State:
         self.check_inputs(graph, inputs)
+        if self.mirror:
+            if state["node"].shape[0] != 2 * inputs.shape[0]:
+                from ..errors import ShapeError
+
+                raise ShapeError(f"MLPRule(mirror=True) keeps a mirror copy of every episode: a state of batch "
+                                 f"{2 * inputs.shape[0]} for inputs of batch {inputs.shape[0]} (rule.init_state makes "
+                                 f"it), got {state['node'].shape[0]}")
+            inputs = torch.cat([inputs, -inputs], 0)
         if self.core:
             return self._hebbian_step(graph, state, inputs)
         x, e = state["node"], state["edge"]
@@ -364,6 +383,13 @@ class MLPRule(Rule):
         return None if mode == "plain" else graph.edge_type.view(-1, 1)
 
     def readout(self, graph: Graph, state: State) -> Tensor:
+        if self.mirror:  # half the difference of each episode's copy and its mirror copy: an odd rule
+            out = self._readout(graph, state)
+            half = out.shape[0] // 2
+            return (out[:half] - out[half:]) / 2
+        return self._readout(graph, state)
+
+    def _readout(self, graph: Graph, state: State) -> Tensor:
         if self.core:
             x = graph.read_outputs(state["node"])
             return self.output_gain * x[..., :1] + self.residual_scale * self._residual(self.read, x[..., 1:])
