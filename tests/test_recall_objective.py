@@ -143,3 +143,31 @@ def test_mirror_makes_the_rule_exactly_odd_and_keeps_the_hebbian_start():
         odd.step(graph, odd.init_state(graph, 3), torch.zeros(6, 12, 1))
     with pytest.raises(ConfigError, match="mirror"):
         sg.rules.MLPRule(mirror=1)
+
+
+def test_a_mirrored_rule_is_analysed_on_its_episodes_own_copies():
+    # simgraph analyze on a mirror=True rule raised IndexError: its state holds 2B weight sets for B patterns
+    import simgraph as sg
+    from simgraph.analysis.graphs import stored_weights, summarize
+    from simgraph.topologies import fully_recurrent
+
+    graph = fully_recurrent(8)
+    task = RecallTask(num_patterns=2, bits=8)
+    rule = sg.rules.MLPRule(start="hebbian", beta=0.3, mirror=True)
+    ws = stored_weights(rule, graph, task, episodes=3)
+    assert ws.weights.shape == (3, graph.num_edges) and ws.patterns.shape[0] == 3
+    plain = stored_weights(sg.rules.MLPRule(start="hebbian", beta=0.3), graph, task, episodes=3)
+    torch.testing.assert_close(ws.weights, plain.weights)  # untrained, the mirror is the plain Hebbian start
+    assert summarize(graph, ws)["accuracy"] == plain.accuracy
+
+
+def test_the_portrait_of_a_mirrored_rule_is_its_episodes_own_update():
+    # rule_portrait on a mirror=True rule raised a raw RuntimeError (a state of batch B for a rule keeping 2B)
+    import simgraph as sg
+    from simgraph.topologies import fully_recurrent
+
+    graph = fully_recurrent(12)
+    plain = sg.analysis.rule_portrait(sg.rules.MLPRule(start="hebbian", beta=0.3, seed=1), graph)
+    odd = sg.analysis.rule_portrait(sg.rules.MLPRule(start="hebbian", beta=0.3, seed=1, mirror=True), graph)
+    torch.testing.assert_close(odd.dw, plain.dw)  # untrained: the Hebbian write, the same in either
+    assert odd.r2 > 0.99 and abs(odd.coefficients["pre*post"] - plain.coefficients["pre*post"]) < 1e-6

@@ -189,7 +189,9 @@ def stored_weights(rule: Rule, graph: Graph, task: RecallTask, episodes: int = 8
     accuracy = float(task.metrics(outputs, rest)[task.metric])
     step = task.present_ticks + task.gap_ticks
     patterns = ep.inputs[torch.arange(task.num_patterns) * step].transpose(0, 1).cpu()  # first showing of each
-    return StoredWeights(synapse_weights(rule, graph, stored), initial, patterns, accuracy)
+    # a rule that keeps several states per episode (MLPRule(mirror=True): the episodes, then their mirror
+    # copies) has more weight sets than patterns: each episode's own copy is the first `episodes`
+    return StoredWeights(synapse_weights(rule, graph, stored)[:episodes], initial, patterns, accuracy)
 
 
 def load_sweep(rule: Rule, graph: Graph, task: RecallTask, loads=(1, 2, 4, 8), episodes: int = 8, seed: int = 4321) -> list[dict]:

@@ -70,20 +70,24 @@ def rule_portrait(rule: Rule, graph: Graph, batch_size: int = 8, weight_scale: f
     weight_scale = check_number("rule_portrait weight_scale", weight_scale, low=0.0)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
+        # a rule with several states per episode (MLPRule(mirror=True): the episodes, then their sign-flipped
+        # copies) gets the same weights in every copy; the portrait reads the episodes' own copies
+        copies = getattr(rule, "copies_per_episode", 1)
         state = rule.init_state(graph, batch_size)
-        edge = state["edge"].expand(batch_size, -1, -1).clone()
-        edge[..., 0] = (torch.randn(batch_size, graph.num_edges, generator=g) * weight_scale).to(edge)
-        state = {**state, "edge": edge, "node": state["node"].expand(batch_size, -1, -1).clone()}
+        edge = state["edge"].expand(copies * batch_size, -1, -1).clone()
+        edge[..., 0] = (torch.randn(batch_size, graph.num_edges, generator=g) * weight_scale).to(edge).repeat(copies, 1)
+        state = {**state, "edge": edge, "node": state["node"].expand(copies * batch_size, -1, -1).clone()}
         u = (torch.rand(batch_size, graph.num_inputs, generator=g) * 2 - 1).to(edge)
         inputs = graph.scatter_inputs(u.unsqueeze(-1))
         if inputs.shape[-1] != rule.input_dim:
             inputs = inputs.expand(-1, -1, rule.input_dim)
         new = rule.step(graph, state, inputs)
+        edge, new_edge, new_node = edge[:batch_size], new["edge"][:batch_size], new["node"][:batch_size]
         src, dst = graph.edge_index[0], graph.edge_index[1]
-        source = inputs[..., 0] if measure == "input" else new["node"][..., 0]
+        source = inputs[..., 0] if measure == "input" else new_node[..., 0]
         pre, post = source[:, src].reshape(-1), source[:, dst].reshape(-1)
         w = edge[..., 0].reshape(-1)
-        dw = (new["edge"][..., 0] - edge[..., 0]).reshape(-1)
+        dw = (new_edge[..., 0] - edge[..., 0]).reshape(-1)
     terms = {"1": torch.ones_like(w), "pre": pre, "post": post, "w": w, "pre*post": pre * post, "pre^2": pre**2,
              "post^2": post**2, "w*post^2": w * post**2, "w*pre*post": w * pre * post}
     X = torch.stack([terms[t] for t in basis], 1).double()
