@@ -51,6 +51,15 @@ steps, where the tuned Hebbian rule reaches 0.926), so 0.1 is the default. The s
 function sees the input ``u`` too, so error-correcting writes such as ``(u_i - f_i) u_j`` (the delta
 rule, ``f`` the Hebbian field) lie in its span.
 
+``mirror=True`` runs every episode twice, as itself and sign-flipped (inputs ``-u``), and reads out half
+the difference of the two copies, so the rule is exactly odd (flipping every pattern flips every
+output), as Hebbian storage is. Issue 13: the trained sparse-net rules missed a few +1 bits at K = 1
+through a learned offset of about -0.1; the odd rule has none (K = 1 exactly 1.000 on all three N=64
+sparse nets). It costs twice the compute, and its states hold ``2 B`` episodes for inputs of batch
+``B``: the ``B`` episodes first, then their mirror copies (``init_state``, ``simulate``'s final state and
+its monitors show all ``2 B``; ``simgraph analyze`` and ``rule_portrait`` read the first ``B``).
+``residual_bias=False`` runs the activity and read-out residuals of the Hebbian core without biases.
+
 ``edge_update`` chooses how the synapse function runs (``rules/_fused.py``): ``"plain"`` autograd
 through it, ``"fused"`` one autograd Function that saves only its inputs and recomputes the hidden
 layer in backward, ``"compiled"`` the same with inductor-compiled kernels, ``"auto"`` (default,
