@@ -3,7 +3,6 @@ the mean of the activity residual eps*R h and of the read-out residual eps*read(
 sign: a part that does not follow the target is an offset that pushes weak bits one way."""
 import sys
 import torch
-from torch.nn import functional as F
 from simgraph.train import load_rule
 from simgraph.train.loop import EVAL_SEED
 
@@ -12,7 +11,6 @@ for folder in sys.argv[1:]:
     rule, graph, cfg = load_rule(folder)
     task = cfg.make_task().replace(min_patterns=0, num_patterns=1)
     ep = task.sample(128, seed=EVAL_SEED)
-    lin = (lambda l, h: l(h)) if rule.residual_bias else (lambda l, h: F.linear(h, l.weight))
     rows = {"act": [], "read": [], "out": [], "t": []}
     with torch.no_grad():
         state = rule.init_state(graph, 128)
@@ -21,8 +19,8 @@ for folder in sys.argv[1:]:
             if ep.loss_mask[t, 0, 0] > 0:
                 h = graph.read_outputs(state["node"])[..., 1:]
                 m = ep.metric_mask[t] > 0
-                rows["act"].append(rule.residual_scale * lin(rule.activity_residual, h)[..., 0][m])
-                rows["read"].append(rule.residual_scale * lin(rule.read, h)[..., 0][m])
+                rows["act"].append(rule.residual_scale * rule._residual(rule.activity_residual, h)[..., 0][m])
+                rows["read"].append(rule.residual_scale * rule._residual(rule.read, h)[..., 0][m])
                 rows["out"].append(rule.readout(graph, state)[..., 0][m])
                 rows["t"].append(ep.targets[t][m])
     r = {k: torch.cat(v) for k, v in rows.items()}

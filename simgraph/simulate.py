@@ -144,7 +144,7 @@ def initial_state(rule: Rule, graph: Graph, state: State | None, batch_size: int
     if state is None:
         state = rule.init_state(graph, batch_size)
     rule.check_state(graph, state)
-    copies = getattr(rule, "copies_per_episode", 1)  # MLPRule(mirror=True): each episode and its mirror copy
+    copies = rule.copies_per_episode  # MLPRule(mirror=True): each episode and its mirror copy
     if state["node"].shape[0] != batch_size * copies:
         raise ShapeError(f"state has batch {state['node'].shape[0]} but inputs have batch {batch_size}"
                          + (f" ({type(rule).__name__} keeps {copies} states per episode)" if copies != 1 else ""))
@@ -235,7 +235,7 @@ def simulate(
         T = check_int("without inputs, ticks", ticks, 1, error=ShapeError)
         if batch_size is None and state is not None:
             rule.check_state(graph, state)
-        B = batch_size if batch_size is not None else (state["node"].shape[0] // getattr(rule, "copies_per_episode", 1)
+        B = batch_size if batch_size is not None else (state["node"].shape[0] // rule.copies_per_episode
                                                       if state is not None else None)
         B = check_int("without inputs, batch_size", B, 1, error=ShapeError)
     check_run_bytes(rule, graph, T, B, fresh_state=state is None, zero_input=inputs is None)
@@ -547,7 +547,7 @@ def _compiled_step(rule: Rule, graph: Graph, state: State, options: bool | dict)
     prepared = rule.__dict__.setdefault("_prepared_graphs", weakref.WeakSet())
     if graph not in prepared:
         with torch.no_grad():
-            rule.step(graph, state, state["node"].new_zeros(state["node"].shape[0] // getattr(rule, "copies_per_episode", 1),
+            rule.step(graph, state, state["node"].new_zeros(state["node"].shape[0] // rule.copies_per_episode,
                                                            graph.num_nodes, rule.input_dim))
         graph.prepare()
         prepared.add(graph)

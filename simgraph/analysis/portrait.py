@@ -72,7 +72,7 @@ def rule_portrait(rule: Rule, graph: Graph, batch_size: int = 8, weight_scale: f
     with torch.no_grad():
         # a rule with several states per episode (MLPRule(mirror=True): the episodes, then their sign-flipped
         # copies) gets the same weights in every copy; the portrait reads the episodes' own copies
-        copies = getattr(rule, "copies_per_episode", 1)
+        copies = rule.copies_per_episode
         state = rule.init_state(graph, batch_size)
         edge = state["edge"].expand(copies * batch_size, -1, -1).clone()
         edge[..., 0] = (torch.randn(batch_size, graph.num_edges, generator=g) * weight_scale).to(edge).repeat(copies, 1)

@@ -72,7 +72,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, check_choice
+from ..errors import ConfigError, ShapeError, check_choice
 from ..graph import Graph
 from . import _fused
 from ._fused import edge_update
@@ -288,8 +288,6 @@ class MLPRule(Rule):
         self.check_inputs(graph, inputs)
         if self.mirror:
             if state["node"].shape[0] != 2 * inputs.shape[0]:
-                from ..errors import ShapeError
-
                 raise ShapeError(f"MLPRule(mirror=True) keeps a mirror copy of every episode: a state of batch "
                                  f"{2 * inputs.shape[0]} for inputs of batch {inputs.shape[0]} (rule.init_state makes "
                                  f"it), got {state['node'].shape[0]}")

@@ -396,8 +396,8 @@ def _load_for_resume(out: Path | None, spec: dict, resume: bool, estimator):
     if not resume:
         raise CheckpointError(f"{out} already holds a checkpoint; pass resume=True (--resume) or pick another folder")
     saved, tensors = checkpoint.load(out)
-    if _with_new_defaults(_plain(saved.get("run", {}))) != _plain(spec):
-        old, new, what = _with_new_defaults(saved.get("run")), _plain(spec), "run"
+    old, new, what = _with_new_defaults(_plain(saved.get("run", {}))), _plain(spec), "run"
+    if old != new:
         if isinstance(old, dict) and "config" in old and "config" in new:
             old, new, what = old["config"], new["config"], "config"
         raise CheckpointError(f"{out} was written by a different {what} ({_first_difference(old, new)}); "
