@@ -9,6 +9,8 @@ from simgraph.train.loop import EVAL_SEED
 torch.set_num_threads(1)
 for folder in sys.argv[1:]:
     rule, graph, cfg = load_rule(folder)
+    if rule.mirror:  # its state holds each episode twice; the offset it removes is what this measures
+        raise SystemExit(f"{folder}: a mirror=True rule is exactly odd (no offset to measure); pass a rule without it")
     task = cfg.make_task().replace(min_patterns=0, num_patterns=1)
     ep = task.sample(128, seed=EVAL_SEED)
     rows = {"act": [], "read": [], "out": [], "t": []}
