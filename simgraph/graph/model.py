@@ -433,6 +433,17 @@ class Graph:
                                 and ps[0].pre.size == ps[0].post.size == self.num_nodes)
         return self._cache[key]
 
+    def endpoints(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(pre, post, type)`` node and synapse-type ids per synapse, int32 ``[E]`` each, in edge order
+        (``type`` None on a graph of one synapse type), built once: for kernels that loop over the
+        synapses themselves (``MLPRule``'s native synapse function) instead of over ``edge_map``'s
+        per-layout views."""
+        def make():
+            pre, post = (ids.to(torch.int32).contiguous() for ids in self.edge_index)
+            kinds = self.edge_type.to(torch.int32).contiguous() if self.num_synapse_types > 1 else None
+            return pre, post, kinds
+        return self._cached(("endpoints",), make)
+
     def edge_map(
         self,
         fn: Callable[..., Tensor | tuple[Tensor, ...]],

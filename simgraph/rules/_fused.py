@@ -48,7 +48,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, SimgraphWarning, unknown
 
-MODES = ("auto", "plain", "fused", "compiled")
+MODES = ("auto", "plain", "fused", "compiled", "native")
 # auto compiles from this many hidden values a tick (B * E * H) when gradients are on: the recall
 # default (32 episodes x 1024 synapses x 16) is 2**19; a compile costs seconds, once per shape
 COMPILE_MIN = 2**18
@@ -257,6 +257,7 @@ class EdgeUpdate(torch.autograd.Function):
         inputs, h = ctx.saved_tensors[:15], (ctx.saved_tensors[15] if ctx.kept else None)
         needs = tuple(ctx.needs_input_grad[1:])
         if torch.is_grad_enabled():  # create_graph: differentiate the reference, itself differentiable
+            inputs = partial_inputs(inputs)
             wanted = [x for x, n in zip(inputs, needs) if n]
             with torch.enable_grad():
                 got = iter(torch.autograd.grad(reference(*inputs), wanted, go, create_graph=True, allow_unused=True))
@@ -270,10 +271,20 @@ class EdgeUpdate(torch.autograd.Function):
         return (None, *grads)
 
 
+def partial_inputs(inputs: tuple) -> tuple:
+    """Fresh aliases of a Function's saved inputs for a double backward through the reference:
+    ``autograd.grad`` at an alias is the *partial* derivative of the reference by that input, where
+    at the saved tensor itself it would also follow the paths through the other inputs' history (the
+    MLP rule's node inputs are computed from the edge state they update: 1.7e-5 off in float64),
+    while the alias still connects every gradient to the input for the second order."""
+    with torch.enable_grad():
+        return tuple(x.view_as(x) if isinstance(x, Tensor) else x for x in inputs)
+
+
 def edge_update(mode: str, a, c, b, d, g, e, syn, W, U, u0, r=None, qj=None, qi=None, p=None, sid=None) -> Tensor:
     """The synapse function in ``mode`` (see the module docstring); call it inside ``graph.edge_map``.
     ``sid``: per-edge synapse type ids ``[..., 1]`` (an edge view), with ``syn`` the ``[S, H]`` table."""
-    if mode == "auto":
+    if mode in ("auto", "native"):  # native: where its C kernel cannot run (MLPRule runs it before edge_map)
         mode = auto_mode(_hidden_values(e, a, b, W))
     if mode == "plain" or torch.compiler.is_compiling():
         return reference(a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, sid)

@@ -74,7 +74,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, check_choice
 from ..graph import Graph
-from . import _fused
+from . import _fused, _native
 from ._fused import edge_update
 from .base import Rule, State, mean_indegree_rate, seeded_init, type_rows
 from .constraints import check_init, constrain_start, start_weights
@@ -313,6 +313,9 @@ class MLPRule(Rule):
         syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
 
         mode = self.edge_update
+        if self._runs_native(mode, e):
+            return {**state, "node": x, "edge": _native.edge_update(
+                self._endpoints(graph), a, c, b, d, gate, e, syn, W.weight, U.weight, U.bias)}
 
         ids = self._type_ids(graph, mode, B)
 
@@ -355,6 +358,10 @@ class MLPRule(Rule):
         residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
 
         mode = self.edge_update
+        if self._runs_native(mode, e):
+            write = hebbian_write if self.write_types is None else self._write_mask(graph, x) * hebbian_write
+            return {**state, "node": x, "edge": _native.edge_update(
+                self._endpoints(graph), a_, c_, b_, d_, gate, e, syn, W.weight, U.weight, U.bias, residual, s, s, write)}
 
         ids = self._type_ids(graph, mode, B)
         # write_types: the write as a per-type table [S, De] (zero rows: no Hebbian write), each edge's row
@@ -377,6 +384,22 @@ class MLPRule(Rule):
     def _write_mask(self, graph: Graph, like: Tensor) -> Tensor:
         """``[num_synapse_types, 1]``: 1 for the synapse types of ``write_types``, 0 for the others."""
         return like.new_tensor([[float(name in self.write_types)] for name in graph.synapse_types])
+
+    def _runs_native(self, mode: str, e: Tensor) -> bool:
+        """Whether this tick's synapse function runs the native C kernel (``rules/_native.py``): mode
+        ``native``, or ``auto`` on a CPU where it builds; never inside a ``torch.compile`` trace."""
+        if mode not in ("auto", "native") or torch.compiler.is_compiling():
+            return False
+        if _native.available(self.edge_in.out_features, self.edge_dim, e.dtype, e.device):
+            return True
+        if mode == "native":
+            _native.warn_unavailable(self.edge_in.out_features, self.edge_dim, e.dtype, e.device)
+        return False
+
+    def _endpoints(self, graph: Graph) -> tuple:
+        """The graph's synapse endpoints for the native kernel; the type ids only where types are used."""
+        pre, post, kinds = graph.endpoints()
+        return pre, post, kinds if self.use_types else None
 
     def _type_ids(self, graph: Graph, mode: str, batch: int = 1) -> Tensor | None:
         """Per-edge synapse type ids ``[E, 1]`` for the fused synapse function on a graph of several

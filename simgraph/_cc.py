@@ -1,0 +1,106 @@
+"""C kernels compiled at first use (the MLP rule's synapse function, the multi-channel propagate).
+
+A kernel is C source built with the machine's C compiler (``CC``, else ``cc``/``gcc``/``clang``: the
+one ``torch.compile`` needs on the CPU too) into a shared library in a per-user cache
+(``SIMGRAPH_CACHE_DIR``, else ``~/.cache/simgraph``), keyed by the source, the compiler, the flags and
+the CPU (``-march=native`` code runs only where it was built), and loaded with ``ctypes``. The first
+flags that build win: ``-O3 -march=native -ffast-math``, else portable ``-O3``. Where nothing builds
+(no compiler) :func:`load` returns None and the caller runs its torch code instead;
+``SIMGRAPH_NATIVE=0`` turns every kernel off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+
+import torch
+from torch import Tensor
+
+FLAGS = (["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"], ["-lm"]), \
+        (["-O3", "-fno-math-errno", "-fPIC", "-shared"], ["-lm"])
+
+_LIBS: dict = {}
+FAILED: dict = {}  # name -> why it could not be built
+
+
+def enabled() -> bool:
+    return os.environ.get("SIMGRAPH_NATIVE", "1") != "0"
+
+
+def load(name: str, sources: list[str]):
+    """The library built from ``sources`` (one translation unit each), once per process; None where
+    it cannot be built (the reason in ``FAILED[name]``)."""
+    if name in FAILED:
+        return None
+    if name not in _LIBS:
+        try:
+            _LIBS[name] = _build(name, sources)
+        except Exception as exc:  # noqa: BLE001 - no compiler, a failed build: the torch code gives the same numbers
+            FAILED[name] = f"{type(exc).__name__}: {exc}"[:300]
+            return None
+    return _LIBS[name]
+
+
+def ptr(t: Tensor | None):
+    """A tensor's data pointer for a C call (None: NULL)."""
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def i64(n: int):
+    return ctypes.c_int64(n)
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cache_dir() -> str:
+    return os.environ.get("SIMGRAPH_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "simgraph")
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith("flags")), platform.processor())
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def _build(name: str, sources: list[str]):
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (set CC)")
+    errors = []
+    for flags, libs in FLAGS:
+        key = hashlib.sha256("\n".join([*sources, cc, *flags, *libs, _cpu_id(), torch.__version__]).encode()).hexdigest()[:20]
+        path = os.path.join(_cache_dir(), f"{name}_{key}.so")
+        if not os.path.exists(path):
+            os.makedirs(_cache_dir(), exist_ok=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                c_files = [os.path.join(tmp, f"k{n}.c") for n in range(len(sources))]
+                for c_file, text in zip(c_files, sources):
+                    with open(c_file, "w") as f:
+                        f.write(text)
+                so_file = os.path.join(tmp, "k.so")
+                run = subprocess.run([cc, *flags, *c_files, "-o", so_file, *libs], capture_output=True, text=True)
+                if run.returncode != 0:
+                    lines = (run.stderr or run.stdout).strip().splitlines()
+                    errors.append(next((x for x in lines if "error" in x), lines[-1] if lines else "failed"))
+                    continue
+                tmp_path = f"{path}.{os.getpid()}.tmp"  # atomic: several processes (torchrun) may build at once
+                shutil.copyfile(so_file, tmp_path)
+                os.replace(tmp_path, path)
+        try:
+            return ctypes.CDLL(path)
+        except OSError as exc:
+            errors.append(str(exc))
+    raise RuntimeError("; ".join(errors))

@@ -1,0 +1,430 @@
+"""The MLP rule's synapse function as a hand-written C kernel on the CPU (issue 14, item 3).
+
+The same function as :mod:`~simgraph.rules._fused` (its docstring has the equations), but one loop
+over the synapses that reads each synapse's pre- and postsynaptic rows of the node tensors by its
+endpoints (``Graph.endpoints``) instead of through ``edge_map``'s broadcast or gathered views: no
+``[B, E, H]`` tensor exists in either pass, on any layout (dense, CSR, ELL or typed are all one edge
+list here), and the hidden layer of a synapse lives in registers (H = 16 is one AVX-512 vector).
+The backward recomputes it and accumulates every gradient in the same loop: node-side gradients
+into ``[B, N, H]`` rows, the shared weights' in per-chunk float registers flushed into doubles
+(a float sum over a million synapses would drift).
+
+Why C and not inductor: inductor's loops for this function (``_fused``'s ``compiled`` mode) write
+one loop nest per reduction pattern, 18 passes over the hidden layer in the backward kernel, with
+horizontal reductions and masked 5-wide loads; MLP forward+backward ran at 0.11 of the roofline.
+
+The kernel is compiled once per (hidden, edge_dim) on first use (``simgraph/_cc.py``: the machine's
+C compiler, ``-O3 -march=native -ffast-math``, a per-user cache); the float ``tanh`` is
+``1 - 2 / (1 + exp(2 z))`` with ``exp`` inline (a degree-6 polynomial after range reduction, relative
+error below 2e-7), the double one (for gradcheck) libm's. Where it cannot be built, or off the CPU,
+:func:`available` is False and the rule runs ``_fused``'s kernels instead. The hidden width must be
+a power of two (one vector type). Single-threaded: on a machine with more cores the other modes'
+ATen/inductor kernels use them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import warnings
+from string import Template
+
+import torch
+from torch import Tensor
+
+from .. import _cc
+from . import _fused
+from ..errors import SimgraphWarning
+
+# synapses per chunk of the weight-gradient accumulators (registers, flushed into doubles)
+CHUNK = 256
+# the forward keeps the hidden layer for the backward up to this many values a tick (256 MB in float32;
+# plain autograd keeps about three times as much); above, the backward recomputes it
+KEEP_HIDDEN_MAX = 2**26
+
+_SOURCE = Template(r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef $T real;
+typedef real vec __attribute__((vector_size(H * sizeof(real))));   /* a hidden layer (H lanes) */
+typedef real dvec __attribute__((vector_size(DP * sizeof(real))));  /* an edge state (DE of DP lanes) */
+typedef int$IBITS ivec __attribute__((vector_size(H * sizeof(real))));
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE vec ld(const real *p) { vec v; memcpy(&v, p, sizeof v); return v; }
+INLINE void st(real *p, vec v) { memcpy(p, &v, sizeof v); }
+INLINE vec splat(real x) { return (vec){} + x; }
+INLINE dvec ldd(const real *p) { dvec v = {}; memcpy(&v, p, DE * sizeof(real)); return v; }
+INLINE void std_(real *p, dvec v) { memcpy(p, &v, DE * sizeof(real)); }
+$TANH
+INLINE real hsum_d(dvec v) {  /* the lanes' sum by halving */
+    real t[DP];
+    memcpy(t, &v, sizeof t);
+#pragma GCC unroll 8
+    for (int w = DP / 2; w >= 1; w /= 2) {
+#pragma GCC unroll 16
+        for (int k = 0; k < w; k++) t[k] += t[k + w];
+    }
+    return t[0];
+}
+INLINE dvec colsum(const real *x, const dvec *col) {  /* sum_k x[k] col[k], four partial sums */
+    dvec s0 = {}, s1 = {}, s2 = {}, s3 = {};
+    for (int k = 0; k + 3 < H; k += 4) {
+        s0 += x[k] * col[k]; s1 += x[k + 1] * col[k + 1]; s2 += x[k + 2] * col[k + 2]; s3 += x[k + 3] * col[k + 3];
+    }
+    for (int k = H - H % 4; k < H; k++) s0 += x[k] * col[k];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* one synapse t: its endpoints, edge state, W e and h = tanh(z); the DE-wide products with the
+   hidden layer (U h, W^T gq) run as H broadcast multiply-adds of DE-wide columns, not as DE
+   horizontal sums */
+#define HIDDEN()                                                                               \
+    const int64_t j = src[t], i = dst[t], type = HS ? sid[t] : 0;                               \
+    const real *et = eb + t * DE;                                                               \
+    const vec aj = ld(Ab + j * H), cj = ld(Cb + j * H), bi = ld(Bb + i * H), di = ld(Db + i * H), \
+              gi = ld(Gb + i * H);                                                              \
+    vec q0 = {}, q1 = {};  /* independent partial sums: shorter dependency chains */             \
+    for (int d = 0; d < DE; d += 2) q0 += et[d] * Wv[d];                                         \
+    for (int d = 1; d < DE; d += 2) q1 += et[d] * Wv[d];                                         \
+    const vec q = q0 + q1;                                                                      \
+    real h[H];                                                                                  \
+    if (hk) memcpy(h, hk + (b * E + t) * H, sizeof h);  /* kept by the forward */                 \
+    else { const vec hv = vtanh(aj + ld(S + type * H) + bi + cj * di + q * (1 + gi)); memcpy(h, &hv, sizeof h); } \
+    const dvec y = u0v + colsum(h, Ucol);
+
+#define ARGS int64_t B, int64_t E, int64_t N,                                                   \
+        const real *A, const real *C, const real *Bp, const real *D, const real *G,               \
+        const real *e, int64_t e_bstride, const real *S, const int32_t *sid,                      \
+        const real *Wt, const real *U, const real *u0, const real *r,                             \
+        const real *qj, const real *qi, const real *P, int64_t p_rows,                            \
+        const int32_t *src, const int32_t *dst
+
+#define WEIGHTS()                                                                               \
+    vec Wv[DE], Uv[DE];                                                                         \
+    dvec Ucol[H], Wcol[H], u0v = ldd(u0), rv = HR ? ldd(r) : (dvec){};                          \
+    for (int d = 0; d < DE; d++) { Wv[d] = ld(Wt + d * H); Uv[d] = ld(U + d * H); }              \
+    for (int k = 0; k < H; k++) {                                                               \
+        Ucol[k] = (dvec){}; Wcol[k] = (dvec){};                                                 \
+        for (int d = 0; d < DE; d++) { Ucol[k][d] = U[d * H + k]; Wcol[k][d] = Wt[d * H + k]; }  \
+    }
+
+/* out[b, t] = e + (U h + u0) * r + P[type] * (qi[i] qj[j]),
+   h = tanh(A[j] + S[type] + Bp[i] + C[j] D[i] + (W e)(1 + G[i])),  j = src[t], i = dst[t] */
+INLINE void forward(const int HR, const int HP, const int HS, ARGS, real *out, real *keep)
+{
+    const real *hk = 0;
+    WEIGHTS()
+    for (int64_t b = 0; b < B; b++) {
+        const real *Ab = A + b * N * H, *Cb = C + b * N * H, *Bb = Bp + b * N * H, *Db = D + b * N * H, *Gb = G + b * N * H;
+        const real *eb = e + b * e_bstride, *qjb = HP ? qj + b * N : 0, *qib = HP ? qi + b * N : 0;
+        real *ob = out + b * E * DE;
+        for (int64_t t = 0; t < E; t++) {
+            HIDDEN()
+            if (keep) memcpy(keep + (b * E + t) * H, h, sizeof h);
+            dvec o = ldd(et) + (HR ? y * rv : y);
+            if (HP) o += (qib[i] * qjb[j]) * ldd(P + (p_rows > 1 ? type : 0) * DE);
+            std_(ob + t * DE, o);
+        }
+    }
+}
+
+#define FLUSH_POST() do {                                              \
+        st(gBb + cur * H, ld(gBb + cur * H) + gbv);                     \
+        st(gDb + cur * H, ld(gDb + cur * H) + gdv);                     \
+        st(gGb + cur * H, ld(gGb + cur * H) + ggv);                     \
+        if (HP) gqib[cur] += gqiv;                                     \
+    } while (0)
+
+/* every gradient of forward() for the output gradient go [B, E, DE]: node-side ones (gA .. gG
+   [B, N, H], gqj, gqi [B, N]) and the doubles accumulated (zeroed by the caller), ge written (NULL:
+   not wanted); lS: [types * H + p_rows * DP] scratch. Post-side gradients stay in registers along a run of
+   synapses into one neuron (edges are stored post-sorted). */
+INLINE void backward(const int HR, const int HP, const int HS, ARGS, const real *go,
+        real *gA, real *gC, real *gB, real *gD, real *gG, real *ge,
+        double *gS, double *gW, double *gU, double *gu0, double *gr,
+        real *gqj, real *gqi, double *gP, real *lS, int64_t types, const real *hk)
+{
+    WEIGHTS()
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t o = b * N * H;
+        const real *Ab = A + o, *Cb = C + o, *Bb = Bp + o, *Db = D + o, *Gb = G + o;
+        real *gAb = gA + o, *gCb = gC + o, *gBb = gB + o, *gDb = gD + o, *gGb = gG + o;
+        const real *eb = e + b * e_bstride, *gob = go + b * E * DE;
+        const real *qjb = HP ? qj + b * N : 0, *qib = HP ? qi + b * N : 0;
+        real *gqjb = HP ? gqj + b * N : 0, *gqib = HP ? gqi + b * N : 0;
+        real *geb = ge ? ge + b * E * DE : 0;
+        int64_t cur = -1;  /* the post neuron whose gradients are in gbv, gdv, ggv, gqiv */
+        vec gbv = {}, gdv = {}, ggv = {};
+        real gqiv = 0;
+        for (int64_t t0 = 0; t0 < E; t0 += $CHUNK) {
+            const int64_t t1 = t0 + $CHUNK < E ? t0 + $CHUNK : E;
+            vec lW[DE], lM[DE], lSv = {};  /* lM[d]: sum of go[d] h (U's and r's gradients follow at the flush) */  /* lSv: the type table's gradient while the type stays (HS: flushed on change) */
+            dvec lgo = {}, lP = {};
+            int64_t cur_type = HS ? -1 : 0;
+            for (int d = 0; d < DE; d++) { lW[d] = (vec){}; lM[d] = (vec){}; }
+            memset(lS, 0, sizeof(real) * (H * types + DP * p_rows));
+            for (int64_t t = t0; t < t1; t++) {
+                HIDDEN()
+                const real *g_o = gob + t * DE;
+                const dvec gov = ldd(g_o), gyv = HR ? gov * rv : gov;
+                lgo += gov;
+                real gy[DP];
+                memcpy(gy, &gyv, sizeof gy);
+                vec gh0 = {}, gh1 = {};
+                for (int d = 0; d < DE; d += 2) gh0 += gy[d] * Uv[d];
+                for (int d = 1; d < DE; d += 2) gh1 += gy[d] * Uv[d];
+                const vec hv = ld(h), gz = (gh0 + gh1) * (1 - hv * hv);
+                st(gAb + j * H, ld(gAb + j * H) + gz);
+                st(gCb + j * H, ld(gCb + j * H) + gz * di);
+                if (i != cur) {
+                    if (cur >= 0) FLUSH_POST();
+                    cur = i; gbv = (vec){}; gdv = (vec){}; ggv = (vec){}; gqiv = 0;
+                }
+                gbv += gz; gdv += gz * cj; ggv += gz * q;
+                const vec gqv = gz * (1 + gi);
+                if (HS && type != cur_type) {
+                    if (cur_type >= 0) st(lS + cur_type * H, ld(lS + cur_type * H) + lSv);
+                    cur_type = type; lSv = (vec){};
+                }
+                lSv += gz;
+                for (int d = 0; d < DE; d++) { lW[d] += et[d] * gqv; lM[d] += g_o[d] * hv; }
+                if (geb) {
+                    real gq[H];
+                    memcpy(gq, &gqv, sizeof gq);
+                    std_(geb + t * DE, gov + colsum(gq, Wcol));
+                }
+                if (HP) {
+                    const int64_t row = p_rows > 1 ? type : 0;
+                    const dvec gp = gov * ldd(P + row * DE);
+                    const real pq = qib[i] * qjb[j];
+                    const real gpq = hsum_d(gp);
+                    if (p_rows > 1) { real *lp = lS + types * H + row * DP; for (int d = 0; d < DE; d++) lp[d] += pq * g_o[d]; }
+                    else lP += pq * gov;
+                    gqjb[j] += gpq * qib[i];
+                    gqiv += gpq * qjb[j];
+                }
+            }
+            if (cur_type >= 0) st(lS + cur_type * H, ld(lS + cur_type * H) + lSv);
+            if (HP) {
+                if (p_rows > 1) for (int64_t x = 0; x < p_rows; x++) for (int d = 0; d < DE; d++) gP[x * DE + d] += lS[types * H + x * DP + d];
+                else for (int d = 0; d < DE; d++) gP[d] += lP[d];
+            }
+            for (int d = 0; d < DE; d++) {  /* gU = r go h^T, gu0 = r go, gr = go (U h + u0), summed */
+                const real rd = HR ? r[d] : 1;
+                double uh = 0;
+                for (int k = 0; k < H; k++) { gW[k * DE + d] += lW[d][k]; gU[d * H + k] += rd * lM[d][k]; uh += U[d * H + k] * lM[d][k]; }
+                gu0[d] += rd * lgo[d];
+                gr[d] += uh + u0[d] * lgo[d];
+            }
+            for (int64_t s = 0; s < types * H; s++) gS[s] += lS[s];
+        }
+        if (cur >= 0) FLUSH_POST();
+    }
+}
+
+/* the entry points: flags = has r | has P << 1 | has type ids << 2, each case its own specialised loop */
+#define CASES(CALL) switch (flags) { \
+    case 0: CALL(0, 0, 0); break; case 1: CALL(1, 0, 0); break; case 2: CALL(0, 1, 0); break; case 3: CALL(1, 1, 0); break; \
+    case 4: CALL(0, 0, 1); break; case 5: CALL(1, 0, 1); break; case 6: CALL(0, 1, 1); break; default: CALL(1, 1, 1); }
+#define PASS B, E, N, A, C, Bp, D, G, e, e_bstride, S, sid, Wt, U, u0, r, qj, qi, P, p_rows, src, dst
+
+void forward_$SUF(int flags, ARGS, real *out, real *keep)
+{
+#define FWD(a, b, c) forward(a, b, c, PASS, out, keep)
+    CASES(FWD)
+}
+
+void backward_$SUF(int flags, ARGS, const real *go,
+        real *gA, real *gC, real *gB, real *gD, real *gG, real *ge,
+        double *gS, double *gW, double *gU, double *gu0, double *gr,
+        real *gqj, real *gqi, double *gP, real *lS, int64_t types, const real *hk)
+{
+#define BWD(a, b, c) backward(a, b, c, PASS, go, gA, gC, gB, gD, gG, ge, gS, gW, gU, gu0, gr, gqj, gqi, gP, lS, types, hk)
+    CASES(BWD)
+}
+""")
+
+# tanh(z) = 1 - 2 / (1 + exp(2 z)); float: exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in two
+# parts (Cody-Waite), exp(r) its Taylor polynomial to degree 6 (relative error < 2e-7 for |r| <= ln 2 / 2),
+# 2^n from the exponent bits; all lanes at once, no library call. double (the tests' gradcheck): libm.
+_TANH_F32 = r"""
+INLINE vec vsel(ivec m, vec a, vec b) {  /* a where m, else b */
+    ivec ai, bi;
+    memcpy(&ai, &a, sizeof ai); memcpy(&bi, &b, sizeof bi);
+    ai = (ai & m) | (bi & ~m);
+    memcpy(&a, &ai, sizeof a);
+    return a;
+}
+INLINE vec vtanh(vec z) {
+    vec x = 2 * z;
+    x = vsel(x > 80.0f, splat(80.0f), x);  /* tanh is +-1 to float precision long before; exp stays finite */
+    x = vsel(x < -80.0f, splat(-80.0f), x);
+    const ivec ni = __builtin_convertvector(x * 1.44269504f + 128.5f, ivec) - 128;  /* round(x / ln 2) */
+    const vec n = __builtin_convertvector(ni, vec);
+    const vec rr = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    const vec r2 = rr * rr;  /* the polynomial by Estrin's scheme: three levels instead of six */
+    const vec p = (1 + rr) + r2 * ((0.5f + rr * (1.0f / 6)) + r2 * ((1.0f / 24 + rr * (1.0f / 120)) + r2 * (1.0f / 720)));
+    const ivec bits = (ni + 127) << 23;
+    vec two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return 1 - 2 / (1 + p * two_n);
+}
+"""
+_TANH_F64 = r"""
+INLINE vec vtanh(vec z) { for (int k = 0; k < H; k++) z[k] = tanh(z[k]); return z; }
+"""
+_VARIANTS = {
+    torch.float32: dict(T="float", IBITS="32_t", SUF="f32", TANH=_TANH_F32),
+    torch.float64: dict(T="double", IBITS="64_t", SUF="f64", TANH=_TANH_F64),
+}
+def library(hidden: int, edge_dim: int):
+    """The compiled kernels for this (hidden, edge_dim), built on first use; None where they cannot be."""
+    lanes = 2 ** max(1, (edge_dim - 1).bit_length())  # the edge state's vector: DE of these lanes
+    head = f"#define H {hidden}\n#define DE {edge_dim}\n#define DP {lanes}\n"
+    return _cc.load(f"mlp_edge_{hidden}x{edge_dim}", [head + _SOURCE.substitute(CHUNK=CHUNK, **v) for v in _VARIANTS.values()])
+
+
+def available(hidden: int, edge_dim: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the native kernels run here: CPU, float32/float64, a power-of-two hidden width, and
+    they could be built."""
+    if device.type != "cpu" or dtype not in _VARIANTS or not _cc.enabled():
+        return False
+    if hidden < 2 or hidden & (hidden - 1):  # the hidden layer is one vector type: a power of two wide
+        return False
+    return library(hidden, edge_dim) is not None
+
+
+_WARNED: set = set()
+
+
+def warn_unavailable(hidden: int, edge_dim: int, dtype: torch.dtype, device: torch.device) -> None:
+    """Once per case: ``edge_update="native"`` asked for where the C kernel cannot run."""
+    key = (hidden, edge_dim, dtype, device.type)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    why = (f"it runs on the CPU in float32/float64, not {device.type}/{dtype}" if device.type != "cpu" or dtype not in _VARIANTS
+           else "SIMGRAPH_NATIVE=0" if not _cc.enabled()
+           else f"hidden={hidden} is not a power of two" if hidden < 2 or hidden & (hidden - 1)
+           else f"it could not be built ({_cc.FAILED.get(f'mlp_edge_{hidden}x{edge_dim}', '?')})")
+    warnings.warn(f"MLPRule edge_update='native' cannot run here: {why}; using edge_update='auto' without it",
+                  SimgraphWarning, stacklevel=4)
+
+
+def _node(t: Tensor, B: int, N: int, width: int) -> Tensor:
+    """A node-side input as a contiguous ``[B, N, width]`` tensor (broadcast batch rows copied)."""
+    return t.expand(B, N, width).contiguous()
+
+
+class NativeEdgeUpdate(torch.autograd.Function):
+    """``out [B, E, De]`` of the synapse function from node-side inputs ``[B, N, H]`` and the edge
+    state; see :func:`edge_update`. Double backward runs ``_fused.reference`` under autograd."""
+
+    @staticmethod
+    def forward(ctx, src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p):
+        k = _kernel_args(a, e, syn, W, U, u0, r, qj, qi, p, sid)
+        out = e.new_empty(k.B, k.E, k.De)
+        # keep the hidden layer for the backward (instead of recomputing it there) up to KEEP_HIDDEN_MAX values
+        keep = e.new_empty(k.B, k.E, a.shape[-1]) if (
+            any(ctx.needs_input_grad) and k.B * k.E * a.shape[-1] <= KEEP_HIDDEN_MAX) else None
+        getattr(k.lib, "forward_" + k.suffix)(
+            k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
+            *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows), _cc.ptr(src), _cc.ptr(dst), _cc.ptr(out),
+            _cc.ptr(keep))
+        ctx.save_for_backward(src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, keep)
+        return out
+
+    @staticmethod
+    def backward(ctx, go: Tensor):
+        src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, kept = ctx.saved_tensors
+        needs = ctx.needs_input_grad[3:]
+        if torch.is_grad_enabled():  # create_graph: differentiate the reference, itself differentiable
+            inputs = _fused.partial_inputs((a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p))
+            wanted = [x for x, n in zip(inputs, needs) if n]
+            with torch.enable_grad():
+                out = _gathered_reference(src, dst, sid, *inputs)
+                got = iter(torch.autograd.grad(out, wanted, go, create_graph=True, allow_unused=True))
+            return (None, None, None, *[next(got) if n else None for n in needs])
+        k = _kernel_args(a, e, syn, W, U, u0, r, qj, qi, p, sid)
+        B, N, H, E, De = k.B, a.shape[1], a.shape[2], k.E, k.De
+        go = go.contiguous()
+        gA, gC, gB, gD, gG = (a.new_zeros(B, N, H) for _ in range(5))
+        ge = e.new_empty(B, E, De) if needs[5] else None
+        f64 = dict(dtype=torch.float64, device=e.device)
+        gS, gW, gU = torch.zeros(k.syn.shape, **f64), torch.zeros(H, De, **f64), torch.zeros(De, H, **f64)
+        gu0, gr = torch.zeros(De, **f64), torch.zeros(De, **f64)
+        gqj = None if qj is None else a.new_zeros(B, N)
+        gqi = None if qi is None else a.new_zeros(B, N)
+        gP = None if p is None else torch.zeros(k.p.shape, **f64)
+        # per chunk of synapses: the type table's gradient, and the per-type write's (DP lanes a row)
+        scratch = a.new_empty(k.syn.shape[0] * H + k.p_rows * 2 ** max(1, (De - 1).bit_length()))
+        getattr(k.lib, "backward_" + k.suffix)(
+            k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
+            *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows), _cc.ptr(src), _cc.ptr(dst),
+            _cc.ptr(go), *map(_cc.ptr, (gA, gC, gB, gD, gG, ge, gS, gW, gU, gu0, gr, gqj, gqi, gP, scratch)),
+            ctypes.c_int64(k.syn.shape[0]), _cc.ptr(kept))
+        dt = e.dtype
+        if ge is not None and ge.shape != e.shape:  # an edge state of batch 1 read by every episode
+            ge = ge.sum(0, keepdim=True)
+        grads = (gA, gC, gB, gD, gG, ge, gS.to(dt), gW.to(dt), gU.to(dt), gu0.to(dt),
+                 None if r is None else gr.to(dt),
+                 None if qj is None else gqj.view(qj.shape), None if qi is None else gqi.view(qi.shape),
+                 None if p is None else gP.to(dt).view(p.shape))
+        return (None, None, None, *[x if n else None for x, n in zip(grads, needs)])
+
+
+class _KernelArgs:
+    """What both kernels read besides the node inputs: sizes, the edge state's batch stride and the
+    small weights, contiguous (``Wt = W^T``)."""
+
+    def __init__(self, a, e, syn, W, U, u0, r, qj, qi, p, syn_ids):
+        self.B, N, H = a.shape
+        self.E, self.De = e.shape[1], e.shape[2]
+        self.lib, self.suffix = library(H, self.De), _VARIANTS[e.dtype]["SUF"]
+        if e.stride(-1) != 1 or e.stride(-2) != self.De or (e.shape[0] > 1 and e.stride(0) not in (0, self.E * self.De)):
+            e = e.contiguous()
+        self.e, self.e_bstride = e, 0 if e.shape[0] == 1 else e.stride(0)
+        self.sizes = (ctypes.c_int64(self.B), ctypes.c_int64(self.E), ctypes.c_int64(N))
+        self.syn, self.Wt, self.U, self.u0 = syn.contiguous(), W.t().contiguous(), U.contiguous(), u0.contiguous()
+        self.r = None if r is None else r.contiguous()
+        self.qj = None if qj is None else qj.reshape(self.B, N).contiguous()
+        self.qi = None if qi is None else qi.reshape(self.B, N).contiguous()
+        self.p = None if p is None else p.reshape(-1, self.De).contiguous()
+        self.p_rows = 0 if p is None else self.p.shape[0]
+        self.flags = ctypes.c_int((r is not None) | (p is not None) << 1 | (syn_ids is not None) << 2)
+
+
+_kernel_args = _KernelArgs
+
+
+def _gathered_reference(src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p):
+    """The synapse function through ``_fused.reference`` on per-edge gathered rows (the slow, plain form)."""
+    from ._fused import reference
+
+    j, i = src.long(), dst.long()
+    rows = syn[0] if sid is None else syn[sid.long()]
+    pe = None if p is None else (p.reshape(-1, e.shape[-1])[sid.long()] if p.dim() == 2 and p.shape[0] > 1 else p.reshape(-1))
+    return reference(a[:, j], c[:, j], b[:, i], d[:, i], g[:, i], e, rows, W, U, u0, r,
+                     None if qj is None else qj[:, j], None if qi is None else qi[:, i], pe)
+
+
+def edge_update(endpoints, a, c, b, d, g, e, syn, W, U, u0, r=None, qj=None, qi=None, p=None) -> Tensor:
+    """The synapse function on every synapse of a graph, ``[B, E, De]`` in the graph's edge order.
+
+    ``endpoints``: ``(src, dst, sid)`` int32 ``[E]`` each (``Graph.endpoints()``; ``sid`` None for one
+    synapse type). Node-side inputs ``a, c, qj`` (read at the presynaptic neuron) and ``b, d, g, qi``
+    (postsynaptic) are ``[B, N, H]`` (``qj, qi``: ``[B, N, 1]``), ``e`` the edge state ``[B, E, De]``
+    (its batch may be broadcast), ``syn`` the synapse-type table ``[S, H]`` (row 0 when ``sid`` is
+    None), ``p`` one row ``[De]`` or a per-type table ``[S, De]``.
+    """
+    src, dst, sid = endpoints
+    B = max(t.shape[0] for t in (a, b, e))
+    N, H = a.shape[1], a.shape[-1]
+    a, c, b, d, g = (_node(t, B, N, H) for t in (a, c, b, d, g))
+    if qj is not None:
+        qj, qi = _node(qj, B, N, 1), _node(qi, B, N, 1)
+    if p is not None and p.dim() == 2 and p.shape[0] > 1 and sid is None:
+        p = p[0]
+    return NativeEdgeUpdate.apply(src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p)
