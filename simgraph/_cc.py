@@ -4,7 +4,7 @@ A kernel is C source built with the machine's C compiler (``CC``, else ``cc``/``
 one ``torch.compile`` needs on the CPU too) into a shared library in a per-user cache
 (``SIMGRAPH_CACHE_DIR``, else ``~/.cache/simgraph``), keyed by the source, the compiler, the flags and
 the CPU (``-march=native`` code runs only where it was built), and loaded with ``ctypes``. The first
-flags that build win: ``-O3 -march=native -ffast-math``, else portable ``-O3``. Where nothing builds
+flags that build win: ``-O3 -march=native``, else portable ``-O3``. Where nothing builds
 (no compiler) :func:`load` returns None and the caller runs its torch code instead;
 ``SIMGRAPH_NATIVE=0`` turns every kernel off.
 """
@@ -22,7 +22,9 @@ import tempfile
 import torch
 from torch import Tensor
 
-FLAGS = (["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"], ["-lm"]), \
+# not -ffast-math: linked into a shared library it sets the CPU's flush-to-zero mode for the whole process
+# (every subnormal float in the user's program would silently become 0)
+FLAGS = (["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared"], ["-lm"]), \
         (["-O3", "-fno-math-errno", "-fPIC", "-shared"], ["-lm"])
 
 _LIBS: dict = {}

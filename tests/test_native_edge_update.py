@@ -135,13 +135,13 @@ def test_auto_runs_native_on_the_cpu_and_falls_back_where_it_cannot():
     graph = topologies.sparse_random(10, p=0.3, seed=0)
     rule = MLPRule(graph.num_neuron_types, graph.num_synapse_types)
     e = rule.init_state(graph, 2)["edge"]
-    assert rule.edge_update == "auto" and rule._runs_native("auto", e)
-    assert not rule._runs_native("plain", e) and not rule._runs_native("compiled", e)
+    assert rule.edge_update == "auto" and rule._runs_native(graph, "auto", e)
+    assert not rule._runs_native(graph, "plain", e) and not rule._runs_native(graph, "compiled", e)
     odd = MLPRule(hidden=6, edge_update="native")  # not a power of two: one vector type cannot hold it
     state = odd.init_state(graph, 2)
     with pytest.warns(sg.errors.SimgraphWarning, match="hidden=6 is not a power of two"):
         odd.step(graph, state, torch.zeros(2, 10, 1))
-    assert not odd._runs_native("native", state["edge"])
+    assert not odd._runs_native(graph, "native", state["edge"])
 
 
 def test_native_off_and_without_a_compiler(monkeypatch, tmp_path):
@@ -149,7 +149,7 @@ def test_native_off_and_without_a_compiler(monkeypatch, tmp_path):
     rule = MLPRule(graph.num_neuron_types, graph.num_synapse_types)
     e = rule.init_state(graph, 2)["edge"]
     monkeypatch.setenv("SIMGRAPH_NATIVE", "0")
-    assert not rule._runs_native("auto", e)
+    assert not rule._runs_native(graph, "auto", e)
     monkeypatch.delenv("SIMGRAPH_NATIVE")
     # no compiler: nothing is built, load() says why, and the caller runs its torch code
     monkeypatch.setattr(_cc, "_compiler", lambda: None)
@@ -163,3 +163,10 @@ def test_a_broken_source_is_reported_not_raised(monkeypatch, tmp_path):
     assert _cc.load("broken_probe", ["this is not C"]) is None
     assert "error" in _cc.FAILED["broken_probe"]
     assert _cc.load("good_probe", ["int f(void) { return 41 + 1; }"]).f() == 42
+
+
+def test_loading_the_kernels_leaves_subnormal_floats_alone():
+    """-ffast-math in a shared library would switch the whole process to flush-to-zero."""
+    assert _native.library(16, 5) is not None
+    tiny = torch.tensor(1e-40, dtype=torch.float32)
+    assert tiny.item() != 0.0 and (tiny * 1.0).item() != 0.0

@@ -28,7 +28,9 @@ from torch import Tensor
 
 from ..errors import ShapeError, check_choice, check_device, is_int, unknown
 from .dense import dense_matvec
+from . import native
 from .layout import cat_edges, combine, plan
+from .native import NativePropagate
 
 REDUCTIONS = ("sum", "mean", "max")
 
@@ -407,6 +409,10 @@ class Graph:
             return dense_matvec(w.reshape(w.shape[0], N, N), x, into_post)
         if not self.projections:  # a sum over no synapses
             return x.new_zeros(B, self.num_nodes, C)
+        ends = self.endpoints() if native.available(C, x.dtype, x.device) and w.dtype == x.dtype else None
+        if ends is not None:  # several channels: one C loop over every layout's synapses
+            pre, post, _ = ends
+            return NativePropagate.apply(w, x, *((pre, post) if into_post else (post, pre)), self.num_nodes)
         parts = [b.propagate(w[:, b.start : b.stop], x, into_post) for b in self.blocks()]
         return combine(parts, self.num_nodes, batch=B)
 
@@ -433,12 +439,15 @@ class Graph:
                                 and ps[0].pre.size == ps[0].post.size == self.num_nodes)
         return self._cache[key]
 
-    def endpoints(self) -> tuple[Tensor, Tensor, Tensor | None]:
+    def endpoints(self) -> tuple[Tensor, Tensor, Tensor | None] | None:
         """``(pre, post, type)`` node and synapse-type ids per synapse, int32 ``[E]`` each, in edge order
         (``type`` None on a graph of one synapse type), built once: for kernels that loop over the
-        synapses themselves (``MLPRule``'s native synapse function) instead of over ``edge_map``'s
-        per-layout views."""
+        synapses themselves (the native propagate, ``MLPRule``'s native synapse function) instead of
+        over the layout blocks. None on a restricted view (``schedule.restrict``): its primitives see
+        only some projections' synapses, and such a kernel would run them all."""
         def make():
+            if sum(p.num_edges for p in self.projections.values()) != self.num_edges:
+                return None
             pre, post = (ids.to(torch.int32).contiguous() for ids in self.edge_index)
             kinds = self.edge_type.to(torch.int32).contiguous() if self.num_synapse_types > 1 else None
             return pre, post, kinds

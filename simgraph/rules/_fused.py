@@ -25,7 +25,10 @@ Modes (``MLPRule.edge_update``; ``SIMGRAPH_EDGE_UPDATE`` sets the default):
   ``torch.compile`` (inductor: one C++ loop nest per kernel on CPU, Triton on GPU), built once per
   shape and kept in torch's on-disk cache; falls back to ``fused`` (with a warning) where inductor
   cannot compile;
-- ``auto`` (default): ``compiled`` when the tick's hidden layer is large enough to repay a compile
+- ``native``: the C kernel of :mod:`~simgraph.rules._native` (``MLPRule`` runs it before ``edge_map``;
+  where it cannot run, ``auto``'s choice below);
+- ``auto`` (default): ``native`` on the CPU where it builds (``MLPRule``), else ``compiled`` when the
+  tick's hidden layer is large enough to repay a compile
   (``COMPILE_MIN`` values with gradients, ``COMPILE_MIN_NO_GRAD`` without), else ``plain`` (the
   eager fused kernels save memory, not time: the recall default's meta-training step took 1.08x
   plain's with them).

@@ -14,7 +14,7 @@ one loop nest per reduction pattern, 18 passes over the hidden layer in the back
 horizontal reductions and masked 5-wide loads; MLP forward+backward ran at 0.11 of the roofline.
 
 The kernel is compiled once per (hidden, edge_dim) on first use (``simgraph/_cc.py``: the machine's
-C compiler, ``-O3 -march=native -ffast-math``, a per-user cache); the float ``tanh`` is
+C compiler, ``-O3 -march=native``, a per-user cache); the float ``tanh`` is
 ``1 - 2 / (1 + exp(2 z))`` with ``exp`` inline (a degree-6 polynomial after range reduction, relative
 error below 2e-7), the double one (for gradcheck) libm's. Where it cannot be built, or off the CPU,
 :func:`available` is False and the rule runs ``_fused``'s kernels instead. The hidden width must be
@@ -76,6 +76,7 @@ INLINE dvec colsum(const real *x, const dvec *col) {  /* sum_k x[k] col[k], four
     for (int k = H - H % 4; k < H; k++) s0 += x[k] * col[k];
     return (s0 + s1) + (s2 + s3);
 }
+INLINE dvec colsum_v(vec v, const dvec *col) { real x[H]; memcpy(x, &v, sizeof x); return colsum(x, col); }
 
 /* one synapse t: its endpoints, edge state, W e and h = tanh(z); the DE-wide products with the
    hidden layer (U h, W^T gq) run as H broadcast multiply-adds of DE-wide columns, not as DE
@@ -89,10 +90,9 @@ INLINE dvec colsum(const real *x, const dvec *col) {  /* sum_k x[k] col[k], four
     for (int d = 0; d < DE; d += 2) q0 += et[d] * Wv[d];                                         \
     for (int d = 1; d < DE; d += 2) q1 += et[d] * Wv[d];                                         \
     const vec q = q0 + q1;                                                                      \
-    real h[H];                                                                                  \
-    if (hk) memcpy(h, hk + (b * E + t) * H, sizeof h);  /* kept by the forward */                 \
-    else { const vec hv = vtanh(aj + ld(S + type * H) + bi + cj * di + q * (1 + gi)); memcpy(h, &hv, sizeof h); } \
-    const dvec y = u0v + colsum(h, Ucol);
+    const vec hv = hk ? ld(hk + (b * E + t) * H)  /* kept by the forward */                      \
+                      : vtanh(aj + ld(S + type * H) + bi + cj * di + q * (1 + gi));               \
+    const dvec y = u0v + colsum_v(hv, Ucol);
 
 #define ARGS int64_t B, int64_t E, int64_t N,                                                   \
         const real *A, const real *C, const real *Bp, const real *D, const real *G,               \
@@ -122,7 +122,7 @@ INLINE void forward(const int HR, const int HP, const int HS, ARGS, real *out, r
         real *ob = out + b * E * DE;
         for (int64_t t = 0; t < E; t++) {
             HIDDEN()
-            if (keep) memcpy(keep + (b * E + t) * H, h, sizeof h);
+            if (keep) st(keep + (b * E + t) * H, hv);
             dvec o = ldd(et) + (HR ? y * rv : y);
             if (HP) o += (qib[i] * qjb[j]) * ldd(P + (p_rows > 1 ? type : 0) * DE);
             std_(ob + t * DE, o);
@@ -175,7 +175,7 @@ INLINE void backward(const int HR, const int HP, const int HS, ARGS, const real 
                 vec gh0 = {}, gh1 = {};
                 for (int d = 0; d < DE; d += 2) gh0 += gy[d] * Uv[d];
                 for (int d = 1; d < DE; d += 2) gh1 += gy[d] * Uv[d];
-                const vec hv = ld(h), gz = (gh0 + gh1) * (1 - hv * hv);
+                const vec gz = (gh0 + gh1) * (1 - hv * hv);
                 st(gAb + j * H, ld(gAb + j * H) + gz);
                 st(gCb + j * H, ld(gCb + j * H) + gz * di);
                 if (i != cur) {
@@ -191,9 +191,7 @@ INLINE void backward(const int HR, const int HP, const int HS, ARGS, const real 
                 lSv += gz;
                 for (int d = 0; d < DE; d++) { lW[d] += et[d] * gqv; lM[d] += g_o[d] * hv; }
                 if (geb) {
-                    real gq[H];
-                    memcpy(gq, &gqv, sizeof gq);
-                    std_(geb + t * DE, gov + colsum(gq, Wcol));
+                    std_(geb + t * DE, gov + colsum_v(gqv, Wcol));
                 }
                 if (HP) {
                     const int64_t row = p_rows > 1 ? type : 0;

@@ -60,11 +60,12 @@ sparse nets). It costs twice the compute, and its states hold ``2 B`` episodes f
 its monitors show all ``2 B``; ``simgraph analyze`` and ``rule_portrait`` read the first ``B``).
 ``residual_bias=False`` runs the activity and read-out residuals of the Hebbian core without biases.
 
-``edge_update`` chooses how the synapse function runs (``rules/_fused.py``): ``"plain"`` autograd
-through it, ``"fused"`` one autograd Function that saves only its inputs and recomputes the hidden
-layer in backward, ``"compiled"`` the same with inductor-compiled kernels, ``"auto"`` (default,
-or ``SIMGRAPH_EDGE_UPDATE``) compiled for large ticks, else plain. All give the
-same values and gradients to rounding (tested in float64).
+``edge_update`` chooses how the synapse function runs: ``"native"`` a C kernel over the synapse list
+(``rules/_native.py``; the CPU, a power-of-two ``hidden``), ``"plain"`` autograd through it,
+``"fused"`` one autograd Function that saves only its inputs and recomputes the hidden layer in
+backward, ``"compiled"`` the same with inductor-compiled kernels (``rules/_fused.py``; Triton on a
+GPU), ``"auto"`` (default, or ``SIMGRAPH_EDGE_UPDATE``) native where it runs, else compiled for large
+ticks and plain for small ones. All give the same values and gradients to rounding (tested in float64).
 """
 
 from __future__ import annotations
@@ -313,7 +314,7 @@ class MLPRule(Rule):
         syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
 
         mode = self.edge_update
-        if self._runs_native(mode, e):
+        if self._runs_native(graph, mode, e):
             return {**state, "node": x, "edge": _native.edge_update(
                 self._endpoints(graph), a, c, b, d, gate, e, syn, W.weight, U.weight, U.bias)}
 
@@ -358,7 +359,7 @@ class MLPRule(Rule):
         residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
 
         mode = self.edge_update
-        if self._runs_native(mode, e):
+        if self._runs_native(graph, mode, e):
             write = hebbian_write if self.write_types is None else self._write_mask(graph, x) * hebbian_write
             return {**state, "node": x, "edge": _native.edge_update(
                 self._endpoints(graph), a_, c_, b_, d_, gate, e, syn, W.weight, U.weight, U.bias, residual, s, s, write)}
@@ -385,10 +386,11 @@ class MLPRule(Rule):
         """``[num_synapse_types, 1]``: 1 for the synapse types of ``write_types``, 0 for the others."""
         return like.new_tensor([[float(name in self.write_types)] for name in graph.synapse_types])
 
-    def _runs_native(self, mode: str, e: Tensor) -> bool:
+    def _runs_native(self, graph: Graph, mode: str, e: Tensor) -> bool:
         """Whether this tick's synapse function runs the native C kernel (``rules/_native.py``): mode
-        ``native``, or ``auto`` on a CPU where it builds; never inside a ``torch.compile`` trace."""
-        if mode not in ("auto", "native") or torch.compiler.is_compiling():
+        ``native``, or ``auto`` on a CPU where it builds; never inside a ``torch.compile`` trace, nor
+        on a restricted view (a schedule's step over some projections: ``edge_map`` covers those)."""
+        if mode not in ("auto", "native") or torch.compiler.is_compiling() or graph.endpoints() is None:
             return False
         if _native.available(self.edge_in.out_features, self.edge_dim, e.dtype, e.device):
             return True

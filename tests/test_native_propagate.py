@@ -1,0 +1,41 @@
+"""``Graph.propagate`` with several channels as one C loop (graph/native.py) against the layouts'
+own products (dense views, ELL, CSR, a typed graph of several blocks): values, gradients of both
+operands with the weights per episode or shared, and gradcheck / gradgradcheck in float64."""
+
+import pytest
+import torch
+
+from simgraph.bench import suite
+from simgraph.graph import native
+
+pytestmark = pytest.mark.skipif(not native.available(3, torch.float64, torch.device("cpu")),
+                                reason="the native kernel cannot be built here (no C compiler)")
+
+
+def _graphs():
+    return {"dense": suite.make_graph("dense", 8), "ell": suite.make_graph("sparse", 30, 0.1),
+            "typed": suite.make_typed_graphs(24, 150, populations=3, projections=5)[0]}
+
+
+@pytest.mark.parametrize("name", ["dense", "ell", "typed"])
+@pytest.mark.parametrize("batches", [(2, 2), (1, 2), (2, 1)], ids=["per_episode", "shared_weights", "shared_input"])
+def test_native_propagate_equals_the_layouts_products(name, batches, monkeypatch):
+    graph = _graphs()[name]
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(batches[0], graph.num_edges, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(batches[1], graph.num_nodes, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    runs = {}
+    for on in ("1", "0"):
+        monkeypatch.setenv("SIMGRAPH_NATIVE", on)
+        y, yb = graph.propagate(w, x), graph.propagate_back(w, x)
+        runs[on] = (y, yb, *torch.autograd.grad(y.square().sum() + (2 * yb).square().sum(), [w, x]))
+    for a, b in zip(runs["1"], runs["0"]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    monkeypatch.setenv("SIMGRAPH_NATIVE", "1")
+    assert torch.autograd.gradcheck(lambda w, x: graph.propagate(w, x), (w, x))
+    assert torch.autograd.gradgradcheck(lambda w, x: graph.propagate_back(w, x), (w, x))
+
+
+def test_one_channel_keeps_the_matrix_products():
+    assert not native.available(1, torch.float32, torch.device("cpu"))
+    assert not native.available(native.MAX_CHANNELS + 1, torch.float32, torch.device("cpu"))
