@@ -85,6 +85,11 @@ def _build(name: str, sources: list[str]):
     for flags, libs in FLAGS:
         key = hashlib.sha256("\n".join([*sources, cc, *flags, *libs, _cpu_id(), torch.__version__]).encode()).hexdigest()[:20]
         path = os.path.join(_cache_dir(), f"{name}_{key}.so")
+        if os.path.exists(path):
+            try:
+                return ctypes.CDLL(path)
+            except OSError:  # a truncated or corrupt cached library: build it again
+                os.remove(path)
         if not os.path.exists(path):
             os.makedirs(_cache_dir(), exist_ok=True)
             with tempfile.TemporaryDirectory() as tmp:

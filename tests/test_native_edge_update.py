@@ -170,3 +170,13 @@ def test_loading_the_kernels_leaves_subnormal_floats_alone():
     assert _native.library(16, 5) is not None
     tiny = torch.tensor(1e-40, dtype=torch.float32)
     assert tiny.item() != 0.0 and (tiny * 1.0).item() != 0.0
+
+
+def test_a_corrupt_cached_library_is_rebuilt(monkeypatch, tmp_path):
+    monkeypatch.setenv("SIMGRAPH_CACHE_DIR", str(tmp_path))
+    assert _cc.load("cached_probe", ["int f(void) { return 7; }"]).f() == 7
+    (built,) = list(tmp_path.glob("cached_probe_*.so"))
+    built.unlink()  # a new file, not the one this process has mapped
+    built.write_bytes(b"not a shared library")
+    _cc._LIBS.pop("cached_probe")
+    assert _cc.load("cached_probe", ["int f(void) { return 7; }"]).f() == 7
