@@ -9,8 +9,8 @@ import torch
 
 import simgraph as sg
 from simgraph import _cc, topologies
-from simgraph.bench import suite
 from simgraph.rules import MLPRule, _native
+from test_fused_edge_update import _graphs  # dense, ELL, non-uniform CSR, typed
 
 needs_native = pytest.mark.skipif(not _native.available(16, 4, torch.float32, torch.device("cpu")),
                                   reason="the native kernel cannot be built here (no C compiler)")
@@ -72,14 +72,6 @@ def test_float32_kernel_within_float32_rounding():
     leaves32, leaves = [t for t in x32 if t is not None], [t for t in x if t is not None]
     for a, b in zip(torch.autograd.grad(got, leaves32, go.float()), torch.autograd.grad(want, leaves, go)):
         assert (a.double() - b).abs().max().item() <= 1e-5 * (1 + b.abs().max().item())
-
-
-def _graphs():
-    typed, _ = suite.make_typed_graphs(24, 150, populations=3, projections=5)
-    nonuniform = (sg.Network(seed=0).population("n", 20)
-                  .connect("n", "n", "pairwise_bernoulli", p=0.3).inputs("n").outputs("n").build())
-    return {"dense": suite.make_graph("dense", 8), "ell": suite.make_graph("sparse", 30, 0.1), "csr": nonuniform,
-            "typed": typed}
 
 
 @pytest.mark.parametrize("start", ["random", "hebbian", "hebbian_write_types", "mirror"])

@@ -5,19 +5,14 @@ operands with the weights per episode or shared, and gradcheck / gradgradcheck i
 import pytest
 import torch
 
-from simgraph.bench import suite
 from simgraph.graph import native
+from test_fused_edge_update import _graphs  # dense, ELL, non-uniform CSR, typed
 
 pytestmark = pytest.mark.skipif(not native.available(3, torch.float64, torch.device("cpu")),
                                 reason="the native kernel cannot be built here (no C compiler)")
 
 
-def _graphs():
-    return {"dense": suite.make_graph("dense", 8), "ell": suite.make_graph("sparse", 30, 0.1),
-            "typed": suite.make_typed_graphs(24, 150, populations=3, projections=5)[0]}
-
-
-@pytest.mark.parametrize("name", ["dense", "ell", "typed"])
+@pytest.mark.parametrize("name", ["dense", "ell", "csr", "typed"])
 @pytest.mark.parametrize("batches", [(2, 2), (1, 2), (2, 1)], ids=["per_episode", "shared_weights", "shared_input"])
 def test_native_propagate_equals_the_layouts_products(name, batches, monkeypatch):
     graph = _graphs()[name]

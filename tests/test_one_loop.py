@@ -340,7 +340,7 @@ def test_with_io_selects_neurons_by_population_slice_label_and_id():
 
 
 # ---------------------------------------------------------------------- layers without cycles
-LAYERS = ["errors", "_allocator", "_imports", "graph", "build", "schedule", "topologies", "interop", "rules",
+LAYERS = ["errors", "_allocator", "_imports", "_cc", "graph", "build", "schedule", "topologies", "interop", "rules",
           "simulate", "tasks", "train", "baselines", "analysis", "bench", "cli"]
 
 
