@@ -42,7 +42,11 @@ def _call(ends, x, B):
 @pytest.mark.parametrize("typed", [True, False], ids=["typed", "one_type"])
 @pytest.mark.parametrize("hebbian", [True, False], ids=["hebbian", "random"])
 @pytest.mark.parametrize("broadcast", [False, True], ids=["edge_per_episode", "edge_broadcast"])
-def test_native_gradcheck_double_backward_and_equal_to_the_reference(typed, hebbian, broadcast):
+@pytest.mark.parametrize("keep", [True, False], ids=["hidden_kept", "hidden_recomputed"])
+def test_native_gradcheck_double_backward_and_equal_to_the_reference(typed, hebbian, broadcast, keep, monkeypatch):
+    """E = 17 synapses: two full blocks of the kernels' 8 side by side and a tail of one."""
+    if not keep:  # the backward recomputes the hidden layer (ticks above KEEP_HIDDEN_MAX values)
+        monkeypatch.setattr(_native, "KEEP_HIDDEN_MAX", 0)
     ends, x = _case(typed, hebbian, broadcast=broadcast)
     leaves = [t for t in x if t is not None]
 
@@ -60,9 +64,12 @@ def test_native_gradcheck_double_backward_and_equal_to_the_reference(typed, hebb
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)
 
 
-def test_float32_kernel_within_float32_rounding():
+@pytest.mark.parametrize("keep", [True, False], ids=["hidden_kept", "hidden_recomputed"])
+def test_float32_kernel_within_float32_rounding(keep, monkeypatch):
     """The float kernel's inline tanh (a polynomial exp) and its float sums against the reference in
     float64 on the same numbers: over a few thousand synapses, values to 3e-6, gradients to 1e-5 relative."""
+    if not keep:
+        monkeypatch.setattr(_native, "KEEP_HIDDEN_MAX", 0)
     ends, x = _case(True, True, B=3, N=50, E=4000, H=16, De=5, seed=1)
     x32 = [None if t is None else t.detach().float().requires_grad_() for t in x]
     got = _call(ends, x32, 3)

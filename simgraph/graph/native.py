@@ -15,6 +15,7 @@ layouts' own products run.
 
 from __future__ import annotations
 
+import functools
 from string import Template
 
 import torch
@@ -94,6 +95,7 @@ _VARIANTS = {torch.float32: dict(T="float", SUF="f32"), torch.float64: dict(T="d
 MAX_CHANNELS = 64  # CMAX above: the local row of one target's sums
 
 
+@functools.cache  # every propagate asks for it: the source's substitution is not free
 def _library():
     return _cc.load("propagate", [_SOURCE.substitute(**v) for v in _VARIANTS.values()])
 

@@ -25,6 +25,8 @@ ATen/inductor kernels use them.
 from __future__ import annotations
 
 import ctypes
+import functools
+import math
 import warnings
 from string import Template
 
@@ -55,8 +57,29 @@ typedef int$IBITS ivec __attribute__((vector_size(H * sizeof(real))));
 INLINE vec ld(const real *p) { vec v; memcpy(&v, p, sizeof v); return v; }
 INLINE void st(real *p, vec v) { memcpy(p, &v, sizeof v); }
 INLINE vec splat(real x) { return (vec){} + x; }
+/* an edge state row: DE values in a DP-lane vector. Where DE < DP a memcpy of the DE values into a
+   zeroed vector goes through the stack and stalls the load that reads it back (store forwarding
+   fails: the recall default's De = 5 ran 2x slower a synapse than De = 4 or 8); AVX-512 has masked
+   loads and stores of exactly DE lanes (masked-off lanes are never touched, so never fault) */
+#if defined(__AVX512F__) && defined(__AVX512VL__) && DE < DP && DP * $BYTES <= 64
+#include <immintrin.h>
+#define DMASK ((1u << DE) - 1)
+#if DP * $BYTES == 16
+#define MLOAD(p) (dvec)_mm_maskz_loadu_$PS(DMASK, p)
+#define MSTORE(p, v) _mm_mask_storeu_$PS(p, DMASK, (__m128$SFX)(v))
+#elif DP * $BYTES == 32
+#define MLOAD(p) (dvec)_mm256_maskz_loadu_$PS(DMASK, p)
+#define MSTORE(p, v) _mm256_mask_storeu_$PS(p, DMASK, (__m256$SFX)(v))
+#else
+#define MLOAD(p) (dvec)_mm512_maskz_loadu_$PS(DMASK, p)
+#define MSTORE(p, v) _mm512_mask_storeu_$PS(p, DMASK, (__m512$SFX)(v))
+#endif
+INLINE dvec ldd(const real *p) { return MLOAD(p); }
+INLINE void std_(real *p, dvec v) { MSTORE(p, v); }
+#else
 INLINE dvec ldd(const real *p) { dvec v = {}; memcpy(&v, p, DE * sizeof(real)); return v; }
 INLINE void std_(real *p, dvec v) { memcpy(p, &v, DE * sizeof(real)); }
+#endif
 $TANH
 INLINE real hsum_d(dvec v) {  /* the lanes' sum by halving */
     real t[DP];
@@ -78,21 +101,17 @@ INLINE dvec colsum(const real *x, const dvec *col) {  /* sum_k x[k] col[k], four
 }
 INLINE dvec colsum_v(vec v, const dvec *col) { real x[H]; memcpy(x, &v, sizeof x); return colsum(x, col); }
 
-/* one synapse t: its endpoints, edge state, W e and h = tanh(z); the DE-wide products with the
-   hidden layer (U h, W^T gq) run as H broadcast multiply-adds of DE-wide columns, not as DE
-   horizontal sums */
-#define HIDDEN()                                                                               \
+/* one synapse t of the backward: its endpoints, edge state, W e, and its hidden layer h = HV; the
+   DE-wide products with the hidden layer (W^T gq) run as H broadcast multiply-adds of DE-wide
+   columns, not as DE horizontal sums */
+#define HIDDEN(HV)                                                                             \
     const int64_t j = src[t], i = dst[t], type = HS ? sid[t] : 0;                               \
     const real *et = eb + t * DE;                                                               \
-    const vec aj = ld(Ab + j * H), cj = ld(Cb + j * H), bi = ld(Bb + i * H), di = ld(Db + i * H), \
-              gi = ld(Gb + i * H);                                                              \
+    const vec cj = ld(Cb + j * H), di = ld(Db + i * H), gi = ld(Gb + i * H);                    \
     vec q0 = {}, q1 = {};  /* independent partial sums: shorter dependency chains */             \
     for (int d = 0; d < DE; d += 2) q0 += et[d] * Wv[d];                                         \
     for (int d = 1; d < DE; d += 2) q1 += et[d] * Wv[d];                                         \
-    const vec q = q0 + q1;                                                                      \
-    const vec hv = hk ? ld(hk + (b * E + t) * H)  /* kept by the forward */                      \
-                      : vtanh(aj + ld(S + type * H) + bi + cj * di + q * (1 + gi));               \
-    const dvec y = u0v + colsum_v(hv, Ucol);
+    const vec q = q0 + q1, hv = HV;
 
 #define ARGS int64_t B, int64_t E, int64_t N,                                                   \
         const real *A, const real *C, const real *Bp, const real *D, const real *G,               \
@@ -110,22 +129,53 @@ INLINE dvec colsum_v(vec v, const dvec *col) { real x[H]; memcpy(x, &v, sizeof x
         for (int d = 0; d < DE; d++) { Ucol[k][d] = U[d * H + k]; Wcol[k][d] = Wt[d * H + k]; }  \
     }
 
+/* the pre-activation of synapse t: z = A[j] + S[type] + Bp[i] + C[j] D[i] + (W e)(1 + G[i]) */
+#define PREACT(t, z) do {                                                                      \
+    const int64_t j_ = src[t], i_ = dst[t], type_ = HS ? sid[t] : 0;                            \
+    const real *et_ = eb + (t) * DE;                                                            \
+    vec q0_ = {}, q1_ = {};                                                                     \
+    for (int d = 0; d < DE; d += 2) q0_ += et_[d] * Wv[d];                                      \
+    for (int d = 1; d < DE; d += 2) q1_ += et_[d] * Wv[d];                                      \
+    z = ld(Ab + j_ * H) + ld(S + type_ * H) + ld(Bb + i_ * H) + ld(Cb + j_ * H) * ld(Db + i_ * H) \
+        + (q0_ + q1_) * (1 + ld(Gb + i_ * H));                                                  \
+} while (0)
+
 /* out[b, t] = e + (U h + u0) * r + P[type] * (qi[i] qj[j]),
-   h = tanh(A[j] + S[type] + Bp[i] + C[j] D[i] + (W e)(1 + G[i])),  j = src[t], i = dst[t] */
+   h = tanh(A[j] + S[type] + Bp[i] + C[j] D[i] + (W e)(1 + G[i])),  j = src[t], i = dst[t].
+   FB synapses at a time: one synapse's chain (loads, tanh, the U h column sums) is long and
+   serial, so independent synapses side by side keep the vector units busy (1.8x measured). */
+#define FB 8
 INLINE void forward(const int HR, const int HP, const int HS, ARGS, real *out, real *keep)
 {
-    const real *hk = 0;
     WEIGHTS()
     for (int64_t b = 0; b < B; b++) {
         const real *Ab = A + b * N * H, *Cb = C + b * N * H, *Bb = Bp + b * N * H, *Db = D + b * N * H, *Gb = G + b * N * H;
         const real *eb = e + b * e_bstride, *qjb = HP ? qj + b * N : 0, *qib = HP ? qi + b * N : 0;
         real *ob = out + b * E * DE;
-        for (int64_t t = 0; t < E; t++) {
-            HIDDEN()
-            if (keep) st(keep + (b * E + t) * H, hv);
-            dvec o = ldd(et) + (HR ? y * rv : y);
-            if (HP) o += (qib[i] * qjb[j]) * ldd(P + (p_rows > 1 ? type : 0) * DE);
-            std_(ob + t * DE, o);
+        for (int64_t t0 = 0; t0 < E; t0 += FB) {
+            const int n = E - t0 < FB ? (int)(E - t0) : FB;
+            vec hv[FB];
+            if (n == FB) {
+#pragma GCC unroll 8
+                for (int u = 0; u < FB; u++) PREACT(t0 + u, hv[u]);
+#pragma GCC unroll 8
+                for (int u = 0; u < FB; u++) hv[u] = vtanh(hv[u]);
+            } else {
+                for (int u = 0; u < n; u++) { PREACT(t0 + u, hv[u]); hv[u] = vtanh(hv[u]); }
+            }
+#pragma GCC unroll 8
+            for (int u = 0; u < FB; u++) {
+                if (u >= n) break;
+                const int64_t t = t0 + u;
+                if (keep) st(keep + (b * E + t) * H, hv[u]);
+                const dvec y = u0v + colsum_v(hv[u], Ucol);
+                dvec o = ldd(eb + t * DE) + (HR ? y * rv : y);
+                if (HP) {
+                    const int64_t type = HS ? sid[t] : 0;
+                    o += (qib[dst[t]] * qjb[src[t]]) * ldd(P + (p_rows > 1 ? type : 0) * DE);
+                }
+                std_(ob + t * DE, o);
+            }
         }
     }
 }
@@ -165,8 +215,19 @@ INLINE void backward(const int HR, const int HP, const int HS, ARGS, const real 
             int64_t cur_type = HS ? -1 : 0;
             for (int d = 0; d < DE; d++) { lW[d] = (vec){}; lM[d] = (vec){}; }
             memset(lS, 0, sizeof(real) * (H * types + DP * p_rows));
-            for (int64_t t = t0; t < t1; t++) {
-                HIDDEN()
+            for (int64_t s0 = t0; s0 < t1; s0 += FB) {
+              const int n = t1 - s0 < FB ? (int)(t1 - s0) : FB;
+              vec hb[FB];  /* the block's hidden layers: kept by the forward, or recomputed side by side */
+              if (hk) for (int u = 0; u < n; u++) hb[u] = ld(hk + (b * E + s0 + u) * H);
+              else if (n == FB) {
+#pragma GCC unroll 8
+                for (int u = 0; u < FB; u++) PREACT(s0 + u, hb[u]);
+#pragma GCC unroll 8
+                for (int u = 0; u < FB; u++) hb[u] = vtanh(hb[u]);
+              } else for (int u = 0; u < n; u++) { PREACT(s0 + u, hb[u]); hb[u] = vtanh(hb[u]); }
+              for (int u = 0; u < n; u++) {
+                const int64_t t = s0 + u;
+                HIDDEN(hb[u])
                 const real *g_o = gob + t * DE;
                 const dvec gov = ldd(g_o), gyv = HR ? gov * rv : gov;
                 lgo += gov;
@@ -203,6 +264,7 @@ INLINE void backward(const int HR, const int HP, const int HS, ARGS, const real 
                     gqjb[j] += gpq * qib[i];
                     gqiv += gpq * qjb[j];
                 }
+              }
             }
             if (cur_type >= 0) st(lS + cur_type * H, ld(lS + cur_type * H) + lSv);
             if (HP) {
@@ -274,9 +336,10 @@ _TANH_F64 = r"""
 INLINE vec vtanh(vec z) { for (int k = 0; k < H; k++) z[k] = tanh(z[k]); return z; }
 """
 _VARIANTS = {
-    torch.float32: dict(T="float", IBITS="32_t", SUF="f32", TANH=_TANH_F32),
-    torch.float64: dict(T="double", IBITS="64_t", SUF="f64", TANH=_TANH_F64),
+    torch.float32: dict(T="float", IBITS="32_t", SUF="f32", TANH=_TANH_F32, BYTES=4, PS="ps", SFX=""),
+    torch.float64: dict(T="double", IBITS="64_t", SUF="f64", TANH=_TANH_F64, BYTES=8, PS="pd", SFX="d"),
 }
+@functools.cache  # a tick asks for it twice: the source's substitution cost 30 us a call
 def library(hidden: int, edge_dim: int):
     """The compiled kernels for this (hidden, edge_dim), built on first use; None where they cannot be."""
     lanes = 2 ** max(1, (edge_dim - 1).bit_length())  # the edge state's vector: DE of these lanes
@@ -348,28 +411,28 @@ class NativeEdgeUpdate(torch.autograd.Function):
         k = _kernel_args(a, e, syn, W, U, u0, r, qj, qi, p, sid)
         B, N, H, E, De = k.B, a.shape[1], a.shape[2], k.E, k.De
         go = go.contiguous()
-        gA, gC, gB, gD, gG = (a.new_zeros(B, N, H) for _ in range(5))
+        gA, gC, gB, gD, gG = a.new_zeros(5, B, N, H).unbind(0)  # one allocation: a small tick's overhead is these calls
         ge = e.new_empty(B, E, De) if needs[5] else None
-        f64 = dict(dtype=torch.float64, device=e.device)
-        gS, gW, gU = torch.zeros(k.syn.shape, **f64), torch.zeros(H, De, **f64), torch.zeros(De, H, **f64)
-        gu0, gr = torch.zeros(De, **f64), torch.zeros(De, **f64)
-        gqj = None if qj is None else a.new_zeros(B, N)
-        gqi = None if qi is None else a.new_zeros(B, N)
-        gP = None if p is None else torch.zeros(k.p.shape, **f64)
+        # the shared weights' gradients, accumulated in doubles: one buffer, converted once
+        shapes = [k.syn.shape, (H, De), (De, H), (De,), (De,), k.p.shape if p is not None else (0,)]
+        sizes = [math.prod(x) for x in shapes]
+        acc = torch.zeros(sum(sizes), dtype=torch.float64, device=e.device)
+        gS, gW, gU, gu0, gr, gP = (x.view(shape) for x, shape in zip(acc.split(sizes), shapes))
+        gqj, gqi = (None, None) if qj is None else a.new_zeros(2, B, N).unbind(0)
         # per chunk of synapses: the type table's gradient, and the per-type write's (DP lanes a row)
         scratch = a.new_empty(k.syn.shape[0] * H + k.p_rows * 2 ** max(1, (De - 1).bit_length()))
         getattr(k.lib, "backward_" + k.suffix)(
             k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
             *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows), _cc.ptr(src), _cc.ptr(dst),
-            _cc.ptr(go), *map(_cc.ptr, (gA, gC, gB, gD, gG, ge, gS, gW, gU, gu0, gr, gqj, gqi, gP, scratch)),
+            _cc.ptr(go), *map(_cc.ptr, (gA, gC, gB, gD, gG, ge, gS, gW, gU, gu0, gr, gqj, gqi, None if p is None else gP, scratch)),
             ctypes.c_int64(k.syn.shape[0]), _cc.ptr(kept))
         dt = e.dtype
         if ge is not None and ge.shape != e.shape:  # an edge state of batch 1 read by every episode
             ge = ge.sum(0, keepdim=True)
-        grads = (gA, gC, gB, gD, gG, ge, gS.to(dt), gW.to(dt), gU.to(dt), gu0.to(dt),
-                 None if r is None else gr.to(dt),
+        gS, gW, gU, gu0, gr, gP = (x.view(shape) for x, shape in zip(acc.to(dt).split(sizes), shapes))
+        grads = (gA, gC, gB, gD, gG, ge, gS, gW, gU, gu0, None if r is None else gr,
                  None if qj is None else gqj.view(qj.shape), None if qi is None else gqi.view(qi.shape),
-                 None if p is None else gP.to(dt).view(p.shape))
+                 None if p is None else gP.view(p.shape))
         return (None, None, None, *[x if n else None for x, n in zip(grads, needs)])
 
 
