@@ -402,6 +402,12 @@ class Graph:
         _check_rows(w, self.num_edges, f"{who}: w", "[B, E, C] or [E, C] (E synapses)")
         _check_rows(x, self.num_nodes, f"{who}: x", "[B, N, C] (N neurons)")
         B, C = max(w.shape[0], x.shape[0]), x.shape[-1]
+        if w.shape[0] not in (1, B) or x.shape[0] not in (1, B):
+            raise ShapeError(f"{who}: w has batch {w.shape[0]} and x batch {x.shape[0]}: they must be equal, or 1 "
+                             f"(one copy read by every episode)")
+        if w.shape[-1] not in (1, C):
+            raise ShapeError(f"{who}: w has {w.shape[-1]} channels and x {C}: w needs one weight per channel of x, "
+                             f"or 1 channel (the same weight for every channel)")
         if C == 1 and self._one_dense_projection():
             # the whole net is one all-to-all projection: no slicing or bookkeeping around the
             # matvec (it is tens of microseconds a tick, next to a ~0.1 ms product at N = 1000)
@@ -409,7 +415,8 @@ class Graph:
             return dense_matvec(w.reshape(w.shape[0], N, N), x, into_post)
         if not self.projections:  # a sum over no synapses
             return x.new_zeros(B, self.num_nodes, C)
-        ends = self.endpoints() if native.available(C, x.dtype, x.device) and w.dtype == x.dtype else None
+        ends = self.endpoints() if (native.available(C, x.dtype, x.device) and w.dtype == x.dtype
+                                    and w.shape[-1] == C) else None
         if ends is not None:  # several channels: one C loop over every layout's synapses
             pre, post, _ = ends
             return NativePropagate.apply(w, x, *((pre, post) if into_post else (post, pre)), self.num_nodes)

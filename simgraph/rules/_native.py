@@ -35,7 +35,7 @@ from torch import Tensor
 
 from .. import _cc
 from . import _fused
-from ..errors import SimgraphWarning
+from ..errors import ShapeError, SimgraphWarning
 
 # synapses per chunk of the weight-gradient accumulators (registers, flushed into doubles)
 CHUNK = 256
@@ -368,7 +368,7 @@ def warn_unavailable(hidden: int, edge_dim: int, dtype: torch.dtype, device: tor
     _WARNED.add(key)
     why = (f"it runs on the CPU in float32/float64, not {device.type}/{dtype}" if device.type != "cpu" or dtype not in _VARIANTS
            else "SIMGRAPH_NATIVE=0" if not _cc.enabled()
-           else f"hidden={hidden} is not a power of two" if hidden < 2 or hidden & (hidden - 1)
+           else f"hidden={hidden} is not a power of two of at least 2" if hidden < 2 or hidden & (hidden - 1)
            else f"it could not be built ({_cc.FAILED.get(f'mlp_edge_{hidden}x{edge_dim}', '?')})")
     warnings.warn(f"MLPRule edge_update='native' cannot run here: {why}; using edge_update='auto' without it",
                   SimgraphWarning, stacklevel=4)
@@ -471,6 +471,31 @@ def _gathered_reference(src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, q
                      None if qj is None else qj[:, j], None if qi is None else qi[:, i], pe)
 
 
+def _check_kernel_shapes(src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p) -> None:
+    """ShapeError unless every tensor has the sizes the kernel indexes by (it reads raw memory: a wrong
+    width or batch would read past a tensor's end, not fail)."""
+    E, (De, H) = src.shape[0], (e.shape[-1], a.shape[-1])
+    B = max(t.shape[0] for t in (a, c, b, d, g, e))
+    N = a.shape[1]
+    want = {"a": (a, (None, N, H)), "c": (c, (None, N, H)), "b": (b, (None, N, H)), "d": (d, (None, N, H)),
+            "g": (g, (None, N, H)), "e": (e, (None, E, De)), "syn": (syn, (None, H)), "W": (W, (H, De)),
+            "U": (U, (De, H)), "u0": (u0, (De,)), "r": (r, (De,)), "qj": (qj, (None, N, 1)), "qi": (qi, (None, N, 1)),
+            "dst": (dst, (E,)), "sid": (sid, (E,))}
+    for name, (t, shape) in want.items():
+        if t is None:
+            continue
+        ok = t.dim() == len(shape) and all(w is None or s == w for s, w in zip(t.shape, shape))
+        if ok and len(shape) == 3 and t.shape[0] not in (1, B):
+            ok = False
+        if not ok:
+            raise ShapeError(f"native edge update: {name} must be {[('B' if w is None else w) for w in shape]} "
+                             f"(B = 1 or {B}), got {list(t.shape)}")
+    if p is not None and p.shape[-1] != De:
+        raise ShapeError(f"native edge update: p must be [De] or [S, De] with De = {De}, got {list(p.shape)}")
+    if sid is not None and p is not None and p.dim() == 2 and p.shape[0] not in (1, syn.shape[0]):
+        raise ShapeError(f"native edge update: p has {p.shape[0]} rows for {syn.shape[0]} synapse types")
+
+
 def edge_update(endpoints, a, c, b, d, g, e, syn, W, U, u0, r=None, qj=None, qi=None, p=None) -> Tensor:
     """The synapse function on every synapse of a graph, ``[B, E, De]`` in the graph's edge order.
 
@@ -481,6 +506,9 @@ def edge_update(endpoints, a, c, b, d, g, e, syn, W, U, u0, r=None, qj=None, qi=
     None), ``p`` one row ``[De]`` or a per-type table ``[S, De]``.
     """
     src, dst, sid = endpoints
+    if e.dim() == 2:  # one edge state [E, De] read by every episode
+        e = e.unsqueeze(0)
+    _check_kernel_shapes(src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p)
     B = max(t.shape[0] for t in (a, b, e))
     N, H = a.shape[1], a.shape[-1]
     a, c, b, d, g = (_node(t, B, N, H) for t in (a, c, b, d, g))

@@ -121,6 +121,12 @@ class Rule(nn.Module):
                                  f"{list(self.state_fields)}); drop them (a state from rule.init_state or run.state fits)")
         graph.check_nodes(state["node"], "state['node']", self.node_dim)
         graph.check_edges(state["edge"], "state['edge']", self.edge_dim)
+        dtype = next((p.dtype for p in self.parameters() if p.is_floating_point()), None)
+        for key in ("node", "edge"):
+            if dtype is not None and state[key].dtype != dtype:
+                raise ShapeError(f"state[{key!r}] is {state[key].dtype} but {type(self).__name__}'s parameters are {dtype}: "
+                                 f"convert one to the other (rule.to({state[key].dtype}), or rule.init_state makes a state "
+                                 f"of the rule's dtype)")
         if state["edge"].dim() == 3 and state["edge"].shape[0] not in (1, state["node"].shape[0]):
             raise ShapeError(
                 f"state['edge'] has batch {state['edge'].shape[0]} but state['node'] has batch {state['node'].shape[0]}"

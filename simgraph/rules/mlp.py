@@ -293,6 +293,7 @@ class MLPRule(Rule):
                                  f"{2 * inputs.shape[0]} for inputs of batch {inputs.shape[0]} (rule.init_state makes "
                                  f"it), got {state['node'].shape[0]}")
             inputs = torch.cat([inputs, -inputs], 0)
+        self._check_step_state(state, inputs.shape[0])  # after the mirror copies
         if self.core:
             return self._hebbian_step(graph, state, inputs)
         x, e = state["node"], state["edge"]
@@ -328,6 +329,20 @@ class MLPRule(Rule):
         else:
             e = graph.edge_map(lambda *v: update(*v[:6], syn, v[6]), pre=[a, c], post=[b, d, gate], edge=[e, ids])
         return {**state, "node": x, "edge": e}
+
+    def _check_step_state(self, state: State, batch: int) -> None:
+        """ShapeError unless the node and edge states have this rule's widths and the inputs' batch (a
+        few Python compares a tick: the native kernels index by them, so a wrong width must not reach them)."""
+        x, e = state.get("node"), state.get("edge")
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[0] != batch or x.shape[-1] != self.node_dim:
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ShapeError(f"MLPRule.step: state['node'] must be [B, N, node_dim] = [{batch}, N, {self.node_dim}] "
+                             f"for these inputs, got {got} (rule.init_state(graph, B) makes a state that fits)")
+        if not isinstance(e, Tensor) or e.dim() not in (2, 3) or e.shape[-1] != self.edge_dim \
+                or (e.dim() == 3 and e.shape[0] not in (1, batch)):
+            got = list(e.shape) if isinstance(e, Tensor) else type(e).__name__
+            raise ShapeError(f"MLPRule.step: state['edge'] must be [B, E, edge_dim] = [{batch} or 1, E, {self.edge_dim}] "
+                             f"(or [E, {self.edge_dim}], shared), got {got} (rule.init_state(graph, B) makes a state that fits)")
 
     def _hebbian_step(self, graph: Graph, state: State, u: Tensor) -> State:
         """start="hebbian": the Hebbian rule on (a, w) plus learned residuals on every channel."""
@@ -399,9 +414,10 @@ class MLPRule(Rule):
         return False
 
     def _endpoints(self, graph: Graph) -> tuple:
-        """The graph's synapse endpoints for the native kernel; the type ids only where types are used."""
-        pre, post, kinds = graph.endpoints()
-        return pre, post, kinds if self.use_types else None
+        """The graph's synapse endpoints for the native kernel; the type ids only where types are used
+        (the embedding's rows, or the per-type Hebbian write)."""
+        pre, post, kinds = graph.endpoints()  # the per-type write (write_types) needs the ids without use_types too
+        return pre, post, kinds if self.use_types or self.write_types is not None else None
 
     def _type_ids(self, graph: Graph, mode: str, batch: int = 1) -> Tensor | None:
         """Per-edge synapse type ids ``[E, 1]`` for the fused synapse function on a graph of several
