@@ -566,7 +566,10 @@ def test_inference_mode(native_calls):
     assert_close(out["plain"], out["native"], F64, "edge")
 
 
-def test_propagate_one_channel_weights_broadcast_like_the_layouts():
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native", "native_off"])
+def test_propagate_one_channel_weights_broadcast_like_the_layouts(native):
+    """A 1-channel w with a 4-channel x: the same weight for every channel (a fresh process: a wrong
+    read past w's end crashed the native kernel)."""
     r = run_python("""
         import torch, simgraph.topologies as topologies
         torch.manual_seed(0)
@@ -574,22 +577,9 @@ def test_propagate_one_channel_weights_broadcast_like_the_layouts():
         w, x = torch.randn(2, g.num_edges, 1), torch.randn(2, g.num_nodes, 4)
         ref = (w.view(2, 6, 6, 1) * x.unsqueeze(1)).sum(2)
         print((g.propagate(w, x) - ref).abs().max().item())
-    """)
+    """, native=native)
     assert r.returncode == 0, r.stderr[-500:]
     assert float(r.stdout.split()[-1]) < 1e-5
-
-
-def test_propagate_one_channel_weights_without_native():
-    """The same call with SIMGRAPH_NATIVE=0."""
-    r = run_python("""
-        import torch, simgraph.topologies as topologies
-        torch.manual_seed(0)
-        g = topologies.fully_recurrent(6, seed=0)
-        w, x = torch.randn(2, g.num_edges, 1), torch.randn(2, g.num_nodes, 4)
-        ref = (w.view(2, 6, 6, 1) * x.unsqueeze(1)).sum(2)
-        print((g.propagate(w, x) - ref).abs().max().item())
-    """, native="0")
-    assert r.returncode == 0 and float(r.stdout.split()[-1]) < 1e-5
 
 
 def test_propagate_mismatched_batches_raise():
