@@ -56,3 +56,22 @@ def test_every_channel_count_equals_the_layouts_products(dtype, batches, monkeyp
             for what, a, b in zip(("out", "out_back", "grad_w", "grad_x"), runs["1"], runs["0"]):
                 err = (a - b).abs().max().item()
                 assert err <= scale * b.abs().max().item(), f"{name}, {channels} channels, {what}: {err}"
+
+
+@pytest.mark.parametrize("name", ["dense", "csr"])
+@pytest.mark.parametrize("on", ["1", "0"])
+def test_weights_of_another_channel_count_are_refused(name, on, monkeypatch):
+    """w with C channels against x with 1 (or 2 against 3) was summed over its first channel only, or
+    read past w's end by the C loop: a ShapeError now; a 1-channel w is the same weight for every channel."""
+    from simgraph.errors import ShapeError
+
+    monkeypatch.setenv("SIMGRAPH_NATIVE", on)
+    graph = _graphs()[name]
+    E, N = graph.num_edges, graph.num_nodes
+    for cw, cx in ((3, 1), (2, 3)):
+        with pytest.raises(ShapeError, match="channels"):
+            graph.propagate(torch.randn(2, E, cw), torch.randn(2, N, cx))
+    w, x = torch.randn(2, E, 1, dtype=torch.float64), torch.randn(2, N, 3, dtype=torch.float64)
+    pre, post, _ = graph.endpoints()
+    want = torch.zeros(2, N, 3, dtype=torch.float64).index_add_(1, post.long(), w * x[:, pre.long()])
+    torch.testing.assert_close(graph.propagate(w, x), want, rtol=1e-12, atol=1e-12)

@@ -405,10 +405,12 @@ class Graph:
         if w.shape[0] not in (1, B) or x.shape[0] not in (1, B):
             raise ShapeError(f"{who}: w has batch {w.shape[0]} and x batch {x.shape[0]}: they must be equal, or 1 "
                              f"(one copy read by every episode)")
-        if w.shape[-1] not in (1, C):
+        if w.shape[-1] not in (1, C):  # (a 1-channel x under several-channel w summed only its first: refused too)
             raise ShapeError(f"{who}: w has {w.shape[-1]} channels and x {C}: w needs one weight per channel of x, "
                              f"or 1 channel (the same weight for every channel)")
-        if C == 1 and self._one_dense_projection():
+        if w.shape[-1] == 1 and C > 1:
+            w = w.expand(-1, -1, C)  # the same weight for every channel (the sparse layouts index w by channel)
+        if C == 1 and w.shape[-1] == 1 and self._one_dense_projection():
             # the whole net is one all-to-all projection: no slicing or bookkeeping around the
             # matvec (it is tens of microseconds a tick, next to a ~0.1 ms product at N = 1000)
             N = self.num_nodes
