@@ -312,6 +312,17 @@ def typed_rule(name: str, typed: Graph) -> rules.Rule:
     return make_rule(name, typed)
 
 
+def _ticks_for(v: Variant, ticks: int, backward: bool, device, seconds: float = 0.02, most: int = 20) -> int:
+    """``ticks``, or up to ``most`` times as many, so that one timed round takes about ``seconds``."""
+    run_variant(v, 1, backward)  # warm
+    _sync(device)
+    t = time.perf_counter()
+    run_variant(v, ticks, backward)
+    _sync(device)
+    took = time.perf_counter() - t
+    return ticks if took >= seconds else min(most * ticks, int(ticks * seconds / max(took, 1e-9)) + 1)
+
+
 def typed_case(rule_names, batches, repeats: int, device, quick: bool = False, print_row=None) -> tuple[list, dict]:
     """Each typed net against the same synapses as one projection, every rule, batch and mode,
     interleaved: rows (``impl`` ``typed`` / ``one_projection``) and the time ratios typed / one."""
@@ -329,6 +340,8 @@ def typed_case(rule_names, batches, repeats: int, device, quick: bool = False, p
                     # for the Hebbian rule at 10k (3 ticks of it swung the ratio from 1.04 to 1.45 on the shared machine)
                     per = 1 if rule_name == "mlp" else 3
                     ticks = (2 if quick else 3 * per) if n > 1000 else (5 if quick else 10) * per
+                    if not quick:  # rounds of at least ~20 ms: 30 Hebbian ticks of 0.05 ms were one preemption from 1.35
+                        ticks = _ticks_for(variants["one_projection"], ticks, backward, device)
                     times = time_interleaved(variants, ticks, backward, repeats if quick else max(repeats, 5), device)
                     for impl, sec in times.items():
                         row = dict(rule=rule_name, graph=f"typed:{net}", n=n, synapses=typed.num_edges,
