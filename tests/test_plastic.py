@@ -276,3 +276,20 @@ def test_plastic_rule_learns_a_small_completion_task():
         errs.append(float(task.metrics(out, ep)["sign_error"]))
     first, last = sum(errs[:5]) / 5, sum(errs[-5:]) / 5
     assert first > 0.15 and last < 0.5 * first, errs  # deterministic: seeded init and episodes
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_simulate_leaves_the_given_state_alone(lean):
+    """The lean episode wrote its traces into the caller's state['edge'] (contiguous() of a same-size
+    expand is the tensor itself): a second run from the same state then started elsewhere."""
+    g = topologies.fully_recurrent(8, seed=0)
+    rule = PlasticRule(g, eta=0.2, seed=0)
+    state = rule.init_state(g, 2)
+    state = {"node": 0.1 * torch.ones_like(state["node"]), "edge": 0.1 * torch.ones_like(state["edge"])}
+    before = {k: v.clone() for k, v in state.items()}
+    u = torch.randn(5, 2, g.num_inputs, generator=torch.Generator().manual_seed(0))
+    first = sg.simulate(rule, g, u, state=state, lean=lean)
+    for k in state:
+        assert torch.equal(state[k], before[k]), k
+    second = sg.simulate(rule, g, u, state=state, lean=lean)
+    torch.testing.assert_close(first.outputs, second.outputs, rtol=0, atol=0)

@@ -80,7 +80,9 @@ class PlasticEpisode(torch.autograd.Function):
         T = U.shape[0]
         X = U.new_empty(T + 1, *x0.shape)
         X[0] = x0
-        H = H0.expand(x0.shape[0], -1, -1).contiguous()  # clone: written in place
+        # a copy, written in place (contiguous() of a same-size expand is the caller's own tensor: the
+        # episode overwrote the initial state it was given)
+        H = H0.expand(x0.shape[0], -1, -1).clone(memory_format=torch.contiguous_format)
         W = torch.empty_like(H)
         for t in range(T):
             torch.addcmul(w, alpha, H, out=W)
