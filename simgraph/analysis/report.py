@@ -73,7 +73,7 @@ def analyze_run(run, out, loads=None, episodes: int = 8, seed: int = 4321) -> di
                "loads": [r["num_patterns"] for r in rows], "episodes": episodes, "by_load": rows,
                # how much of the measured strengths the trained rule's starting weights keep (weighted graphs)
                "measured_corr": _measured_corr(graph, ws.initial),
-               "files": sorted(p.name for p in out.iterdir())}
+               "files": sorted({p.name for p in out.iterdir()} | {"summary.json"})}  # this file too
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_nan))
     summary["plots"] = plots
     return summary

@@ -89,6 +89,10 @@ class Family:
                 raise ConfigError(f"{self.source} is a generator; it takes ways=(lo, hi), not classes=")
             if self.source in TWO_CLASS and (lo, hi) != (2, 2):
                 raise ConfigError(f"{self.source} makes exactly 2 classes; use ways=(2, 2), got {self.ways!r}")
+            if self.source == "classification" and hi > 2 ** min(self.features, hi):  # one cluster a class, in
+                raise ConfigError(  # the corners of a hypercube of min(features, classes) informative inputs
+                    f"classification with features={self.features} makes at most {2 ** self.features} classes, fewer "
+                    f"than ways={self.ways}; use more features or fewer ways")
         else:
             y = dataset(self.source)[1]
             have = sorted(set(y.tolist()))

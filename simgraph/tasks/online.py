@@ -169,7 +169,7 @@ class OnlineTask(StreamTask):
         rng = np.random.default_rng(seed)
         xs, ys = [], []
         for _ in range(batch):
-            x, y = self._draw(steps + query, rng)
+            x, y = self._draw(steps + query, rng, query)
             if self.projection is not None:
                 x = x @ rng.normal(0.0, 1.0 / np.sqrt(x.shape[1]), (x.shape[1], self.projection))
             if self.permute_labels:
@@ -182,14 +182,23 @@ class OnlineTask(StreamTask):
         y = torch.tensor(np.stack(ys, 1), dtype=torch.long)
         return Stream(x[:steps], y[:steps], x[steps:], y[steps:])
 
-    def _draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _draw(self, n: int, rng: np.random.Generator, query: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` examples, the last ``query`` of them the queries: never among the stream's."""
         from sklearn import datasets
 
         rs = int(rng.integers(2**31))
         if self.source == "digits":
             X, Y = _digits()
             pool = np.flatnonzero(np.isin(Y, self.classes))
-            idx = rng.choice(pool, n, replace=n > len(pool))
+            if n <= len(pool):  # one draw without replacement: stream and queries distinct
+                idx = rng.choice(pool, n, replace=False)
+            else:  # a stream longer than the pool repeats examples, but never a query's
+                if query >= len(pool):
+                    raise ConfigError(f"OnlineTask digits {self.classes} has {len(pool)} images, not more than "
+                                      f"query={query}: use fewer queries")
+                q = rng.choice(pool, query, replace=False)
+                rest = np.setdiff1d(pool, q)
+                idx = np.concatenate([rng.choice(rest, n - query, replace=True), q])
             lookup = {c: i for i, c in enumerate(self.classes)}
             return X[idx], np.array([lookup[c] for c in Y[idx]])
         if self.source == "xor":
