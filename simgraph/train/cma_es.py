@@ -127,7 +127,9 @@ class CMASearch:
             vector_to_parameters(torch.as_tensor(np.asarray(x)).to(params[0]), params)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"x0": torch.as_tensor(self.x0), "told": torch.tensor(self.told, dtype=torch.float64).view(-1, self.popsize),
+        told = torch.tensor(self.told, dtype=torch.float64).view(-1, self.popsize)
+        bad = ~torch.isfinite(told)  # diverged candidates (-inf): checkpoints hold finite numbers only, so a mask
+        return {"x0": torch.as_tensor(self.x0), "told": told.masked_fill(bad, 0.0), "told_diverged": bad,
                 "best_x": torch.as_tensor(np.asarray(self.best_x, dtype=np.float64)),
                 "best_f": torch.tensor(self.best_f, dtype=torch.float64)}
 
@@ -135,7 +137,10 @@ class CMASearch:
     def from_state(cls, state: dict[str, torch.Tensor], sigma0: float, popsize: int, seed: int) -> "CMASearch":
         """The search as it was after the told generations: the same ask/tell calls, replayed."""
         search = cls(state["x0"].numpy(), sigma0, popsize, seed)
-        for fs in state["told"].tolist():
+        told = state["told"]
+        if "told_diverged" in state:  # (checkpoints written before the mask have no diverged candidates)
+            told = told.masked_fill(state["told_diverged"].bool(), -math.inf)
+        for fs in told.tolist():
             xs = search.ask()
             search.tell(xs, fs)
         search.best_x, search.best_f = state["best_x"].numpy(), float(state["best_f"])

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ..errors import ConfigError, DivergenceError, check_bool, check_choice, check_int, check_name, check_number, check_seed, unknown
+from ..errors import ConfigError, DivergenceError, check_bool, check_bytes, check_choice, check_int, check_name, check_number, check_seed, unknown
 from ..graph import Graph
 from ..rules.base import Rule, State
 from ..tasks.base import Episode, Task
@@ -153,6 +153,10 @@ class ES(Estimator):
         self.fitness = check_name("ES fitness ('loss' or a metric of the task)", fitness, error=ConfigError)
         self.seed = check_seed("ES seed", seed)
 
+    def setup(self, rule, params):  # refused before any work, as sg.train.es does
+        n = sum(p.numel() for p in params)
+        check_bytes(f"es noise for {self.pairs} pairs x {n} parameters", 2 * self.pairs * n * 4, "use fewer pairs")
+
     def step(self, rule, graph, task, episode, params, step):
         score = fitness_of(graph, task, episode, self.fitness)
         ascent, f = es_gradient(rule, params, score, step, pairs=self.pairs, sigma=self.sigma, seed=self.seed,
@@ -173,6 +177,9 @@ class CMA(Estimator):
         self.search: CMASearch | None = None
 
     def setup(self, rule, params):
+        n = sum(p.numel() for p in params)  # the population and the n x n covariance, in float64, as sg.train.cma_es
+        check_bytes(f"cma's population ({self.popsize} x {n} parameters) and covariance ({n} x {n})",
+                    8 * (self.popsize * n + 2 * n * n), "use a smaller popsize or a rule with fewer parameters")
         if self.search is None:
             x0 = parameters_to_vector(params).detach().double().cpu().numpy()
             self.search = CMASearch(x0, self.sigma0, self.popsize, self.seed)
@@ -300,11 +307,19 @@ class PES(Truncated):
         self.pairs, self.sigma = check_int("PES pairs", pairs, 1), check_number("PES sigma", sigma, positive=True)
         self.seed = check_seed("PES seed", seed)
 
+    def setup(self, rule, params):
+        n = sum(p.numel() for p in params)
+        check_bytes(f"pes perturbations for {self.pairs} pairs x {n} parameters", 3 * self.pairs * n * 4, "use fewer pairs")
+
     def start(self, rule, graph, params):
         theta = parameters_to_vector(params).detach()
         B = self.episode.inputs.shape[1]
         with torch.no_grad():
-            self.states = [rule.init_state(graph, B) for _ in range(2 * self.pairs)]
+            first = rule.init_state(graph, B)
+            one = sum(v.numel() * v.element_size() for v in first.values() if isinstance(v, torch.Tensor))
+            check_bytes(f"pes's {2 * self.pairs} particle states ({one} bytes each)", 2 * self.pairs * one,
+                        "use fewer pairs or a smaller batch")
+            self.states = [first] + [rule.init_state(graph, B) for _ in range(2 * self.pairs - 1)]
         self.xi = theta.new_zeros(self.pairs, theta.numel())  # particle 2j's sum of perturbations; 2j+1: -xi
         self.alive = torch.ones(self.pairs, dtype=torch.bool)
 

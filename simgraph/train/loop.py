@@ -47,7 +47,7 @@ LOG = "metrics.jsonl"
 class TrainResult:
     rule: Rule
     graph: Graph
-    task: Task  # the task where the curriculum ended
+    task: Task  # the task where the curriculum stands at the end (the level the next step would train)
     settings: TrainConfig
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -145,7 +145,8 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
         raise ConfigError("fit(resume=True) continues the checkpoint in a run folder: pass out= (the folder), "
                           "or resume=False")
     if t.init_from:  # start from a trained rule (train() passes the folder resolved against the config's)
-        _start_from(rule, Path(t.init_from), "[train] init_from")
+        kind = ((spec or {}).get("config") or {}).get("rule", {}).get("kind")  # the config's rule kind, from train()
+        _start_from(rule, Path(t.init_from), "[train] init_from", kind)
     for g in graphs:
         check_fits(g, task)
         rule.check_graph(g)
@@ -233,6 +234,7 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
                 raise DivergenceError(f"the meta-gradient norm became {float(norm)} at step {step}; no update applied, "
                                       f"stopped, {_kept(last_saved)}")
             opt.step()
+            lr_used = sched.get_last_lr()[0]  # the rate of this update (after sched.step() it is the next one's)
             sched.step()
         step += 1
         if bar is not None:
@@ -247,7 +249,7 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
             if evaluating:
                 metrics = evaluate(rule, graphs if distribution else graph, current, t.eval_batch, distributed=True)
                 row.update({f"eval_{k}": v for k, v in metrics.items()})
-            row.update({"lr": sched.get_last_lr()[0] if sched else None, "seconds": round(time.time() - start, 2)})
+            row.update({"lr": lr_used if sched else None, "seconds": round(time.time() - start, 2)})
             history.append(row)
             if out is not None and main:
                 _append_log(out / LOG, row)
@@ -267,6 +269,9 @@ def fit(rule: Rule, graph: Graph | Sequence[Graph], task: Task, settings: TrainC
             break
     if bar is not None:
         bar.close()
+    # where the curriculum stands: raised after the last evaluation when it passed (what the checkpoint
+    # records and a resume of the finished run returns)
+    current = curriculum.task(task, level) if curriculum else task
     return TrainResult(rule, graphs if distribution else graph, current, t, history, time.time() - start, step)
 
 
@@ -288,9 +293,10 @@ def train(config: Config | None = None, out_dir: str | Path | None = None, resum
     return res
 
 
-def _start_from(rule: Rule, folder: Path, who: str) -> None:
+def _start_from(rule: Rule, folder: Path, who: str, kind: str | None = None) -> None:
     """Load the trained parameters of the run folder ``folder`` into ``rule`` (refused, naming both, unless
-    it is a run folder and the rule kinds and every parameter's shape agree)."""
+    it is a run folder and the rule kinds and every parameter's shape agree; ``kind``: this run's config
+    rule kind, where there is a config: kinds of one class, mlp and frozen, differ too)."""
     if not folder.is_dir() or not checkpoint.exists(folder):
         raise CheckpointError(f"{who} {str(folder)!r} is not a run folder with a checkpoint (a folder written by "
                           f"simgraph train); '' starts from the rule as built")
@@ -298,6 +304,9 @@ def _start_from(rule: Rule, folder: Path, who: str) -> None:
     if type(trained) is not type(rule):
         raise ConfigError(f"{who} {str(folder)!r} holds a {type(trained).__name__} "
                           f"({source.rule.kind!r}), but this run's rule is a {type(rule).__name__}")
+    if kind is not None and source.rule.kind != kind:
+        raise ConfigError(f"{who} {str(folder)!r} holds a rule of kind {source.rule.kind!r}, but this run's rule is "
+                          f"of kind {kind!r}: start from a run of the same kind")
     checkpoint.load_state(rule, trained.state_dict(), f"{who} {str(folder)!r}",
                           f"this run's rule ({type(rule).__name__} with its settings)")
 
@@ -451,6 +460,8 @@ def _read_log(path: Path, upto: int) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut by a crash
+        if not isinstance(row, dict) or not isinstance(row.get("step", 0), int) or isinstance(row.get("step"), bool):
+            continue  # not a row this loop wrote (an edited log): resuming keeps going without it
         if row.get("step", 0) <= upto:
             rows.append(row)
     return rows
