@@ -29,6 +29,7 @@ FLAGS = (["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fPI
 
 _LIBS: dict = {}
 FAILED: dict = {}  # name -> why it could not be built
+FLAGS_USED: dict = {}  # name -> which entry of FLAGS built it (0: the machine's own; 1: the portable fallback)
 
 
 def enabled() -> bool:
@@ -82,7 +83,8 @@ def _build(name: str, sources: list[str]):
     if cc is None:
         raise RuntimeError("no C compiler (set CC)")
     errors = []
-    for flags, libs in FLAGS:
+    for n_flags, (flags, libs) in enumerate(FLAGS):
+        FLAGS_USED[name] = n_flags
         key = hashlib.sha256("\n".join([*sources, cc, *flags, *libs, _cpu_id(), torch.__version__]).encode()).hexdigest()[:20]
         path = os.path.join(_cache_dir(), f"{name}_{key}.so")
         if os.path.exists(path):

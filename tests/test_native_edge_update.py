@@ -196,7 +196,7 @@ def _cpu_has(*flags: str) -> bool:
 def test_the_kernels_built_without_avx512_give_the_same_results(tmp_path):
     """CPUs without AVX-512 build other branches of both C sources (edge rows copied instead of
     masked loads, scalar channel loops in propagate): built here for AVX2 (-march=x86-64-v3) in a
-    fresh process and checked against the reference, De = 5 in 8 lanes as in the recall default."""
+    fresh process and checked against the reference (H = 4, De = 3 in 4 lanes: a small kernel, quick to build)."""
     import subprocess
     import sys
     import textwrap
@@ -210,7 +210,7 @@ def test_the_kernels_built_without_avx512_give_the_same_results(tmp_path):
         from test_native_edge_update import _case, _call
         from simgraph.rules import _native
         from simgraph.graph import native
-        ends, x = _case(True, True, B=2, N=7, E=19, H=16, De=5)
+        ends, x = _case(True, True, B=2, N=7, E=19, H=4, De=3)
         leaves = [t for t in x if t is not None]
         got = _call(ends, x, 2)
         want = _native._gathered_reference(*ends, *x[:5], x[5].expand(2, -1, -1), *x[6:])
@@ -218,10 +218,10 @@ def test_the_kernels_built_without_avx512_give_the_same_results(tmp_path):
         go = torch.randn_like(want)
         for a, b in zip(torch.autograd.grad(got, leaves, go), torch.autograd.grad(want, leaves, go)):
             assert (a - b).abs().max() < 1e-10
-        w, v = torch.randn(2, 19, 5, dtype=torch.float64), torch.randn(2, 7, 5, dtype=torch.float64)
+        w, v = torch.randn(2, 19, 3, dtype=torch.float64), torch.randn(2, 7, 3, dtype=torch.float64)
         src, dst, _ = ends
         out = native.NativePropagate.apply(w, v, src, dst, 7)
-        ref = torch.zeros(2, 7, 5, dtype=torch.float64).index_add_(1, dst.long(), w * v[:, src.long()])
+        ref = torch.zeros(2, 7, 3, dtype=torch.float64).index_add_(1, dst.long(), w * v[:, src.long()])
         assert (out - ref).abs().max() < 1e-12
         assert any(n.endswith(".so") for n in os.listdir({str(tmp_path)!r}))  # built here, not read from the cache
         print("ok")
@@ -229,3 +229,14 @@ def test_the_kernels_built_without_avx512_give_the_same_results(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("edge_dim", [1, 3, 5, 9])  # every branch of the edge-row loads, float and double
+def test_the_kernels_build_with_the_machine_flags(edge_dim):
+    """A source that only builds with the portable fallback flags runs without AVX-512, silently slower:
+    the masked edge-row loads once failed to compile for De = 1 (4 bytes in an 8-byte vector)."""
+    probe = _cc.load("flags_probe", ["int f(void) { return 3; }"])
+    if probe is None or _cc.FLAGS_USED.get("flags_probe") != 0:
+        pytest.skip("the machine flags do not build here")
+    assert _native.library(4, edge_dim) is not None
+    assert _cc.FLAGS_USED[f"mlp_edge_4x{edge_dim}"] == 0

@@ -229,7 +229,9 @@ def test_batch_sizes_and_auto_runs_native_on_the_cpu(batch, mode, native_calls):
     compare_modes(g, inputs_for(g, T=4, B=batch), F64, native_calls, mode=mode, **HEBB_WRITES)
 
 
-@pytest.mark.parametrize("hidden,edge_dim", [(16, d) for d in range(1, 10)] + [(8, 2), (8, 5), (32, 3), (32, 9), (2, 7)])
+# each (hidden, edge_dim) is its own C build (20-40 s on a cold cache): vector widths 2, 4, 8, 16 lanes, and
+# edge rows of 1 (a lane), 2-8 (masked) and 9 (beyond a 64-byte vector in float64)
+@pytest.mark.parametrize("hidden,edge_dim", [(16, 1), (16, 3), (16, 5), (8, 2), (32, 9), (2, 7)])
 def test_hidden_and_edge_dim_combinations(hidden, edge_dim, native_calls):
     g = graph("multapses")
     compare_modes(g, inputs_for(g), F64, native_calls, hidden=hidden, edge_dim=edge_dim, node_dim=5)

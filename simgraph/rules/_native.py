@@ -61,7 +61,7 @@ INLINE vec splat(real x) { return (vec){} + x; }
    zeroed vector goes through the stack and stalls the load that reads it back (store forwarding
    fails: the recall default's De = 5 ran 2x slower a synapse than De = 4 or 8); AVX-512 has masked
    loads and stores of exactly DE lanes (masked-off lanes are never touched, so never fault) */
-#if defined(__AVX512F__) && defined(__AVX512VL__) && DE < DP && DP * $BYTES <= 64
+#if defined(__AVX512F__) && defined(__AVX512VL__) && DE < DP && DP * $BYTES >= 16 && DP * $BYTES <= 64
 #include <immintrin.h>
 #define DMASK ((1u << DE) - 1)
 #if DP * $BYTES == 16
