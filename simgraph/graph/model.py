@@ -408,17 +408,16 @@ class Graph:
         if w.shape[-1] not in (1, C):  # (a 1-channel x under several-channel w summed only its first: refused too)
             raise ShapeError(f"{who}: w has {w.shape[-1]} channels and x {C}: w needs one weight per channel of x, "
                              f"or 1 channel (the same weight for every channel)")
-        if w.shape[-1] == 1 and C > 1:
+        if w.shape[-1] == 1 and C > 1:  # from here on w has x's channels
             w = w.expand(-1, -1, C)  # the same weight for every channel (the sparse layouts index w by channel)
-        if C == 1 and w.shape[-1] == 1 and self._one_dense_projection():
+        if C == 1 and self._one_dense_projection():
             # the whole net is one all-to-all projection: no slicing or bookkeeping around the
             # matvec (it is tens of microseconds a tick, next to a ~0.1 ms product at N = 1000)
             N = self.num_nodes
             return dense_matvec(w.reshape(w.shape[0], N, N), x, into_post)
         if not self.projections:  # a sum over no synapses
             return x.new_zeros(B, self.num_nodes, C)
-        ends = self.endpoints() if (native.available(C, x.dtype, x.device) and w.dtype == x.dtype
-                                    and w.shape[-1] == C) else None
+        ends = self.endpoints() if native.available(C, x.dtype, x.device) and w.dtype == x.dtype else None
         if ends is not None:  # several channels: one C loop over every layout's synapses
             pre, post, _ = ends
             return NativePropagate.apply(w, x, *((pre, post) if into_post else (post, pre)), self.num_nodes)
