@@ -29,6 +29,13 @@ from . import distributed as dist
 from .es import evaluate_population, trainable
 
 
+def check_population_bytes(popsize: int, params, who: str) -> None:
+    """MemoryBudgetError unless the population and the n x n covariance (float64) fit."""
+    n = sum(p.numel() for p in params)
+    check_bytes(f"{who}'s population ({popsize} x {n} parameters) and covariance ({n} x {n})", 8 * (popsize * n + 2 * n * n),
+                "use a smaller popsize or a rule with fewer parameters")
+
+
 def cma_es(rule: Rule, fitness: Callable[..., float], *, generations: int = 10, popsize: int = 16,
            sigma0: float = 0.1, seed: int = 0, log: Callable[[dict], None] | None = None) -> list[dict]:
     """Returns one dict per generation (``generation``, ``best``, ``mean``, ``best_so_far``), after a
@@ -37,9 +44,7 @@ def cma_es(rule: Rule, fitness: Callable[..., float], *, generations: int = 10, 
     sigma0 = check_number("cma_es sigma0", sigma0, positive=True)
     seed = check_int("cma_es seed", seed, 0, 2**32 - 2)  # cma seeds numpy with seed + 1
     params = trainable(rule, "cma_es")
-    n = sum(p.numel() for p in params)  # the population and the n x n covariance, in float64
-    check_bytes(f"cma_es's population ({popsize} x {n} parameters) and covariance ({n} x {n})", 8 * (popsize * n + 2 * n * n),
-                "use a smaller popsize or a rule with fewer parameters")
+    check_population_bytes(popsize, params, "cma_es")
     search = CMASearch(parameters_to_vector(params).detach().double().cpu().numpy(), sigma0, popsize, seed)
     (f0,) = search.score(rule, params, [search.x0], fitness, 0)
     search.best_x, search.best_f = search.x0, f0

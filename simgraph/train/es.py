@@ -31,6 +31,12 @@ from . import distributed as dist
 Fitness = Callable[..., float]
 
 
+def check_noise_bytes(pairs: int, params) -> None:
+    """MemoryBudgetError unless the pairs' noise (pairs x parameters, drawn at once a generation) fits."""
+    n = sum(p.numel() for p in params)
+    check_bytes(f"es noise for {pairs} pairs x {n} parameters", 2 * pairs * n * 4, "use fewer pairs")
+
+
 def es(rule: Rule, fitness: Fitness, *, generations: int = 100, pairs: int = 32, sigma: float = 0.05, lr: float = 0.01,
        seed: int = 0, rank_shaping: bool = True, log: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``rule``'s parameters in place; returns one dict per generation
@@ -39,8 +45,7 @@ def es(rule: Rule, fitness: Fitness, *, generations: int = 100, pairs: int = 32,
     sigma, lr = check_number("es sigma", sigma, positive=True), check_number("es lr", lr, positive=True)
     seed, rank_shaping = check_seed("es seed", seed), check_bool("es rank_shaping", rank_shaping)
     params = trainable(rule, "es")
-    n = sum(p.numel() for p in params)  # the pairs' noise, pairs x parameters, drawn at once each generation
-    check_bytes(f"es noise for {pairs} pairs x {n} parameters", 2 * pairs * n * 4, "use fewer pairs")
+    check_noise_bytes(pairs, params)
     opt = torch.optim.Adam(params, lr=lr)
     history = []
     for gen in range(generations):

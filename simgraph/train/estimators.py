@@ -40,8 +40,8 @@ from ..rules.base import Rule, State
 from ..tasks.base import Episode, Task
 from . import distributed as dist
 from .bptt import locate_divergence, run_ticks, unroll
-from .cma_es import CMASearch
-from .es import es_gradient, set_gradient
+from .cma_es import CMASearch, check_population_bytes
+from .es import check_noise_bytes, es_gradient, set_gradient
 
 
 class StepResult(NamedTuple):
@@ -154,8 +154,7 @@ class ES(Estimator):
         self.seed = check_seed("ES seed", seed)
 
     def setup(self, rule, params):  # refused before any work, as sg.train.es does
-        n = sum(p.numel() for p in params)
-        check_bytes(f"es noise for {self.pairs} pairs x {n} parameters", 2 * self.pairs * n * 4, "use fewer pairs")
+        check_noise_bytes(self.pairs, params)
 
     def step(self, rule, graph, task, episode, params, step):
         score = fitness_of(graph, task, episode, self.fitness)
@@ -177,9 +176,7 @@ class CMA(Estimator):
         self.search: CMASearch | None = None
 
     def setup(self, rule, params):
-        n = sum(p.numel() for p in params)  # the population and the n x n covariance, in float64, as sg.train.cma_es
-        check_bytes(f"cma's population ({self.popsize} x {n} parameters) and covariance ({n} x {n})",
-                    8 * (self.popsize * n + 2 * n * n), "use a smaller popsize or a rule with fewer parameters")
+        check_population_bytes(self.popsize, params, "cma")
         if self.search is None:
             x0 = parameters_to_vector(params).detach().double().cpu().numpy()
             self.search = CMASearch(x0, self.sigma0, self.popsize, self.seed)
