@@ -4,7 +4,8 @@
 # finished ones. Seeds in the order that gives one seed of each rule first. RULES="genome_norm" runs
 # runs/l2l_genome_norm.toml instead; RULES="lstm_long" fine-tunes each seed's shipped LSTM rule
 # (runs/l2l_lstm_long.toml, init_from runs/results/learn_to_learn/models/l2l_lstm_s<seed>); RULES=genome_fade
-# meta-trains the fading genome of runs/l2l_genome_fade.toml (SEEDS=0 etc. runs seeds side by side).
+# meta-trains the fading genome of runs/l2l_genome_fade.toml (SEEDS=0 etc. runs seeds side by side);
+# RULES=genome_fade40_early fine-tunes each seed's shipped T = 40 fading genome on 10-500-step episodes.
 #   nohup bash runs/l2l_runs.sh > runs/out/l2l_runs.log 2>&1 &
 set -u
 cd "$(dirname "$0")/.."
@@ -14,7 +15,9 @@ for seed in ${SEEDS:-0 1 2}; do
     out=runs/out/l2l_${rule}_s${seed}
     if [ -f "$out/done" ]; then continue; fi
     resume=""; [ -f "$out/checkpoint.json" ] && resume="--resume"
-    init=""; [ "$rule" = lstm_long ] && init="--set train.init_from=results/learn_to_learn/models/l2l_lstm_s${seed}"
+    # fine-tuning runs start from another shipped run's rule of the same seed
+    case $rule in lstm_long) from=lstm ;; genome_fade40_early) from=genome_fade40 ;; *) from="" ;; esac
+    init=""; [ -n "$from" ] && init="--set train.init_from=results/learn_to_learn/models/l2l_${from}_s${seed}"
     start=$(date +%s)
     nice -n 10 simgraph train runs/l2l_${rule}.toml --out "$out" --no-baselines --no-progress --set seed=$seed $init $resume \
       && echo "$(( $(date +%s) - start )) s on $(uname -n)" > "$out/done"
