@@ -48,7 +48,8 @@ RULES = {"genome": "meta-trained genome", "genome_norm": "meta-trained genome, s
          "genome_fade": "meta-trained genome, synapse_norm + fade to backprop",
          "genome_fade40": "meta-trained genome, synapse_norm + fade to backprop, T = 40",
          "genome_fade40_early": "meta-trained genome, T = 40 fade, fine-tuned on 10-500 steps"}
-# a run that began from another shipped run's rule (train.init_from) is held to that rule, seed for seed
+# a run that began from another shipped run's rule (train.init_from) is held to that rule, seed for seed;
+# genome_fade40_early began from genome_fade40 but is held to the backprop genome, the anchor both fade back to
 STARTED_FROM = {"lstm_long": "lstm"}
 
 
