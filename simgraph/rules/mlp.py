@@ -66,6 +66,10 @@ its monitors show all ``2 B``; ``simgraph analyze`` and ``rule_portrait`` read t
 backward, ``"compiled"`` the same with inductor-compiled kernels (``rules/_fused.py``; Triton on a
 GPU), ``"auto"`` (default, or ``SIMGRAPH_EDGE_UPDATE``) native where it runs, else compiled for large
 ticks and plain for small ones. All give the same values and gradients to rounding (tested in float64).
+With ``start="hebbian"``, ``"native"`` and ``"auto"`` also run the neuron update after propagate (the
+GRU cell, the activity, the synapse function's node-side first layer) as one C call each way
+(``rules/_native_neuron.py``; the other modes run its torch reference): the recall default's
+meta-training step 153 -> 129 ms on this project's 2-core CPU.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, check_choice
 from ..graph import Graph
-from . import _fused, _native
+from . import _fused, _native, _native_neuron
 from ._fused import edge_update
 from .base import Rule, State, mean_indegree_rate, seeded_init, type_rows
 from .constraints import check_init, constrain_start, start_weights
@@ -350,22 +354,26 @@ class MLPRule(Rule):
         B, N = x.shape[0], x.shape[1]
         a = x[..., :1]
         node_type, _ = self._types(graph)
-        t = type_rows(self.neuron_embedding, node_type).expand(B, -1, -1)
+        t_rows = type_rows(self.neuron_embedding, node_type)
 
         # one propagate for the Hebbian field sum_j w_ij a_j (channel 0) and the learned messages (the
         # rest): no per-channel slices of e, whose backward would zero-fill and copy a whole edge state each
-        both = graph.propagate(e, torch.cat([a, self.message_in(torch.cat([x, t], -1))], -1))
+        both = graph.propagate(e, torch.cat([a, self.message_in(torch.cat([x, t_rows.expand(B, -1, -1)], -1))], -1))
         scale = graph.in_degree().clamp(min=1).rsqrt().view(1, -1, 1).to(x.dtype)
-        field, m = both[..., :1], both[..., 1:] * scale
-        cell_in = torch.cat([m, u, t, a, field], -1).reshape(B * N, -1)
-        h = self.node_cell(cell_in, x[..., 1:].reshape(B * N, -1)).reshape(B, N, -1)
-        a = torch.tanh(self.beta * field + self.input_gain * u + self.residual_scale * self._residual(self.activity_residual, h))
-        x = torch.cat([a, h], -1)
+        # the GRU cell, the activity a and the synapse function's node-side first layer (rules/_native_neuron.py:
+        # one C call each way in the native modes, where these small ops cost half a meta-training step)
+        mode = self.edge_update
+        cell, q = self.node_cell, self.node_to_edge
+        x, y = _native_neuron.neuron_update(
+            both, x, u, t_rows, scale, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, self.beta,
+            self.input_gain, self.residual_scale, self.activity_residual.weight,
+            self.activity_residual.bias if self.residual_bias else None,
+            q.weight if self.plastic else None, q.bias if self.plastic else None, native=mode in ("auto", "native"))
         if not self.plastic:
             return {**state, "node": x}
 
-        s = u if self.learn_from == "input" else a
-        a_, b_, c_, d_, gate = self.node_to_edge(torch.cat([x, u, t], -1)).chunk(5, dim=-1)
+        s = u if self.learn_from == "input" else x[..., :1]
+        a_, b_, c_, d_, gate = y.unbind(0)
         W, U = self.edge_in, self.edge_out
         syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
         # the Hebbian write lands on channel 0 only
@@ -373,7 +381,6 @@ class MLPRule(Rule):
         hebbian_write = torch.cat([eta, eta.new_zeros(self.edge_dim - 1)])
         residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
 
-        mode = self.edge_update
         if self._runs_native(graph, mode, e):
             write = hebbian_write if self.write_types is None else self._write_mask(graph, x) * hebbian_write
             return {**state, "node": x, "edge": _native.edge_update(
