@@ -123,3 +123,22 @@ def test_wrong_widths_are_a_shape_error_not_a_read_past_the_end():
         _native_neuron.neuron_update(**{**case, "q_w": case["q_w"][:, :-1]})
     with pytest.raises(ShapeError, match="t must be"):
         _native_neuron.neuron_update(**{**case, "t": case["t"][:, :-1]})
+
+
+def test_the_hebbian_tick_traces_without_graph_breaks_and_compiles_to_the_eager_numbers():
+    """Under torch.compile the neuron update is the torch reference (one graph, no break at the C call)."""
+    import torch._dynamo as dynamo
+
+    graph = topologies.sparse_random(20, p=0.3, seed=0)
+    rule = MLPRule(graph.num_neuron_types, graph.num_synapse_types, start="hebbian")
+    state = rule.init_state(graph, 2)
+    u = torch.randn(2, 20, 1, generator=torch.Generator().manual_seed(0))
+    rule.step(graph, state, u)
+    graph.prepare()
+    dynamo.reset()
+    explained = dynamo.explain(rule.step)(graph, state, u)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    inputs = torch.randn(4, 2, 20, generator=torch.Generator().manual_seed(1))
+    eager = sg.simulate(rule, graph, inputs)
+    compiled = sg.simulate(rule, graph, inputs, compile={"backend": "eager", "fullgraph": True})
+    torch.testing.assert_close(compiled.outputs, eager.outputs, rtol=1e-5, atol=1e-6)
