@@ -5,7 +5,7 @@ import torch
 
 import simgraph as sg
 from simgraph.errors import ConfigError, ShapeError, UnknownNameError
-from simgraph.rules.genome import GenomeRule, backprop_genome
+from simgraph.rules.genome import GENOME, GenomeRule, backprop_genome
 
 SIZES = (5, 7, 6, 3)  # 2 hidden layers
 
@@ -315,6 +315,46 @@ def test_fade_anchor_is_saved_and_checked():
     s = faded.init_state(graph, 2)
     with pytest.raises(ShapeError, match="updates"):
         faded.step(graph, {"node": s["node"], "edge": s["edge"]}, graph.scatter_inputs(torch.zeros(2, SIZES[0], 1)))
+
+
+def test_per_entry_fade_times_fixed_and_learned():
+    """``fade_times`` fades the named entries on their own time (the others on ``fade``); ``learn_fade``
+    gives the same step from meta-parameters ``log_fade`` that the gradient reaches; a checkpoint of a
+    genome without them loads with its starts; bad settings are refused by name."""
+    graph = layered()
+    x = graph.scatter_inputs(torch.randn(2, SIZES[0], 1, generator=torch.Generator().manual_seed(4)))
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
+    T, T_bwd, n = 3.0, 0.5, 4
+    fixed = _trained_looking(backprop_genome(0.1, fade=T, fade_times={"eta_bwd": T_bwd}))
+    learned = backprop_genome(0.1, fade=T, fade_times={"eta_bwd": T_bwd}, learn_fade=True)
+    learned.load_state_dict(fixed.state_dict())  # no log_fade in it: starts at fade / fade_times
+    torch.testing.assert_close(learned.log_fade.exp()[GENOME.index("eta_bwd")], torch.tensor(T_bwd))
+    s = fixed.init_state(graph, 2)
+    for _ in range(n):
+        s = fixed.step(graph, {**s, "target": target}, x)
+    blend = backprop_genome(0.1)
+    with torch.no_grad():
+        for name, p in blend.named_parameters():
+            start, r = getattr(fixed, f"anchor_{name}"), 1 / (1 + n / (T_bwd if name == "eta_bwd" else T))
+            p.copy_(start + r * (getattr(fixed, name) - start))
+    given = {"node": s["node"], "edge": s["edge"], "target": target}
+    expected = blend.step(graph, given, x)
+    torch.testing.assert_close(fixed.step(graph, {**s, "target": target}, x)["edge"], expected["edge"])
+    after = learned.step(graph, {**s, "target": target}, x)
+    torch.testing.assert_close(after["edge"], expected["edge"])
+    one_time = _trained_looking(backprop_genome(0.1, fade=T))  # the same genome on one fade time differs
+    one_time.load_state_dict({k: v for k, v in fixed.state_dict().items()})
+    assert not torch.allclose(one_time.step(graph, {**s, "target": target}, x)["edge"], expected["edge"])
+    after["edge"].sum().backward()
+    assert learned.log_fade.grad is not None and learned.log_fade.grad.abs().sum() > 0
+    for bad, match in ((dict(fade_times={"eta_bwd": 2.0}), "need fade"), (dict(learn_fade=True), "need fade"),
+                       (dict(fade=3.0, fade_times=[2.0]), "fade_times must be"),
+                       (dict(fade=3.0, fade_times={"eta_bwd": 0.0}), "fade_times"),
+                       (dict(fade=3.0, learn_fade="yes"), "learn_fade")):
+        with pytest.raises(ConfigError, match=match):
+            GenomeRule(2, **bad)
+    with pytest.raises(UnknownNameError, match="eta_bwdd"):
+        GenomeRule(2, fade=3.0, fade_times={"eta_bwdd": 2.0})
 
 
 @pytest.mark.parametrize("layout", ["dense", "sparse"])

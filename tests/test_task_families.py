@@ -141,3 +141,17 @@ def test_config_kind_and_baselines():
         Config.from_dict({"task": {"kind": "families", "query_evry": 5}})
     res = mlp_online(FamilyTask(("moons",)), "sgd", 0.1, hidden=(8,), at=(5, 20), batch=4, query=10)
     assert set(res) == {5, 20} and all(0 <= a <= 1 for a in res.values())
+
+
+def test_class_sep_sets_how_far_apart_the_generated_classes_lie():
+    """``class_sep`` of the classification generator: smaller overlaps the classes (a nearest-centroid
+    read-out of one large draw gets worse); it must be positive."""
+    def centroid_accuracy(sep):
+        x, y, _, _ = Family("classification", ways=(3, 3), features=4, class_sep=sep).draw(3, 3000, 10, np.random.default_rng(0))
+        centres = np.stack([x[y == c].mean(0) for c in range(3)])
+        return float((np.argmin(((x[:, None] - centres) ** 2).sum(-1), 1) == y).mean())
+
+    assert centroid_accuracy(0.3) + 0.1 < centroid_accuracy(2.0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="class_sep"):
+            Family("classification", class_sep=bad)

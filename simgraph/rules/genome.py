@@ -43,7 +43,10 @@ step 500 against backprop's .837; forcing the channels equal after every example
 ``fade=T`` makes the meta-learned genome a residual over its start that fades with experience:
 after ``n`` examples of the episode every genome entry is ``theta_0 + (theta - theta_0) / (1 + n / T)``,
 ``theta_0`` the genome it started from (:meth:`GenomeRule.anchor`; :func:`backprop_genome` anchors at
-backprop). Early in an episode it is the learned rule, late it is its start. Why (issue 17, seed 0 of
+backprop). Early in an episode it is the learned rule, late it is its start. ``fade_times``
+(``{entry: T}``) gives some entries their own fade; ``learn_fade=True`` makes every entry's fade
+time a meta-parameter (``log_fade``, starting at ``fade`` / ``fade_times``; a checkpoint without it,
+``train.init_from``, loads with those starts). Why (issue 17, seed 0 of
 ``runs/l2l_genome_anneal.toml``, 64 held-out episodes): a learned genome learns faster than backprop in
 the first 20 examples but settles lower by example 500 (digits 5-9 .839 vs .868), because its learned
 label injection ``beta`` stops following the error; handing the same genome back to backprop with
@@ -67,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError, check_number, unknown
+from ..errors import ConfigError, ShapeError, check_choice, check_number, unknown
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
 from .base import State, SweepRule
@@ -103,6 +106,8 @@ class GenomeRule(SweepRule):
         synapse_norm: float | None = None,
         anneal: float | None = None,
         fade: float | None = None,
+        fade_times: dict | None = None,
+        learn_fade: bool = False,
         init_scale: float = 1.0,
         init_weights: str = "auto",
         readout_gain: bool = False,
@@ -137,6 +142,14 @@ class GenomeRule(SweepRule):
         if fade is not None:
             fade = check_number("GenomeRule fade (examples until the learned residual over the start halves; None: off)",
                                 fade, positive=True)
+        learn_fade = check_bool("GenomeRule learn_fade", learn_fade)
+        if fade_times is not None and not isinstance(fade_times, dict):
+            raise ConfigError(f"GenomeRule fade_times must be a {{genome entry: examples}} table, got {fade_times!r}")
+        if (fade_times or learn_fade) and fade is None:
+            raise ConfigError("GenomeRule fade_times and learn_fade set the fade of each genome entry; they need fade=T "
+                              "(the fade of the entries not named)")
+        fade_times = {check_choice("GenomeRule fade_times entry", name, GENOME):
+                      check_number(f"GenomeRule fade_times[{name!r}]", t, positive=True) for name, t in (fade_times or {}).items()}
         self.init_weights = check_init("GenomeRule", init_weights)
         seed = check_seed("GenomeRule seed", seed)
         sigma = tuple(sigma or ("tanh",) * k)
@@ -174,10 +187,12 @@ class GenomeRule(SweepRule):
         self.anneal = anneal
         if anneal is not None:  # likewise
             self.log_tau = nn.Parameter(torch.tensor(float(anneal)).log())
-        self.fade = fade
+        self.fade, self.fade_times, self.learn_fade = fade, fade_times, learn_fade
         if fade is not None:  # the start the residual fades back to, saved with the rule
             for name in GENOME:
                 self.register_buffer(f"anchor_{name}", getattr(self, name).detach().clone())
+        if learn_fade:  # each entry's fade time a meta-parameter, log T (in GENOME's order)
+            self.log_fade = nn.Parameter(torch.tensor([float(fade_times.get(name, fade)) for name in GENOME]).log())
         # updates: the examples learned from this episode, a field only an annealed or fading genome uses (check_state)
         counts = anneal is not None or fade is not None
         self.state_fields = ("node", "edge", "updates") if counts else ("node", "edge")
@@ -195,9 +210,22 @@ class GenomeRule(SweepRule):
         ``theta_0 + (theta - theta_0) / (1 + n / T)`` (vectors ``[B, 1, k]``, matrices ``[B, k, k]``)."""
         if self.fade is None:
             return {name: getattr(self, name) for name in GENOME}
-        r = 1 / (1 + self._count(state) / self.fade)  # [B, 1, 1]
-        start = {name: getattr(self, f"anchor_{name}") for name in GENOME}
-        return {name: start[name] + r * (getattr(self, name) - start[name]) for name in GENOME}
+        n = self._count(state)  # [B, 1, 1]
+        if self.learn_fade:
+            times = dict(zip(GENOME, self.log_fade.exp().unbind(0)))
+        else:
+            times = {name: self.fade_times.get(name, self.fade) for name in GENOME}
+        out = {}
+        for name in GENOME:
+            start = getattr(self, f"anchor_{name}")
+            out[name] = start + (getattr(self, name) - start) / (1 + n / times[name])
+        return out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a genome trained without learned fade times starts this one's at fade / fade_times (train.init_from)
+        if self.learn_fade and prefix + "log_fade" not in state_dict:
+            state_dict[prefix + "log_fade"] = self.log_fade.detach().clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ state
     def init_state(self, graph: Graph, batch_size: int, generator: torch.Generator | None = None) -> State:

@@ -60,13 +60,15 @@ class Family:
     """``source``: a dataset in DATASETS or a generator in GENERATORS. ``classes``: the dataset
     classes it draws from (None: all). ``ways = (lo, hi)``: classes per episode, uniform in
     ``lo..hi`` (default: 2 to all the dataset's classes; 2 to 5 for blobs and classification). ``features``: inputs of the ``classification`` generator. ``noise``: of the 2-D
-    generators (blobs: cluster spread ``1 + 10 noise``)."""
+    generators (blobs: cluster spread ``1 + 10 noise``). ``class_sep``: of the ``classification``
+    generator (its clusters' distance; smaller overlaps the classes more)."""
 
     source: str
     classes: tuple[int, ...] | None = None
     ways: tuple[int, int] | None = None
     features: int = 8
     noise: float = 0.1
+    class_sep: float = 1.0
 
     def __post_init__(self):
         check_choice("family source", self.source, [*DATASETS, *GENERATORS])  # a dict or array: unknown, not TypeError
@@ -84,6 +86,7 @@ class Family:
             raise ConfigError(f"family ways must be (fewest, most) with fewest <= most, got {self.ways!r}")
         object.__setattr__(self, "features", check_int("family features", self.features, 2))
         object.__setattr__(self, "noise", check_number("family noise", self.noise, low=0.0))
+        object.__setattr__(self, "class_sep", check_number("family class_sep", self.class_sep, positive=True))
         if self.source in GENERATORS:
             if self.classes is not None:
                 raise ConfigError(f"{self.source} is a generator; it takes ways=(lo, hi), not classes=")
@@ -129,7 +132,8 @@ class Family:
         n, rs = steps + query, int(rng.integers(2**31))
         if self.source == "classification":
             x, y = datasets.make_classification(n, n_features=self.features, n_informative=min(self.features, max(2, c)),
-                                                n_redundant=0, n_classes=c, n_clusters_per_class=1, random_state=rs)
+                                                n_redundant=0, n_classes=c, n_clusters_per_class=1, class_sep=self.class_sep,
+                                                random_state=rs)
         elif self.source == "blobs":
             x, y = datasets.make_blobs(n, centers=c, cluster_std=1.0 + 10 * self.noise, center_box=(-4, 4), random_state=rs)
         elif self.source == "moons":
@@ -147,6 +151,8 @@ FAMILIES: dict[str, Family] = {
     "iris": Family("iris", ways=(3, 3)),
     "breast_cancer": Family("breast_cancer", ways=(2, 2)),
     "classification": Family("classification", ways=(2, 5), features=8),
+    # 4 inputs, 2-3 overlapping classes: the shape of iris (versicolor and virginica overlap), never iris itself
+    "overlap4": Family("classification", ways=(2, 3), features=4, class_sep=0.6),
     "blobs": Family("blobs", ways=(2, 5)),
     "moons": Family("moons", ways=(2, 2)),
     "circles": Family("circles", ways=(2, 2)),
