@@ -47,7 +47,10 @@ RULES = {"genome": "meta-trained genome", "genome_norm": "meta-trained genome, s
          "lstm_long": "meta-trained LSTM rule, fine-tuned on 100-500 steps",
          "genome_fade": "meta-trained genome, synapse_norm + fade to backprop",
          "genome_fade40": "meta-trained genome, synapse_norm + fade to backprop, T = 40",
-         "genome_fade40_early": "meta-trained genome, T = 40 fade, fine-tuned on 10-500 steps"}
+         "genome_fade40_early": "meta-trained genome, T = 40 fade, fine-tuned on 10-500 steps",
+         "genome_fade40_overlap": "meta-trained genome, T = 40 fade, fine-tuned on 10-500 steps + overlap4",
+         "genome_fade_learned": "meta-trained genome, learned fade per entry, + overlap4",
+         "genome_fade_bwd10": "meta-trained genome, T = 40 fade (eta_bwd 10), fine-tuned on 10-500 steps + overlap4"}
 # a run that began from another shipped run's rule (train.init_from) is held to that rule, seed for seed;
 # genome_fade40_early began from genome_fade40 but is held to the backprop genome, the anchor both fade back to
 STARTED_FROM = {"lstm_long": "lstm"}

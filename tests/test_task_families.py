@@ -155,3 +155,12 @@ def test_class_sep_sets_how_far_apart_the_generated_classes_lie():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ConfigError, match="class_sep"):
             Family("classification", class_sep=bad)
+
+
+def test_diabetes_is_its_progression_in_tertiles():
+    from simgraph.tasks.families import dataset
+
+    x, y = dataset("diabetes")
+    assert x.shape == (442, 10) and sorted(set(y.tolist())) == [0, 1, 2]
+    assert np.bincount(y).min() >= 147  # three equal thirds of 442
+    np.testing.assert_allclose(x.mean(0), 0, atol=1e-9)

@@ -2,7 +2,7 @@
 
 A :class:`Family` is a source of classification problems: a dataset (``digits``, ``iris``, ``wine``,
 ``breast_cancer``, optionally restricted to some of its classes) or a generator
-(``classification``, ``blobs``, ``moons``, ``circles``), with how many classes an episode uses.
+(``classification``, ``blobs``, ``moons``, ``circles``, ``quantiles``), with how many classes an episode uses.
 :data:`FAMILIES` names them; :func:`register_family` adds one. A :class:`FamilyTask` draws every
 episode from one of its families, chosen per episode, and makes it a problem for a network of
 fixed width:
@@ -39,8 +39,9 @@ from ..errors import ConfigError, check_bool, check_bytes, check_choice, check_i
 from .base import Episode, check_batch
 from .online import Stream, StreamTask, with_queries
 
-DATASETS = {"digits": "load_digits", "iris": "load_iris", "wine": "load_wine", "breast_cancer": "load_breast_cancer"}
-GENERATORS = ("classification", "blobs", "moons", "circles")
+DATASETS = {"digits": "load_digits", "iris": "load_iris", "wine": "load_wine", "breast_cancer": "load_breast_cancer",
+            "diabetes": "load_diabetes"}
+GENERATORS = ("classification", "blobs", "moons", "circles", "quantiles")
 TWO_CLASS = ("moons", "circles")
 
 
@@ -52,6 +53,8 @@ def dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     d = getattr(datasets, DATASETS[name])()
     x = d.data.astype(np.float64)
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6 if name != "digits" else 1.0)  # digits: blank pixels stay 0
+    if name == "diabetes":  # a regression target (disease progression), as three classes: its tertiles
+        return x, np.searchsorted(np.quantile(d.target, [1 / 3, 2 / 3]), d.target, side="right").astype(np.int64)
     return x, d.target.astype(np.int64)
 
 
@@ -59,7 +62,7 @@ def dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
 class Family:
     """``source``: a dataset in DATASETS or a generator in GENERATORS. ``classes``: the dataset
     classes it draws from (None: all). ``ways = (lo, hi)``: classes per episode, uniform in
-    ``lo..hi`` (default: 2 to all the dataset's classes; 2 to 5 for blobs and classification). ``features``: inputs of the ``classification`` generator. ``noise``: of the 2-D
+    ``lo..hi`` (default: 2 to all the dataset's classes; 2 to 5 for blobs and classification). ``features``: inputs of the ``classification`` and ``quantiles`` generators. ``noise``: of the 2-D
     generators (blobs: cluster spread ``1 + 10 noise``). ``class_sep``: of the ``classification``
     generator (its clusters' distance; smaller overlaps the classes more)."""
 
@@ -111,7 +114,7 @@ class Family:
         """Features before the random projection."""
         if self.source in DATASETS:
             return dataset(self.source)[0].shape[1]
-        return self.features if self.source == "classification" else 2
+        return self.features if self.source in ("classification", "quantiles") else 2
 
     def draw(self, c: int, steps: int, query: int, rng: np.random.Generator):
         """``(x_stream [steps, d], y_stream, x_query [query, d], y_query)`` with labels in ``0..c-1``."""
@@ -134,6 +137,8 @@ class Family:
             x, y = datasets.make_classification(n, n_features=self.features, n_informative=min(self.features, max(2, c)),
                                                 n_redundant=0, n_classes=c, n_clusters_per_class=1, class_sep=self.class_sep,
                                                 random_state=rs)
+        elif self.source == "quantiles":  # classes are nested shells of a Gaussian (by distance from its centre)
+            x, y = datasets.make_gaussian_quantiles(n_samples=n, n_features=self.features, n_classes=c, random_state=rs)
         elif self.source == "blobs":
             x, y = datasets.make_blobs(n, centers=c, cluster_std=1.0 + 10 * self.noise, center_box=(-4, 4), random_state=rs)
         elif self.source == "moons":
@@ -153,6 +158,10 @@ FAMILIES: dict[str, Family] = {
     "classification": Family("classification", ways=(2, 5), features=8),
     # 4 inputs, 2-3 overlapping classes: the shape of iris (versicolor and virginica overlap), never iris itself
     "overlap4": Family("classification", ways=(2, 3), features=4, class_sep=0.6),
+    # nested Gaussian shells, 4 inputs: no meta-training run and no design choice has seen it (a fresh check)
+    "quantiles4": Family("quantiles", ways=(2, 3), features=4),
+    # 10 clinical measurements, disease progression a year later in tertiles (442 patients): likewise fresh
+    "diabetes": Family("diabetes", ways=(3, 3)),
     "blobs": Family("blobs", ways=(2, 5)),
     "moons": Family("moons", ways=(2, 2)),
     "circles": Family("circles", ways=(2, 2)),
