@@ -4,7 +4,10 @@ A kernel is C source built with the machine's C compiler (``CC``, else ``cc``/``
 one ``torch.compile`` needs on the CPU too) into a shared library in a per-user cache
 (``SIMGRAPH_CACHE_DIR``, else ``~/.cache/simgraph``), keyed by the source, the compiler, the flags and
 the CPU (``-march=native`` code runs only where it was built), and loaded with ``ctypes``. The first
-flags that build win: ``-O3 -march=native``, else portable ``-O3``. Where nothing builds
+flags that build win: ``-O3 -march=native -fopenmp``, else without OpenMP (the kernels then run on one
+thread), else portable ``-O3``. With OpenMP the library needs ``libgomp.so.1``, which the dynamic
+linker finds already loaded by torch's CPU build (the same soname), so the kernels' parallel loops run
+on torch's own thread team (``torch.set_num_threads``), not on a second one. Where nothing builds
 (no compiler) :func:`load` returns None and the caller runs its torch code instead;
 ``SIMGRAPH_NATIVE=0`` turns every kernel off.
 """
@@ -24,12 +27,13 @@ from torch import Tensor
 
 # not -ffast-math: linked into a shared library it sets the CPU's flush-to-zero mode for the whole process
 # (every subnormal float in the user's program would silently become 0)
-FLAGS = (["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared"], ["-lm"]), \
+FLAGS = (["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared"], ["-lm"]), \
+        (["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared"], ["-lm"]), \
         (["-O3", "-fno-math-errno", "-fPIC", "-shared"], ["-lm"])
 
 _LIBS: dict = {}
 FAILED: dict = {}  # name -> why it could not be built
-FLAGS_USED: dict = {}  # name -> which entry of FLAGS built it (0: the machine's own; 1: the portable fallback)
+FLAGS_USED: dict = {}  # name -> which entry of FLAGS built it (0: the machine's own with OpenMP; 1: without; 2: portable)
 
 
 def enabled() -> bool:

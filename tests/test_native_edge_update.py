@@ -66,6 +66,33 @@ def test_native_gradcheck_double_backward_and_equal_to_the_reference(typed, hebb
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)
 
 
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "one_type"])
+@pytest.mark.parametrize("broadcast", [False, True], ids=["edge_per_episode", "edge_broadcast"])
+@pytest.mark.parametrize("keep", [True, False], ids=["hidden_kept", "hidden_recomputed"])
+def test_the_kernels_split_over_threads_give_the_one_thread_results(typed, broadcast, keep, monkeypatch):
+    """Episodes split over threads (B = 5 over 2 and 3: uneven ranges): the same outputs and, the
+    weights' gradients summed per thread, the same gradients to float64 rounding."""
+    if not keep:
+        monkeypatch.setattr(_native, "KEEP_HIDDEN_MAX", 0)
+    ends, x = _case(typed, True, broadcast=broadcast, B=5)
+    leaves = [t for t in x if t is not None]
+    go = torch.randn(5, 17, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    before = torch.get_num_threads()
+    results = {}
+    try:
+        for threads, work in ((1, 2**40), (2, 0), (3, 0)):
+            torch.set_num_threads(threads)
+            monkeypatch.setattr(_native, "PARALLEL_MIN", work)
+            out = _call(ends, x, 5)
+            results[threads] = (out, torch.autograd.grad(out, leaves, go))
+    finally:
+        torch.set_num_threads(before)
+    for threads in (2, 3):
+        torch.testing.assert_close(results[threads][0], results[1][0], rtol=0, atol=0)
+        for a, b in zip(results[threads][1], results[1][1]):
+            torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-14)
+
+
 @pytest.mark.parametrize("keep", [True, False], ids=["hidden_kept", "hidden_recomputed"])
 def test_float32_kernel_within_float32_rounding(keep, monkeypatch):
     """The float kernel's inline tanh (a polynomial exp) and its float sums against the reference in

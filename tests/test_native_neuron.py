@@ -142,3 +142,23 @@ def test_the_hebbian_tick_traces_without_graph_breaks_and_compiles_to_the_eager_
     eager = sg.simulate(rule, graph, inputs)
     compiled = sg.simulate(rule, graph, inputs, compile={"backend": "eager", "fullgraph": True})
     torch.testing.assert_close(compiled.outputs, eager.outputs, rtol=1e-5, atol=1e-6)
+
+
+def test_split_over_threads_gives_the_one_thread_results(monkeypatch):
+    """Rows split over 2 and 3 threads (43 rows: uneven, with a partial block of lanes): the same
+    outputs and, the weights' gradients summed per thread, the same gradients to float64 rounding."""
+    case = _case(B=1, N=43)
+    before, results = torch.get_num_threads(), {}
+    try:
+        for threads, rows in ((1, 2**40), (2, 0), (3, 0)):
+            torch.set_num_threads(threads)
+            monkeypatch.setattr(_native_neuron, "PARALLEL_ROWS", rows)
+            out = _native_neuron.neuron_update(**case)
+            results[threads] = (out, _grads(out, case))
+    finally:
+        torch.set_num_threads(before)
+    for threads in (2, 3):
+        for a, b in zip(results[threads][0], results[1][0]):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        for a, b in zip(results[threads][1], results[1][1]):
+            torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-14)

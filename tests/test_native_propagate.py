@@ -75,3 +75,25 @@ def test_weights_of_another_channel_count_are_refused(name, on, monkeypatch):
     pre, post, _ = graph.endpoints()
     want = torch.zeros(2, N, 3, dtype=torch.float64).index_add_(1, post.long(), w * x[:, pre.long()])
     torch.testing.assert_close(graph.propagate(w, x), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("batches", [(5, 5), (1, 5), (5, 1)], ids=["per_episode", "shared_weights", "shared_input"])
+def test_split_over_threads_gives_the_one_thread_results(batches, monkeypatch):
+    """Episodes split over 2 and 3 threads (B = 5: uneven ranges), both products, both gradients: the
+    same numbers as one thread (each episode's sums run in the same order either way)."""
+    graph = _graphs()["csr"]
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(batches[0], graph.num_edges, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(batches[1], graph.num_nodes, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    before, runs = torch.get_num_threads(), {}
+    try:
+        for threads, work in ((1, 2**40), (2, 0), (3, 0)):
+            torch.set_num_threads(threads)
+            monkeypatch.setattr(native, "PARALLEL_MIN", work)
+            y, yb = graph.propagate(w, x), graph.propagate_back(w, x)
+            runs[threads] = (y, yb, *torch.autograd.grad(y.square().sum() + (2 * yb).square().sum(), [w, x]))
+    finally:
+        torch.set_num_threads(before)
+    for threads in (2, 3):
+        for a, b in zip(runs[threads], runs[1]):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -15,6 +15,7 @@ layouts' own products run.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from string import Template
 
@@ -87,16 +88,30 @@ PROPAGATE(prop_any, C) PRODUCTS(prod_any, C)
     case 4: F##_4(__VA_ARGS__); break; case 5: F##_5(__VA_ARGS__); break; case 6: F##_6(__VA_ARGS__); break; \
     case 7: F##_7(__VA_ARGS__); break; case 8: F##_8(__VA_ARGS__); break; default: F##_any(__VA_ARGS__); }
 
-void propagate_$SUF(int64_t B, int64_t E, int64_t N_src, int64_t N_tgt, int64_t C, const real *w, int64_t w_bstride,
-                    const real *x, int64_t x_bstride, const int32_t *src, const int32_t *tgt, real *out)
+/* threads: episodes split into contiguous ranges, one a thread (OpenMP: torch's own team, see
+   rules/_native.py); the shared-weight product sums over episodes into one row a synapse, so it stays on one */
+void propagate_$SUF(int threads, int64_t B, int64_t E, int64_t N_src, int64_t N_tgt, int64_t C, const real *w,
+                    int64_t w_bstride, const real *x, int64_t x_bstride, const int32_t *src, const int32_t *tgt, real *out)
 {
-    DISPATCH(prop, B, E, N_tgt, C, w, w_bstride, x, x_bstride, src, tgt, out)
+    if (threads > B) threads = (int)B;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+    for (int k = 0; k < threads; k++) {
+        const int64_t b0 = B * k / threads, b1 = B * (k + 1) / threads;
+        DISPATCH(prop, b1 - b0, E, N_tgt, C, w + b0 * w_bstride, w_bstride, x + b0 * x_bstride, x_bstride, src, tgt,
+                 out + b0 * N_tgt * C)
+    }
 }
 
-void edge_products_$SUF(int64_t B, int64_t E, int64_t N_src, int64_t N_tgt, int64_t C, const real *g, const real *x,
-                        int64_t x_bstride, const int32_t *src, const int32_t *tgt, real *gw, int shared)
+void edge_products_$SUF(int threads, int64_t B, int64_t E, int64_t N_src, int64_t N_tgt, int64_t C, const real *g,
+                        const real *x, int64_t x_bstride, const int32_t *src, const int32_t *tgt, real *gw, int shared)
 {
-    DISPATCH(prod, B, E, N_tgt, C, g, x, x_bstride, src, tgt, gw, shared)
+    if (threads > B || shared) threads = shared ? 1 : (int)B;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+    for (int k = 0; k < threads; k++) {
+        const int64_t b0 = B * k / threads, b1 = B * (k + 1) / threads;
+        DISPATCH(prod, b1 - b0, E, N_tgt, C, g + b0 * N_tgt * C, x + b0 * x_bstride, x_bstride, src, tgt,
+                 gw + (shared ? 0 : b0 * E * C), shared)
+    }
 }
 """)
 # 2-8 channels with AVX-512: a synapse's channels are one vector, read and written by masked loads and
@@ -162,6 +177,12 @@ def _vectorised(byte: int, ps: str, sfx: str) -> str:
 _VARIANTS = {torch.float32: dict(T="float", SUF="f32", VECTORISED=_vectorised(4, "ps", "")),
              torch.float64: dict(T="double", SUF="f64", VECTORISED=_vectorised(8, "pd", "d"))}
 MAX_CHANNELS = 64  # CMAX above: the local row of one target's sums
+# a call is split over torch's intra-op threads from this many products (B * E * C); the recall default's 163,840
+PARALLEL_MIN = 2**16
+
+
+def _threads(work: int):
+    return ctypes.c_int(torch.get_num_threads() if work >= PARALLEL_MIN else 1)
 
 
 @functools.cache  # every propagate asks for it: the source's substitution is not free
@@ -192,7 +213,7 @@ class NativePropagate(torch.autograd.Function):
         B, E, C = max(w.shape[0], x.shape[0]), w.shape[1], x.shape[-1]
         out = x.new_zeros(B, n_tgt, C)
         getattr(_library(), "propagate_" + _VARIANTS[x.dtype]["SUF"])(
-            _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(n_tgt), _cc.i64(C), _cc.ptr(w_c), _cc.i64(w_bs),
+            _threads(B * E * C), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(n_tgt), _cc.i64(C), _cc.ptr(w_c), _cc.i64(w_bs),
             _cc.ptr(x_c), _cc.i64(x_bs), _cc.ptr(src), _cc.ptr(tgt), _cc.ptr(out))
         ctx.save_for_backward(w, x, src, tgt)
         return out
@@ -216,6 +237,6 @@ class NativePropagate(torch.autograd.Function):
                 x_c, x_bs = _batch_stride(x)
                 gw = g.new_zeros(1, E, C) if shared else g.new_empty(B, E, C)  # the kernel adds, or writes every entry
                 getattr(_library(), "edge_products_" + _VARIANTS[g.dtype]["SUF"])(
-                    _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(g.shape[1]), _cc.i64(C), _cc.ptr(g),
+                    _threads(B * E * C), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(g.shape[1]), _cc.i64(C), _cc.ptr(g),
                     _cc.ptr(x_c), _cc.i64(x_bs), _cc.ptr(src), _cc.ptr(tgt), _cc.ptr(gw), int(shared))
         return gw, gx, None, None, None

@@ -40,10 +40,13 @@ from ._native import _TANH_F32, _TANH_F64
 
 # blocks of rows per flush of the lane-wise weight-gradient sums into doubles
 FLUSH = 64
+# a call is split over torch's intra-op threads from this many rows (B * N): the recall default has 1024
+PARALLEL_ROWS = 512
 
 _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef $T real;
@@ -131,9 +134,10 @@ INLINE void forward_block(Block *k, ARGS)
 }
 
 /* xo [R, DX]: x'; y [5][R][H5] (NULL: not plastic): the five node-side inputs, each row-major */
-void forward_$SUF(ARGS, real *xo, real *y)
+void forward_$SUF(int threads, ARGS, real *xo, real *y)
 {
     const int64_t R5 = R * (NQ / 5);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t r0 = 0; r0 < R; r0 += LANES) {
         const int n = R - r0 < LANES ? (int)(R - r0) : LANES;
         Block k;
@@ -158,14 +162,15 @@ INLINE real hsum(vec v) { real s = 0; for (int l = 0; l < LANES; l++) s += v[l];
 
 /* gxo [R, DX] and gy [5][R][H5] (NULL: zero) in; gboth [R, DB], gx [R, DX], gu [R] (NULL: not
    wanted) out; gt [N, TT] and gw [NW] accumulated (doubles, zeroed by the caller); acc: NW vectors */
-void backward_$SUF(ARGS, const real *gxo, const real *gy, real *gboth, real *gx, real *gu, double *gt, double *gw,
-                   vec *acc)
+/* rows rb .. re - 1 (rb a multiple of LANES) */
+static void backward_rows(int64_t rb, int64_t re, ARGS, const real *gxo, const real *gy, real *gboth, real *gx, real *gu,
+                          double *gt, double *gw, vec *acc)
 {
     const int64_t R5 = R * (NQ / 5);
     memset(acc, 0, NW * sizeof(vec));
     int64_t blocks = 0;
-    for (int64_t r0 = 0; r0 < R; r0 += LANES) {
-        const int n = R - r0 < LANES ? (int)(R - r0) : LANES;
+    for (int64_t r0 = rb; r0 < re; r0 += LANES) {
+        const int n = re - r0 < LANES ? (int)(re - r0) : LANES;
         Block k;
         load_block(&k, R, N, both, x, u, t, scale, Wih, bih, Whh, bhh, wres, bres, beta, gain, eps, Q, q0, r0, n);
         forward_block(&k, R, N, both, x, u, t, scale, Wih, bih, Whh, bhh, wres, bres, beta, gain, eps, Q, q0);
@@ -230,12 +235,36 @@ void backward_$SUF(ARGS, const real *gxo, const real *gy, real *gboth, real *gx,
             if (gu) gu[row] = gcu[l];
             for (int d = 0; d < TT; d++) gt[i * TT + d] += gtv[d][l];
         }
-        if (++blocks == FLUSH || r0 + LANES >= R) {  /* lane-wise float sums of FLUSH blocks, into doubles */
+        if (++blocks == FLUSH || r0 + LANES >= re) {  /* lane-wise float sums of FLUSH blocks, into doubles */
             for (int w = 0; w < NW; w++) gw[w] += hsum(acc[w]);
             memset(acc, 0, NW * sizeof(vec));
             blocks = 0;
         }
     }
+}
+
+/* acc: NW vectors a thread; the threads after the first sum into their own zeroed gt and gw
+   (allocated here), added in after (OpenMP threads: torch's own team, see rules/_native.py) */
+void backward_$SUF(int threads, ARGS, const real *gxo, const real *gy, real *gboth, real *gx, real *gu, double *gt,
+                   double *gw, vec *acc)
+{
+    const int64_t blocks = (R + LANES - 1) / LANES;
+    if (threads > blocks) threads = (int)blocks;
+    double *own = threads > 1 ? calloc((size_t)(threads - 1) * (N * TT + NW), sizeof(double)) : 0;
+    if (!own) threads = 1;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+    for (int k = 0; k < threads; k++) {
+        const int64_t rb = blocks * k / threads * LANES, re = blocks * (k + 1) / threads * LANES;
+        double *t_ = k ? own + (k - 1) * (N * TT + NW) : gt, *w_ = k ? t_ + N * TT : gw;
+        backward_rows(rb, re < R ? re : R, R, N, both, x, u, t, scale, Wih, bih, Whh, bhh, wres, bres, beta, gain, eps,
+                      Q, q0, gxo, gy, gboth, gx, gu, t_, w_, acc + k * NW);
+    }
+    for (int k = 1; k < threads; k++) {
+        const double *t_ = own + (k - 1) * (N * TT + NW), *w_ = t_ + N * TT;
+        for (int64_t z = 0; z < N * TT; z++) gt[z] += t_[z];
+        for (int z = 0; z < NW; z++) gw[z] += w_[z];
+    }
+    free(own);
 }
 """
 
@@ -289,7 +318,7 @@ class NativeNeuronUpdate(torch.autograd.Function):
         k = _Args(both, x, u, t, scale, w_ih, w_hh, b_ih, b_hh, beta, gain, eps, res_w, res_b, q_w, q_b)
         xo = k.x.new_empty(k.B, k.N, k.DX)
         y = None if q_w is None else k.x.new_empty(5, k.B, k.N, q_w.shape[0] // 5)
-        getattr(k.lib, "forward_" + k.suffix)(*k.c_args, _cc.ptr(xo), _cc.ptr(y))
+        getattr(k.lib, "forward_" + k.suffix)(k.threads, *k.c_args, _cc.ptr(xo), _cc.ptr(y))
         ctx.eps = eps
         ctx.save_for_backward(both, x, u, t, scale, w_ih, w_hh, b_ih, b_hh, beta, gain, res_w, res_b, q_w, q_b)
         return xo if y is None else (xo, y)
@@ -321,11 +350,11 @@ class NativeNeuronUpdate(torch.autograd.Function):
         sizes = [int(torch.Size(s).numel()) for s in shapes]
         gw = torch.zeros(sum(sizes), dtype=torch.float64)
         gt = torch.zeros(N, k.TT, dtype=torch.float64)
-        acc = torch.empty(sum(sizes) * 64 // x.element_size() + 64 // x.element_size(), dtype=x.dtype)
+        acc = torch.empty((k.threads.value * sum(sizes) + 1) * 64 // x.element_size(), dtype=x.dtype)  # NW vectors a thread
         acc_p = (acc.data_ptr() + 63) // 64 * 64  # the vector accumulators, 64-byte aligned
         gxo = None if gxo is None else gxo.contiguous()
         gy = None if gy is None or q_w is None else gy.contiguous()
-        getattr(k.lib, "backward_" + k.suffix)(*k.c_args, _cc.ptr(gxo), _cc.ptr(gy), _cc.ptr(gboth), _cc.ptr(gx),
+        getattr(k.lib, "backward_" + k.suffix)(k.threads, *k.c_args, _cc.ptr(gxo), _cc.ptr(gy), _cc.ptr(gboth), _cc.ptr(gx),
                                                _cc.ptr(gu), _cc.ptr(gt), _cc.ptr(gw), ctypes.c_void_p(acc_p))
         g = [v.view(s) for v, s in zip(gw.to(x.dtype).split(sizes), shapes)]
         g_wih, g_bih, g_whh, g_bhh, g_resw, g_resb, g_beta, g_gain, g_q, g_q0 = g
@@ -346,6 +375,7 @@ class _Args:
         self.NQ_lib = self.NQ or 5  # a non-plastic rule's library is built for 5 (its Q is never read)
         self.lib = library(self.DB - 1, self.HN, self.TT, self.NQ_lib)
         self.suffix = _VARIANTS[x.dtype]["SUF"]
+        self.threads = ctypes.c_int(torch.get_num_threads() if self.B * self.N >= PARALLEL_ROWS else 1)
         self.x = x.contiguous()
         self.keep = [both.contiguous(), self.x, u.contiguous(), t.reshape(self.N, self.TT).contiguous(),
                      scale.reshape(self.N).contiguous(), w_ih.contiguous(), b_ih.contiguous(), w_hh.contiguous(),
