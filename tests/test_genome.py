@@ -357,6 +357,23 @@ def test_per_entry_fade_times_fixed_and_learned():
         GenomeRule(2, fade=3.0, fade_times={"eta_bwdd": 2.0})
 
 
+def test_fade_and_anneal_times_float32_can_hold_and_backprop_genome_settings():
+    """A time that is 0 or inf in float32 (NaN at the first example, or a NaN meta-gradient of log T)
+    is refused by name; backprop_genome refuses the settings that make it backprop, and unknown ones."""
+    for kw, match in ((dict(fade=1e-46), "fade"), (dict(fade=1e39, learn_fade=True), "fade"),
+                      (dict(fade=3.0, fade_times={"beta": 1e-46}), "fade_times"),
+                      (dict(fade=3.0, fade_times={"beta": 1e39}), "fade_times"), (dict(anneal=1e-46), "anneal")):
+        with pytest.raises(ConfigError, match=match):
+            GenomeRule(2, **kw)
+    assert GenomeRule(2, fade=1e30, learn_fade=True).log_fade.isfinite().all()
+    with pytest.raises(ConfigError, match="sets sigma itself"):
+        backprop_genome(0.1, sigma=("relu", "relu"))
+    with pytest.raises(UnknownNameError, match="fade_time"):
+        backprop_genome(0.1, fade_time=3.0)
+    with pytest.raises(ConfigError, match="lr"):
+        backprop_genome(1e39)
+
+
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 def test_tied_synapses_hold_one_weight(layout):
     """Issue 17: ``tied=True`` keeps one weight per synapse, read by every channel and moved by the

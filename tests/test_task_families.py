@@ -164,3 +164,14 @@ def test_diabetes_is_its_progression_in_tertiles():
     assert x.shape == (442, 10) and sorted(set(y.tolist())) == [0, 1, 2]
     assert np.bincount(y).min() >= 147  # three equal thirds of 442
     np.testing.assert_allclose(x.mean(0), 0, atol=1e-9)
+
+
+def test_settings_a_source_does_not_read_are_refused_and_quantiles_needs_its_classes():
+    for kw, match in ((dict(source="iris", class_sep=0.1), "class_sep"), (dict(source="quantiles", noise=0.9), "noise"),
+                      (dict(source="diabetes", features=3), "features"), (dict(source="blobs", class_sep=2.0), "class_sep")):
+        with pytest.raises(ConfigError, match=match):
+            Family(**kw)
+    Family("quantiles", features=3)  # read there
+    with pytest.raises(ConfigError, match="quantiles"):
+        FamilyTask(("quantiles4",), 16, 5, 1, 1, query=1)
+    FamilyTask(("quantiles4",), 16, 5, 2, 2, query=1).sample(2, 0)  # 3 examples for up to 3 classes

@@ -46,7 +46,7 @@ after ``n`` examples of the episode every genome entry is ``theta_0 + (theta - t
 backprop). Early in an episode it is the learned rule, late it is its start. ``fade_times``
 (``{entry: T}``) gives some entries their own fade; ``learn_fade=True`` makes every entry's fade
 time a meta-parameter (``log_fade``, starting at ``fade`` / ``fade_times``; a checkpoint without it,
-``train.init_from``, loads with those starts). Why (issue 17, seed 0 of
+``train.init_from``, loads with those starts; one with it brings its own, which replace them). Why (issue 17, seed 0 of
 ``runs/l2l_genome_anneal.toml``, 64 held-out episodes): a learned genome learns faster than backprop in
 the first 20 examples but settles lower by example 500 (digits 5-9 .839 vs .868), because its learned
 label injection ``beta`` stops following the error; handing the same genome back to backprop with
@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError, check_choice, check_number, unknown
+from ..errors import ConfigError, ShapeError, check_choice, check_gain, check_number, unknown
 from ..graph import Graph
 from ..schedule import Schedule, check_schedule, node_mask, restrict, set_edges, split_phases
 from .base import State, SweepRule
@@ -85,6 +85,9 @@ ACTIVATIONS = {
     "one": torch.ones_like,
 }
 INJECTIONS = ("label", "softmax_error")
+# fade and anneal times, in examples: n / T and log T stay finite in float32 for any episode (a time of 1e-46
+# is 0 in float32, and 0 / 0 NaN at the first example; one of 1e39 is inf, and log(inf) a NaN gradient)
+TIME_MIN, TIME_MAX = 1e-6, 1e30
 # the genome: the meta-parameters of the neuron and synapse updates (``fade`` blends these back to their start)
 GENOME = ("f_fwd", "eta_fwd", "f_bwd", "eta_bwd", "gamma", "f_syn", "eta_syn", "nu", "mu", "nu_syn", "mu_syn", "beta")
 
@@ -138,10 +141,10 @@ class GenomeRule(SweepRule):
             synapse_norm = check_number("GenomeRule synapse_norm (None: off)", synapse_norm, positive=True)
         if anneal is not None:
             anneal = check_number("GenomeRule anneal (the starting 1/t time constant in examples; None: off)", anneal,
-                                  positive=True)
+                                  low=TIME_MIN, high=TIME_MAX)
         if fade is not None:
             fade = check_number("GenomeRule fade (examples until the learned residual over the start halves; None: off)",
-                                fade, positive=True)
+                                fade, low=TIME_MIN, high=TIME_MAX)
         learn_fade = check_bool("GenomeRule learn_fade", learn_fade)
         if fade_times is not None and not isinstance(fade_times, dict):
             raise ConfigError(f"GenomeRule fade_times must be a {{genome entry: examples}} table, got {fade_times!r}")
@@ -149,7 +152,8 @@ class GenomeRule(SweepRule):
             raise ConfigError("GenomeRule fade_times and learn_fade set the fade of each genome entry; they need fade=T "
                               "(the fade of the entries not named)")
         fade_times = {check_choice("GenomeRule fade_times entry", name, GENOME):
-                      check_number(f"GenomeRule fade_times[{name!r}]", t, positive=True) for name, t in (fade_times or {}).items()}
+                      check_number(f"GenomeRule fade_times[{name!r}]", t, low=TIME_MIN, high=TIME_MAX)
+                      for name, t in (fade_times or {}).items()}
         self.init_weights = check_init("GenomeRule", init_weights)
         seed = check_seed("GenomeRule seed", seed)
         sigma = tuple(sigma or ("tanh",) * k)
@@ -379,10 +383,19 @@ def backprop_genome(lr: float = 0.1, schedule: "str | Schedule" = "layer_sweep",
     0.5 * ||logits - (2 onehot - 1)||^2 through the paper's +-1 label injection; ``loss="ce"``:
     cross-entropy through ``injection="softmax_error"``.
     """
-    lr = check_number("backprop_genome lr", lr)
+    lr = check_gain("backprop_genome lr", lr)
     losses = {"mse": "label", "ce": "softmax_error"}
     if not isinstance(loss, str) or loss not in losses:
         raise unknown("backprop_genome loss", loss, losses)
+    import inspect
+
+    fixed = ("k", "sigma", "output_sigma", "backward_sigma", "injection")  # what makes it backprop
+    free = [name for name in inspect.signature(GenomeRule.__init__).parameters if name not in ("self", *fixed, "schedule")]
+    for name in kw:
+        if name in fixed:
+            raise ConfigError(f"backprop_genome sets {name} itself (it is part of what makes the genome backprop); "
+                              f"build a GenomeRule to choose it")
+        check_choice("backprop_genome setting", name, free)
     rule = GenomeRule(2, sigma=("relu", "step"), output_sigma=("identity", "one"), backward_sigma=("identity", "identity"),
                       schedule=schedule, injection=losses[loss], **kw)
     eye = lambda rows: torch.tensor(rows, dtype=torch.float32)  # noqa: E731

@@ -9,7 +9,7 @@ fixed width:
 
 - the features (standardised over the dataset, or over the episode's draws for a generator) go
   through a fresh Gaussian random projection to ``width`` inputs, rescaled to unit RMS;
-- a random ``c`` of the family's classes (``c`` between its ``ways``) are mapped to ``c``
+- a random ``c`` of the family's classes (``c`` between its ``ways``, at most ``num_classes``) are mapped to ``c``
   random distinct outputs of the ``num_classes``; outputs no class uses are never the answer
   (a rule has to learn to leave them low);
 - query examples are unseen: datasets are split per episode (queries first, without
@@ -90,6 +90,13 @@ class Family:
         object.__setattr__(self, "features", check_int("family features", self.features, 2))
         object.__setattr__(self, "noise", check_number("family noise", self.noise, low=0.0))
         object.__setattr__(self, "class_sep", check_number("family class_sep", self.class_sep, positive=True))
+        # a setting the source does not read would be silently ignored: refused unless at its default
+        reads = {"features": ("classification", "quantiles"), "class_sep": ("classification",),
+                 "noise": ("blobs", "moons", "circles")}
+        for what, sources in reads.items():
+            if self.source not in sources and getattr(self, what) != Family.__dataclass_fields__[what].default:
+                raise ConfigError(f"family {what}={getattr(self, what)!r} is not read by {self.source!r} (only by "
+                                  f"{', '.join(sources)}): remove it")
         if self.source in GENERATORS:
             if self.classes is not None:
                 raise ConfigError(f"{self.source} is a generator; it takes ways=(lo, hi), not classes=")
@@ -220,6 +227,10 @@ class FamilyTask(StreamTask):
             if FAMILIES[f].ways[0] > self.num_classes:
                 raise ConfigError(f"family {f!r} needs at least {FAMILIES[f].ways[0]} classes per episode, more than "
                                   f"num_classes={self.num_classes} outputs")
+            most = min(FAMILIES[f].ways[1], self.num_classes)  # an episode's classes (at most num_classes)
+            if FAMILIES[f].source == "quantiles" and self.min_steps + self.query < most:
+                raise ConfigError(f"family {f!r} draws up to {most} classes as quantiles of one sample, which needs at "
+                                  f"least {most} examples; min_steps + query = {self.min_steps + self.query}")
         self.check_bytes(1)
 
     # ------------------------------------------------------------------ sizes
