@@ -201,6 +201,8 @@ TASK = sg.tasks.RecallTask(num_patterns=2, bits=4, queries=2)
 
 def kwargs(d, spec: dict) -> dict:
     """Draw a subset of keyword arguments: ``spec`` maps a name to its strategy."""
+    if not spec:
+        return {}
     names = d.draw(st.lists(st.sampled_from(sorted(spec)), unique=True, max_size=len(spec)))
     return {n: d.draw(spec[n], label=n) for n in names}
 
@@ -1021,7 +1023,11 @@ def t_family_task(d):
 def t_family(d):
     source = d.draw(maybe(st.sampled_from(["blobs", "classification", "wine"]), st.one_of(WEIRD, st.just("wines"))),
                     label="source")
-    spec = {"features": small_int(2, 4), "noise": maybe(st.floats(0, 1))}
+    spec = {}  # each setting only where its source reads it (the others are refused: they would be ignored)
+    if isinstance(source, str) and source == "classification":
+        spec["features"] = small_int(3, 4)  # 2 features make at most 4 classes, fewer than the default ways (2, 5)
+    if isinstance(source, str) and source == "blobs":
+        spec["noise"] = maybe(st.floats(0, 1))
     if isinstance(source, str) and source in ("blobs", "classification"):  # generators take ways=(lo, hi), not classes
         spec["ways"] = maybe(st.sampled_from([(2, 2), (2, 3)]), st.one_of(WEIRD, st.sampled_from([(3, 2), (1, 2), (2,)])))
     elif isinstance(source, str) and source == "wine":
