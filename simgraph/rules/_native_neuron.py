@@ -22,7 +22,9 @@ and accumulates the weights' gradients lane-wise, flushed into doubles every ``F
 ``tanh`` is the edge kernel's (``rules/_native.py``: float inline, double libm); sigmoid is
 ``(1 + tanh(v / 2)) / 2``. Double backward (``create_graph``) differentiates :func:`reference`, which
 is also what every other edge-update mode runs, so all modes compute the same function (tested in
-float64 against it, and by gradcheck).
+float64 against it, and by gradcheck). From ``PARALLEL_ROWS`` rows a call splits its blocks over
+``torch.get_num_threads()`` OpenMP threads (torch's own team, see ``rules/_native.py``), each thread
+summing the weights' gradients into its own doubles.
 """
 
 from __future__ import annotations
