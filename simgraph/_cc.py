@@ -63,6 +63,12 @@ def i64(n: int):
     return ctypes.c_int64(n)
 
 
+def threads(work: int, minimum: int):
+    """The threads a kernel call splits over (a C int): torch's intra-op threads (``torch.get_num_threads()``,
+    as ATen's kernels use) from ``minimum`` units of work, else 1 (a small call is cheaper on one)."""
+    return ctypes.c_int(torch.get_num_threads() if work >= minimum else 1)
+
+
 def _compiler() -> str | None:
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if name and shutil.which(name):

@@ -15,7 +15,6 @@ layouts' own products run.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 from string import Template
 
@@ -181,10 +180,6 @@ MAX_CHANNELS = 64  # CMAX above: the local row of one target's sums
 PARALLEL_MIN = 2**16
 
 
-def _threads(work: int):
-    return ctypes.c_int(torch.get_num_threads() if work >= PARALLEL_MIN else 1)
-
-
 @functools.cache  # every propagate asks for it: the source's substitution is not free
 def _library():
     return _cc.load("propagate", [_SOURCE.substitute(**v) for v in _VARIANTS.values()])
@@ -213,7 +208,7 @@ class NativePropagate(torch.autograd.Function):
         B, E, C = max(w.shape[0], x.shape[0]), w.shape[1], x.shape[-1]
         out = x.new_zeros(B, n_tgt, C)
         getattr(_library(), "propagate_" + _VARIANTS[x.dtype]["SUF"])(
-            _threads(B * E * C), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(n_tgt), _cc.i64(C), _cc.ptr(w_c), _cc.i64(w_bs),
+            _cc.threads(B * E * C, PARALLEL_MIN), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(n_tgt), _cc.i64(C), _cc.ptr(w_c), _cc.i64(w_bs),
             _cc.ptr(x_c), _cc.i64(x_bs), _cc.ptr(src), _cc.ptr(tgt), _cc.ptr(out))
         ctx.save_for_backward(w, x, src, tgt)
         return out
@@ -237,6 +232,6 @@ class NativePropagate(torch.autograd.Function):
                 x_c, x_bs = _batch_stride(x)
                 gw = g.new_zeros(1, E, C) if shared else g.new_empty(B, E, C)  # the kernel adds, or writes every entry
                 getattr(_library(), "edge_products_" + _VARIANTS[g.dtype]["SUF"])(
-                    _threads(B * E * C), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(g.shape[1]), _cc.i64(C), _cc.ptr(g),
+                    _cc.threads(B * E * C, PARALLEL_MIN), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(g.shape[1]), _cc.i64(C), _cc.ptr(g),
                     _cc.ptr(x_c), _cc.i64(x_bs), _cc.ptr(src), _cc.ptr(tgt), _cc.ptr(gw), int(shared))
         return gw, gx, None, None, None

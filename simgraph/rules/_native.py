@@ -452,14 +452,8 @@ def available(hidden: int, edge_dim: int, dtype: torch.dtype, device: torch.devi
 _WARNED: set = set()
 
 # a kernel call is split over torch's intra-op threads (as ATen's kernels are) from this many synapse
-# updates a call: a thread costs about 20 us to start, a recall-default tick's call 0.7-1.2 ms
+# updates a call (the recall default's tick: 32,768, 0.7-1.2 ms a call on one thread)
 PARALLEL_MIN = 2**14
-
-
-def _threads(work: int):
-    return ctypes.c_int(torch.get_num_threads() if work >= PARALLEL_MIN else 1)
-
-
 
 def warn_unavailable(hidden: int, edge_dim: int, dtype: torch.dtype, device: torch.device) -> None:
     """Once per case: ``edge_update="native"`` asked for where the C kernel cannot run."""
@@ -495,7 +489,7 @@ class NativeEdgeUpdate(torch.autograd.Function):
         keep = e.new_empty(k.B, k.E, a.shape[-1]) if (
             any(ctx.needs_input_grad) and k.B * k.E * a.shape[-1] <= KEEP_HIDDEN_MAX) else None
         getattr(k.lib, "forward_mt_" + k.suffix)(
-            _threads(k.B * k.E), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
+            _cc.threads(k.B * k.E, PARALLEL_MIN), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
             *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows), _cc.ptr(src), _cc.ptr(dst), _cc.ptr(out),
             _cc.ptr(keep))
         ctx.save_for_backward(src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, keep)
@@ -526,7 +520,7 @@ class NativeEdgeUpdate(torch.autograd.Function):
         # per chunk of synapses: the type table's gradient, and the per-type write's (DP lanes a row)
         scratch = a.new_empty(k.syn.shape[0] * H + k.p_rows * 2 ** max(1, (De - 1).bit_length()))
         getattr(k.lib, "backward_mt_" + k.suffix)(
-            _threads(B * E), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
+            _cc.threads(B * E, PARALLEL_MIN), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
             *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows), _cc.ptr(src), _cc.ptr(dst),
             _cc.ptr(go), *map(_cc.ptr, (gA, gC, gB, gD, gG, ge, gS, gW, gU, gu0, gr, gqj, gqi, None if p is None else gP, scratch)),
             ctypes.c_int64(k.syn.shape[0]), _cc.ptr(kept))

@@ -162,9 +162,9 @@ void forward_$SUF(int threads, ARGS, real *xo, real *y)
 
 INLINE real hsum(vec v) { real s = 0; for (int l = 0; l < LANES; l++) s += v[l]; return s; }
 
-/* gxo [R, DX] and gy [5][R][H5] (NULL: zero) in; gboth [R, DB], gx [R, DX], gu [R] (NULL: not
-   wanted) out; gt [N, TT] and gw [NW] accumulated (doubles, zeroed by the caller); acc: NW vectors */
-/* rows rb .. re - 1 (rb a multiple of LANES) */
+/* rows rb .. re - 1 (rb a multiple of LANES): gxo [R, DX] and gy [5][R][H5] (NULL: zero) in; gboth
+   [R, DB], gx [R, DX], gu [R] (NULL: not wanted) out; gt [N, TT] and gw [NW] accumulated (doubles,
+   zeroed by the caller); acc: NW vectors */
 static void backward_rows(int64_t rb, int64_t re, ARGS, const real *gxo, const real *gy, real *gboth, real *gx, real *gu,
                           double *gt, double *gw, vec *acc)
 {
@@ -377,7 +377,7 @@ class _Args:
         self.NQ_lib = self.NQ or 5  # a non-plastic rule's library is built for 5 (its Q is never read)
         self.lib = library(self.DB - 1, self.HN, self.TT, self.NQ_lib)
         self.suffix = _VARIANTS[x.dtype]["SUF"]
-        self.threads = ctypes.c_int(torch.get_num_threads() if self.B * self.N >= PARALLEL_ROWS else 1)
+        self.threads = _cc.threads(self.B * self.N, PARALLEL_ROWS)
         self.x = x.contiguous()
         self.keep = [both.contiguous(), self.x, u.contiguous(), t.reshape(self.N, self.TT).contiguous(),
                      scale.reshape(self.N).contiguous(), w_ih.contiguous(), b_ih.contiguous(), w_hh.contiguous(),

@@ -69,7 +69,7 @@ ticks and plain for small ones. All give the same values and gradients to roundi
 With ``start="hebbian"``, ``"native"`` and ``"auto"`` also run the neuron update after propagate (the
 GRU cell, the activity, the synapse function's node-side first layer) as one C call each way
 (``rules/_native_neuron.py``; the other modes run its torch reference): the recall default's
-meta-training step 141 -> 125 ms on this project's 2-core CPU (1 thread each way).
+meta-training step 141 -> 125 ms on this project's 2-core CPU (before the kernels were threaded).
 """
 
 from __future__ import annotations

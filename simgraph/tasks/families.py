@@ -43,6 +43,9 @@ DATASETS = {"digits": "load_digits", "iris": "load_iris", "wine": "load_wine", "
             "diabetes": "load_diabetes"}
 GENERATORS = ("classification", "blobs", "moons", "circles", "quantiles")
 TWO_CLASS = ("moons", "circles")
+# the Family settings and the sources that read them (any other source refuses a setting away from its default)
+READ_BY = {"features": ("classification", "quantiles"), "class_sep": ("classification",),
+           "noise": ("blobs", "moons", "circles")}
 
 
 @lru_cache(maxsize=None)
@@ -91,9 +94,7 @@ class Family:
         object.__setattr__(self, "noise", check_number("family noise", self.noise, low=0.0))
         object.__setattr__(self, "class_sep", check_number("family class_sep", self.class_sep, positive=True))
         # a setting the source does not read would be silently ignored: refused unless at its default
-        reads = {"features": ("classification", "quantiles"), "class_sep": ("classification",),
-                 "noise": ("blobs", "moons", "circles")}
-        for what, sources in reads.items():
+        for what, sources in READ_BY.items():
             if self.source not in sources and getattr(self, what) != Family.__dataclass_fields__[what].default:
                 raise ConfigError(f"family {what}={getattr(self, what)!r} is not read by {self.source!r} (only by "
                                   f"{', '.join(sources)}): remove it")
@@ -121,7 +122,7 @@ class Family:
         """Features before the random projection."""
         if self.source in DATASETS:
             return dataset(self.source)[0].shape[1]
-        return self.features if self.source in ("classification", "quantiles") else 2
+        return self.features if self.source in READ_BY["features"] else 2
 
     def draw(self, c: int, steps: int, query: int, rng: np.random.Generator):
         """``(x_stream [steps, d], y_stream, x_query [query, d], y_query)`` with labels in ``0..c-1``."""
