@@ -244,6 +244,13 @@ def simulate(
     check_monitor_bytes(plans, state, T)
     buffers: dict[str, Tensor] = {}
 
+    recompute = checkpoint_every and torch.is_grad_enabled() and T > checkpoint_every
+    if inputs is not None and not plans and compile is False and not recompute:
+        # a rule's whole-episode path (MLPRule's native episode: one autograd node instead of ~50 a tick)
+        U = graph.scatter_inputs(inputs.to(state["node"].dtype).reshape(T * B, *inputs.shape[2:]))
+        fast = rule.fast_episode(graph, U.view(T, B, *U.shape[1:]), state)
+        if fast is not None:
+            return Run(fast[0], fast[1], {})
     step = _compiled_step(rule, graph, state, compile) if compile is not False else rule.step
     zero_input = None
     outputs: list[Tensor] = []
@@ -268,7 +275,7 @@ def simulate(
                 _record(buffers, mon, ids, state, t, T, rule)
         return state, outs
 
-    if checkpoint_every and torch.is_grad_enabled() and T > checkpoint_every:
+    if recompute:
         state, outputs = _checkpointed(rule, ticks, state, inputs, T, checkpoint_every)
     else:  # k >= T: the one chunk would be the last, whose recomputation saves nothing (see _checkpointed)
         state, outputs = ticks(state, 0, T)

@@ -78,14 +78,16 @@ def run_poisoned(out: Path) -> str:
         new = step(self, graph, state, inputs)
         return {**new, "edge": torch.where(inputs.abs().amax() > 1e3, torch.full_like(new["edge"], float("nan")), new["edge"])}
 
-    RecallTask.sample, MLPRule.step = marked, poisoned
+    # the poison is in step: the ticks run one by one (not as the rule's native episode, which bypasses step)
+    fast = MLPRule.fast_episode
+    RecallTask.sample, MLPRule.step, MLPRule.fast_episode = marked, poisoned, lambda *a: None
     try:
         train(cfg, out, progress=False)
         return "no error"
     except DivergenceError as exc:
         return str(exc)
     finally:
-        RecallTask.sample, MLPRule.step = sample, step
+        RecallTask.sample, MLPRule.step, MLPRule.fast_episode = sample, step, fast
 
 
 if __name__ == "__main__":

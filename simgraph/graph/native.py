@@ -200,18 +200,36 @@ def _batch_stride(t: Tensor) -> tuple[Tensor, int]:
     return t, 0 if t.shape[0] == 1 else t.stride(0)
 
 
+def propagate_into(w: Tensor, x: Tensor, src: Tensor, tgt: Tensor, n_tgt: int) -> Tensor:
+    """``out [B, n_tgt, C]``: ``out[b, tgt[t]] += w[b, t] * x[b, src[t]]`` by the kernel; no autograd."""
+    w_c, w_bs = _batch_stride(w)
+    x_c, x_bs = _batch_stride(x)
+    B, E, C = max(w.shape[0], x.shape[0]), w.shape[1], x.shape[-1]
+    out = x.new_zeros(B, n_tgt, C)
+    getattr(_library(), "propagate_" + _VARIANTS[x.dtype]["SUF"])(
+        _cc.threads(B * E * C, PARALLEL_MIN), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(n_tgt), _cc.i64(C), _cc.ptr(w_c), _cc.i64(w_bs),
+        _cc.ptr(x_c), _cc.i64(x_bs), _cc.ptr(src), _cc.ptr(tgt), _cc.ptr(out))
+    return out
+
+
+def edge_products(g: Tensor, x: Tensor, src: Tensor, tgt: Tensor, shared: bool) -> Tensor:
+    """The weight gradient of :func:`propagate_into`: ``g[b, tgt[t]] * x[b, src[t]]`` per synapse
+    ``[B, E, C]``, or summed over the batch ``[1, E, C]`` where ``shared``; no autograd."""
+    B, E, C = g.shape[0], src.shape[0], g.shape[-1]
+    g = g.contiguous()
+    x_c, x_bs = _batch_stride(x)
+    gw = g.new_zeros(1, E, C) if shared else g.new_empty(B, E, C)  # the kernel adds, or writes every entry
+    getattr(_library(), "edge_products_" + _VARIANTS[g.dtype]["SUF"])(
+        _cc.threads(B * E * C, PARALLEL_MIN), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(g.shape[1]), _cc.i64(C), _cc.ptr(g),
+        _cc.ptr(x_c), _cc.i64(x_bs), _cc.ptr(src), _cc.ptr(tgt), _cc.ptr(gw), int(shared))
+    return gw
+
+
 class NativePropagate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w: Tensor, x: Tensor, src: Tensor, tgt: Tensor, n_tgt: int) -> Tensor:
-        w_c, w_bs = _batch_stride(w)
-        x_c, x_bs = _batch_stride(x)
-        B, E, C = max(w.shape[0], x.shape[0]), w.shape[1], x.shape[-1]
-        out = x.new_zeros(B, n_tgt, C)
-        getattr(_library(), "propagate_" + _VARIANTS[x.dtype]["SUF"])(
-            _cc.threads(B * E * C, PARALLEL_MIN), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(n_tgt), _cc.i64(C), _cc.ptr(w_c), _cc.i64(w_bs),
-            _cc.ptr(x_c), _cc.i64(x_bs), _cc.ptr(src), _cc.ptr(tgt), _cc.ptr(out))
         ctx.save_for_backward(w, x, src, tgt)
-        return out
+        return propagate_into(w, x, src, tgt, n_tgt)
 
     @staticmethod
     def backward(ctx, g: Tensor):
@@ -227,11 +245,5 @@ class NativePropagate(torch.autograd.Function):
                 gw = g.index_select(1, tgt.long()) * x.index_select(1, src.long())
                 gw = gw.sum(0, keepdim=True) if shared else gw
             else:
-                B, E, C = g.shape[0], w.shape[1], g.shape[-1]
-                g = g.contiguous()
-                x_c, x_bs = _batch_stride(x)
-                gw = g.new_zeros(1, E, C) if shared else g.new_empty(B, E, C)  # the kernel adds, or writes every entry
-                getattr(_library(), "edge_products_" + _VARIANTS[g.dtype]["SUF"])(
-                    _cc.threads(B * E * C, PARALLEL_MIN), _cc.i64(B), _cc.i64(E), _cc.i64(x.shape[1]), _cc.i64(g.shape[1]), _cc.i64(C), _cc.ptr(g),
-                    _cc.ptr(x_c), _cc.i64(x_bs), _cc.ptr(src), _cc.ptr(tgt), _cc.ptr(gw), int(shared))
+                gw = edge_products(g, x, src, tgt, shared)
         return gw, gx, None, None, None

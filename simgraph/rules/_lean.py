@@ -17,7 +17,9 @@ and sparse projections. Rules reach them through :func:`unroll_lean`.
     H'  = (1 - e k_i) H + e m x_i x_prev_j  (k_i = 1 plain, k_i = m x_i^2 Oja; e = eta of the synapse type)
 
 The trace update is linear in ``H`` with a non-zero factor when ``0 <= e < 1`` and ``|m| <= 1``, so
-it can be run backwards exactly: ``H = (H' - e m x_i x_prev_j) / (1 - e k_i)``. Rounding: each undo
+it can be run backwards exactly: ``H = (H' - e m x_i x_prev_j) / (1 - e k_i)``. On a graph of one all-to-all
+projection (Miconi's networks) the episode's loops run in C (``rules/_native_plastic.py``: a pass
+over the synapses a tick forward, two backward, instead of about 14 torch operations). Rounding: each undo
 divides by ``1 - e k <= 1``; over 106 ticks at eta = 0.01 that amplifies float32 rounding by at
 most ~3x, far below the gradient noise (tested in float64).
 
@@ -32,6 +34,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..graph import Graph
+from . import _native_plastic
 from .static import drive
 
 
@@ -83,13 +86,19 @@ class PlasticEpisode(torch.autograd.Function):
         # a copy, written in place (contiguous() of a same-size expand is the caller's own tensor: the
         # episode overwrote the initial state it was given)
         H = H0.expand(x0.shape[0], -1, -1).clone(memory_format=torch.contiguous_format)
-        W = torch.empty_like(H)
-        for t in range(T):
-            torch.addcmul(w, alpha, H, out=W)
-            x = torch.tanh(graph.propagate(W, X[t]) + U[t])
-            X[t + 1] = x
-            mx = x * modulation(x, v, b) if v is not None else x
-            graph.edge_map(lambda xj, xi, mxi, h, e: _write_(h, xj, xi, mxi, e, oja), pre=[X[t]], post=[x, mx], edge=[H], per_type=[eta])
+        ctx.native = _native_plastic_rate(graph, eta, H, w)
+        if ctx.native is not None:  # one all-to-all projection: the C episode, a pass over the synapses a tick
+            _native_plastic.forward(U.contiguous(), X, H, w.contiguous(), alpha.contiguous(), ctx.native[0], oja,
+                                    None if v is None else v.contiguous(), None if b is None else b.contiguous())
+        else:
+            W = torch.empty_like(H)
+            for t in range(T):
+                torch.addcmul(w, alpha, H, out=W)
+                x = torch.tanh(graph.propagate(W, X[t]) + U[t])
+                X[t + 1] = x
+                mx = x * modulation(x, v, b) if v is not None else x
+                graph.edge_map(lambda xj, xi, mxi, h, e: _write_(h, xj, xi, mxi, e, oja), pre=[X[t]], post=[x, mx], edge=[H],
+                               per_type=[eta])
         ctx.graph, ctx.oja = graph, oja
         ctx.save_for_backward(X, H, w, alpha, eta, v, b)
         return X[1:].clone(), H.clone()
@@ -102,6 +111,16 @@ class PlasticEpisode(torch.autograd.Function):
         T = X.shape[0] - 1
         H = H_T.clone()  # runs backwards in place, from H(T) to H(0)
         G = torch.zeros_like(H) if gH_T is None else gH_T.contiguous().clone()  # dL/dH(t+1)
+        if ctx.native is not None:
+            e, kind = ctx.native
+            gX = torch.zeros_like(X[1:]) if gX is None else gX.contiguous()
+            gU, gx, gw, galpha, ge, gv, gb = _native_plastic.backward(
+                X, H, G, gX, need[2], w.contiguous(), alpha.contiguous(), e, oja, None if v is None else v.contiguous(),
+                None if b is None else b.contiguous())
+            geta = torch.zeros_like(eta).index_put_((torch.tensor([kind]),), ge.view(1, 1)) if need[7] else None
+            return (None, None, None if gU is None else gU.view(T, *X.shape[1:]), gx.view_as(X[0]) if need[3] else None,
+                    G if need[4] else None, gw.view_as(w), galpha.view_as(alpha), geta,
+                    None if v is None else gv.view_as(v), None if b is None else gb.view_as(b))
         gx = torch.zeros_like(X[0])
         gX = torch.zeros_like(X[1:]) if gX is None else gX
         gU = X.new_empty(T, *X.shape[1:]) if need[2] else None
@@ -163,6 +182,15 @@ class PlasticEpisode(torch.autograd.Function):
         if geta is not None:  # per-edge -> per-type table rows
             geta = torch.zeros_like(eta).index_add_(0, graph.edge_type, geta)
         return (None, None, gU, gx if need[3] else None, G if need[4] else None, gw, galpha, geta, gv, gb)
+
+
+def _native_plastic_rate(graph: Graph, eta: Tensor, H: Tensor, w: Tensor) -> tuple[float, int] | None:
+    """``(eta, its synapse type)`` where the C episode runs (``rules/_native_plastic.py``: one all-to-all
+    projection, so one synapse type and one rate), else None."""
+    if not _native_plastic.applies(graph, H, w):
+        return None
+    kind = int(graph.edge_type[0])
+    return float(eta[kind, 0]), kind
 
 
 def run_episode(graph: Graph, oja: bool, U, x0, H0, w, alpha, eta, v=None, b=None):

@@ -485,13 +485,8 @@ class NativeEdgeUpdate(torch.autograd.Function):
     def forward(ctx, src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p):
         k = _kernel_args(a, e, syn, W, U, u0, r, qj, qi, p, sid)
         out = e.new_empty(k.B, k.E, k.De)
-        # keep the hidden layer for the backward (instead of recomputing it there) up to KEEP_HIDDEN_MAX values
-        keep = e.new_empty(k.B, k.E, a.shape[-1]) if (
-            any(ctx.needs_input_grad) and k.B * k.E * a.shape[-1] <= KEEP_HIDDEN_MAX) else None
-        getattr(k.lib, "forward_mt_" + k.suffix)(
-            _cc.threads(k.B * k.E, PARALLEL_MIN), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
-            *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows), _cc.ptr(src), _cc.ptr(dst), _cc.ptr(out),
-            _cc.ptr(keep))
+        keep = hidden_buffer(k, a.shape[-1]) if any(ctx.needs_input_grad) else None
+        run_forward(k, src, dst, sid, a, c, b, d, g, out, keep)
         ctx.save_for_backward(src, dst, sid, a, c, b, d, g, e, syn, W, U, u0, r, qj, qi, p, keep)
         return out
 
@@ -507,31 +502,63 @@ class NativeEdgeUpdate(torch.autograd.Function):
                 got = iter(torch.autograd.grad(out, wanted, go, create_graph=True, allow_unused=True))
             return (None, None, None, *[next(got) if n else None for n in needs])
         k = _kernel_args(a, e, syn, W, U, u0, r, qj, qi, p, sid)
-        B, N, H, E, De = k.B, a.shape[1], a.shape[2], k.E, k.De
-        go = go.contiguous()
+        B, N, H = k.B, a.shape[1], a.shape[2]
         gA, gC, gB, gD, gG = a.new_zeros(5, B, N, H).unbind(0)  # one allocation: a small tick's overhead is these calls
-        ge = e.new_empty(B, E, De) if needs[5] else None
-        # the shared weights' gradients, accumulated in doubles: one buffer, converted once
-        shapes = [k.syn.shape, (H, De), (De, H), (De,), (De,), k.p.shape if p is not None else (0,)]
-        sizes = [math.prod(x) for x in shapes]
-        acc = torch.zeros(sum(sizes), dtype=torch.float64, device=e.device)
-        gS, gW, gU, gu0, gr, gP = (x.view(shape) for x, shape in zip(acc.split(sizes), shapes))
+        ge = e.new_empty(B, k.E, k.De) if needs[5] else None
+        acc = WeightGrads(k, H)
         gqj, gqi = (None, None) if qj is None else a.new_zeros(2, B, N).unbind(0)
-        # per chunk of synapses: the type table's gradient, and the per-type write's (DP lanes a row)
-        scratch = a.new_empty(k.syn.shape[0] * H + k.p_rows * 2 ** max(1, (De - 1).bit_length()))
-        getattr(k.lib, "backward_mt_" + k.suffix)(
-            _cc.threads(B * E, PARALLEL_MIN), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride), _cc.ptr(k.syn), _cc.ptr(sid),
-            *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows), _cc.ptr(src), _cc.ptr(dst),
-            _cc.ptr(go), *map(_cc.ptr, (gA, gC, gB, gD, gG, ge, gS, gW, gU, gu0, gr, gqj, gqi, None if p is None else gP, scratch)),
-            ctypes.c_int64(k.syn.shape[0]), _cc.ptr(kept))
-        dt = e.dtype
+        run_backward(k, src, dst, sid, a, c, b, d, g, go.contiguous(), (gA, gC, gB, gD, gG), ge, acc, gqj, gqi, kept)
         if ge is not None and ge.shape != e.shape:  # an edge state of batch 1 read by every episode
             ge = ge.sum(0, keepdim=True)
-        gS, gW, gU, gu0, gr, gP = (x.view(shape) for x, shape in zip(acc.to(dt).split(sizes), shapes))
+        gS, gW, gU, gu0, gr, gP = acc.grads(e.dtype)
         grads = (gA, gC, gB, gD, gG, ge, gS, gW, gU, gu0, None if r is None else gr,
                  None if qj is None else gqj.view(qj.shape), None if qi is None else gqi.view(qi.shape),
                  None if p is None else gP.view(p.shape))
         return (None, None, None, *[x if n else None for x, n in zip(grads, needs)])
+
+
+def hidden_buffer(k: "_KernelArgs", hidden: int) -> Tensor | None:
+    """Where the forward keeps the hidden layer for the backward (instead of recomputing it there):
+    ``[B, E, hidden]``, or None above ``KEEP_HIDDEN_MAX`` values."""
+    return k.e.new_empty(k.B, k.E, hidden) if k.B * k.E * hidden <= KEEP_HIDDEN_MAX else None
+
+
+def run_forward(k: "_KernelArgs", src, dst, sid, a, c, b, d, g, out: Tensor, keep: Tensor | None) -> None:
+    """The forward kernel into ``out [B, E, De]`` (and the hidden layer into ``keep``); no autograd."""
+    getattr(k.lib, "forward_mt_" + k.suffix)(
+        _cc.threads(k.B * k.E, PARALLEL_MIN), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride),
+        _cc.ptr(k.syn), _cc.ptr(sid), *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows),
+        _cc.ptr(src), _cc.ptr(dst), _cc.ptr(out), _cc.ptr(keep))
+
+
+class WeightGrads:
+    """The shared weights' gradients (type table, W, U, u0, r, P), accumulated in doubles by the
+    backward kernel: one zeroed buffer, which several calls (an episode's ticks) may add into."""
+
+    def __init__(self, k: "_KernelArgs", hidden: int):
+        self.shapes = [k.syn.shape, (hidden, k.De), (k.De, hidden), (k.De,), (k.De,), k.p.shape if k.p is not None else (0,)]
+        self.sizes = [math.prod(x) for x in self.shapes]
+        self.acc = torch.zeros(sum(self.sizes), dtype=torch.float64, device=k.e.device)
+        self.views = [x.view(shape) for x, shape in zip(self.acc.split(self.sizes), self.shapes)]
+        # per chunk of synapses: the type table's gradient, and the per-type write's (DP lanes a row)
+        self.scratch = k.e.new_empty(k.syn.shape[0] * hidden + k.p_rows * 2 ** max(1, (k.De - 1).bit_length()))
+
+    def grads(self, dtype: torch.dtype) -> list[Tensor]:
+        return [x.view(shape) for x, shape in zip(self.acc.to(dtype).split(self.sizes), self.shapes)]
+
+
+def run_backward(k: "_KernelArgs", src, dst, sid, a, c, b, d, g, go: Tensor, node_grads, ge: Tensor | None,
+                 acc: WeightGrads, gqj: Tensor | None, gqi: Tensor | None, kept: Tensor | None) -> None:
+    """The backward kernel for the output gradient ``go`` (contiguous): it *adds* into the node-side
+    gradients ``node_grads = (gA, gC, gB, gD, gG)`` ``[B, N, H]`` each, ``gqj``, ``gqi`` ``[B, N]`` and
+    ``acc``, and writes ``ge`` (None: not wanted); no autograd."""
+    gS, gW, gU, gu0, gr, gP = acc.views
+    getattr(k.lib, "backward_mt_" + k.suffix)(
+        _cc.threads(k.B * k.E, PARALLEL_MIN), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride),
+        _cc.ptr(k.syn), _cc.ptr(sid), *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows),
+        _cc.ptr(src), _cc.ptr(dst), _cc.ptr(go), *map(_cc.ptr, node_grads),
+        *map(_cc.ptr, (ge, gS, gW, gU, gu0, gr, gqj, gqi, None if k.p is None else gP, acc.scratch)),
+        ctypes.c_int64(k.syn.shape[0]), _cc.ptr(kept))
 
 
 class _KernelArgs:

@@ -320,7 +320,7 @@ class NativeNeuronUpdate(torch.autograd.Function):
         k = _Args(both, x, u, t, scale, w_ih, w_hh, b_ih, b_hh, beta, gain, eps, res_w, res_b, q_w, q_b)
         xo = k.x.new_empty(k.B, k.N, k.DX)
         y = None if q_w is None else k.x.new_empty(5, k.B, k.N, q_w.shape[0] // 5)
-        getattr(k.lib, "forward_" + k.suffix)(k.threads, *k.c_args, _cc.ptr(xo), _cc.ptr(y))
+        k.forward(xo, y)
         ctx.eps = eps
         ctx.save_for_backward(both, x, u, t, scale, w_ih, w_hh, b_ih, b_hh, beta, gain, res_w, res_b, q_w, q_b)
         return xo if y is None else (xo, y)
@@ -347,23 +347,34 @@ class NativeNeuronUpdate(torch.autograd.Function):
         B, N = k.B, k.N
         gboth, gx = both.new_empty(B, N, k.DB), x.new_empty(B, N, k.DX)
         gu = u.new_empty(B, N, 1) if needs[2] else None
-        shapes = [w_ih.shape, b_ih.shape, w_hh.shape, b_hh.shape, (k.HN,), (1,), (1,), (1,),
-                  (k.NQ_lib, k.QI), (k.NQ_lib,)]
-        sizes = [int(torch.Size(s).numel()) for s in shapes]
-        gw = torch.zeros(sum(sizes), dtype=torch.float64)
-        gt = torch.zeros(N, k.TT, dtype=torch.float64)
-        acc = torch.empty((k.threads.value * sum(sizes) + 1) * 64 // x.element_size(), dtype=x.dtype)  # NW vectors a thread
-        acc_p = (acc.data_ptr() + 63) // 64 * 64  # the vector accumulators, 64-byte aligned
-        gxo = None if gxo is None else gxo.contiguous()
-        gy = None if gy is None or q_w is None else gy.contiguous()
-        getattr(k.lib, "backward_" + k.suffix)(k.threads, *k.c_args, _cc.ptr(gxo), _cc.ptr(gy), _cc.ptr(gboth), _cc.ptr(gx),
-                                               _cc.ptr(gu), _cc.ptr(gt), _cc.ptr(gw), ctypes.c_void_p(acc_p))
-        g = [v.view(s) for v, s in zip(gw.to(x.dtype).split(sizes), shapes)]
-        g_wih, g_bih, g_whh, g_bhh, g_resw, g_resb, g_beta, g_gain, g_q, g_q0 = g
-        grads = (gboth, gx, gu, gt.to(t.dtype).view(t.shape), None, g_wih, g_whh, g_bih, g_bhh, g_beta.view(beta.shape),
-                 g_gain.view(gain.shape), None, g_resw.view(res_w.shape), None if res_b is None else g_resb.view(res_b.shape),
-                 None if q_w is None else g_q, None if q_b is None else g_q0)
+        acc = WeightGrads(k)
+        k.backward(gxo, gy, gboth, gx, gu, acc)
+        g_t, g_wih, g_whh, g_bih, g_bhh, g_beta, g_gain, g_resw, g_resb, g_q, g_q0 = acc.grads(x.dtype, t, beta, gain, res_w, res_b)
+        grads = (gboth, gx, gu, g_t, None, g_wih, g_whh, g_bih, g_bhh, g_beta, g_gain, None, g_resw, g_resb, g_q, g_q0)
         return tuple(v if n else None for v, n in zip(grads, needs))
+
+
+class WeightGrads:
+    """The weights' and the type rows' gradients, accumulated in doubles by the backward kernel: zeroed
+    buffers, which several calls (an episode's ticks) may add into."""
+
+    def __init__(self, k: "_Args"):
+        self.shapes = [(3 * k.HN, k.DB + k.TT + 2), (3 * k.HN,), (3 * k.HN, k.HN), (3 * k.HN,), (k.HN,), (1,), (1,), (1,),
+                       (k.NQ_lib, k.QI), (k.NQ_lib,)]
+        self.sizes = [int(torch.Size(s).numel()) for s in self.shapes]
+        self.gw = torch.zeros(sum(self.sizes), dtype=torch.float64)
+        self.gt = torch.zeros(k.N, k.TT, dtype=torch.float64)
+        self.plastic = k.NQ > 0
+        # NW vectors a thread, 64-byte aligned
+        self.vectors = torch.empty((k.threads.value * sum(self.sizes) + 1) * 64 // k.x.element_size(), dtype=k.x.dtype)
+
+    def grads(self, dtype, t, beta, gain, res_w, res_b) -> tuple:
+        """``(t, w_ih, w_hh, b_ih, b_hh, beta, gain, res_w, res_b, q_w, q_b)``'s gradients (None for absent ones)."""
+        g_wih, g_bih, g_whh, g_bhh, g_resw, g_resb, g_beta, g_gain, g_q, g_q0 = (
+            v.view(s) for v, s in zip(self.gw.to(dtype).split(self.sizes), self.shapes))
+        return (self.gt.to(dtype).view(t.shape), g_wih, g_whh, g_bih, g_bhh, g_beta.view(beta.shape), g_gain.view(gain.shape),
+                g_resw.view(res_w.shape), None if res_b is None else g_resb.view(res_b.shape),
+                g_q if self.plastic else None, g_q0 if self.plastic else None)
 
 
 class _Args:
@@ -388,6 +399,20 @@ class _Args:
         self.c_args = (ctypes.c_int64(self.B * self.N), ctypes.c_int64(self.N), *map(_cc.ptr, self.keep),
                        real(eps), *map(_cc.ptr, q))
         self.keep += q  # the pointers above stay valid while this object lives
+
+    def forward(self, xo: Tensor, y: Tensor | None) -> None:
+        """The forward kernel into ``xo [B, N, DX]`` and ``y [5, B, N, H]`` (None: not plastic); no autograd."""
+        getattr(self.lib, "forward_" + self.suffix)(self.threads, *self.c_args, _cc.ptr(xo), _cc.ptr(y))
+
+    def backward(self, gxo: Tensor | None, gy: Tensor | None, gboth: Tensor, gx: Tensor, gu: Tensor | None,
+                 acc: "WeightGrads") -> None:
+        """The backward kernel: writes ``gboth``, ``gx`` and ``gu`` (None: not wanted), *adds* into ``acc``; no autograd."""
+        gxo = None if gxo is None else gxo.contiguous()
+        gy = None if gy is None or not self.NQ else gy.contiguous()
+        acc_p = (acc.vectors.data_ptr() + 63) // 64 * 64
+        getattr(self.lib, "backward_" + self.suffix)(self.threads, *self.c_args, _cc.ptr(gxo), _cc.ptr(gy), _cc.ptr(gboth),
+                                                     _cc.ptr(gx), _cc.ptr(gu), _cc.ptr(acc.gt), _cc.ptr(acc.gw),
+                                                     ctypes.c_void_p(acc_p))
 
 
 def check(both, x, u, t, scale, w_ih, w_hh, b_ih, b_hh, res_w, q_w, q_b) -> None:

@@ -70,6 +70,13 @@ class Rule(nn.Module):
         (zero on non-input neurons: ``graph.scatter_inputs(u)`` makes it from ``u [B, n_in, input_dim]``)."""
         raise NotImplementedError
 
+    def fast_episode(self, graph: Graph, U: Tensor, state: State) -> tuple[Tensor, State] | None:
+        """The whole episode in one call, where this rule has a faster path than ``step`` tick by tick for
+        it: ``(outputs [T, B, n_out, output_dim], final state)`` from the per-neuron inputs ``U [T, B, N,
+        input_dim]``, the same values and gradients as the tick loop. None (the default): run the ticks.
+        ``sg.simulate`` asks for it when a run has inputs and no monitors, compile or checkpointing."""
+        return None
+
     def check_inputs(self, graph: Graph, inputs) -> None:
         """ShapeError unless ``inputs`` is the per-neuron input of one tick, ``[B, N, input_dim]`` (what every
         built-in ``step`` checks first; a Python compare per tick)."""

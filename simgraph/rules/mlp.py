@@ -70,6 +70,10 @@ With ``start="hebbian"``, ``"native"`` and ``"auto"`` also run the neuron update
 GRU cell, the activity, the synapse function's node-side first layer) as one C call each way
 (``rules/_native_neuron.py``; the other modes run its torch reference): the recall default's
 meta-training step 141 -> 125 ms on this project's 2-core CPU (before the kernels were threaded).
+There, a run of a whole episode with inputs (``sg.simulate`` without monitors, compile or
+recomputation; so every BPTT meta-training step) goes through :meth:`fast_episode`: the episode as
+one autograd node around the same kernels (``rules/_native_episode.py``), not about 50 small ATen
+calls and their autograd nodes a tick (the recall default's meta-training step 107 -> 57 ms).
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, check_choice
 from ..graph import Graph
-from . import _fused, _native, _native_neuron
+from . import _fused, _native, _native_episode, _native_neuron
 from ._fused import edge_update
 from .base import Rule, State, mean_indegree_rate, seeded_init, type_rows
 from .constraints import check_init, constrain_start, start_weights
@@ -403,6 +407,47 @@ class MLPRule(Rule):
             e = graph.edge_map(lambda *v: update(*v[:8], syn, *v[8:]), pre=[a_, c_, s], post=[b_, d_, gate, s], edge=[e, ids],
                                per_type=writes)
         return {**state, "node": x, "edge": e}
+
+    def fast_episode(self, graph: Graph, U: Tensor, state: State) -> tuple[Tensor, State] | None:
+        """start="hebbian", plastic, on the native path (``auto``/``native`` where its three kernels run):
+        the whole episode as one autograd node (``rules/_native_episode.py``), the same numbers as
+        ``step`` tick by tick. Else None (``sg.simulate`` runs the ticks)."""
+        x, e = state.get("node"), state.get("edge")
+        if not (self.core and self.plastic) or not isinstance(x, Tensor) or not isinstance(e, Tensor) \
+                or not self._runs_native(graph, self.edge_update, e):
+            return None
+        cell, q = self.node_cell, self.node_to_edge
+        if any(v.dtype != x.dtype or v.device.type != "cpu" for v in (x, e, U, *self.parameters())) \
+                or not _native_neuron.available(self.edge_dim - 1, self.node_dim - 1, self.neuron_embedding.shape[1],
+                                                q.weight.shape[0], x.dtype, x.device):
+            return None
+        T, B = U.shape[0], U.shape[1]
+        if self.mirror:
+            U = torch.cat([U, -U], 1)
+        self._check_step_state(state, U.shape[1])
+        # what every tick reads that does not change within the episode, once (under autograd)
+        node_type, _ = self._types(graph)
+        t_rows = type_rows(self.neuron_embedding, node_type)
+        P = self.message_in.weight
+        mt = nn.functional.linear(t_rows, P[:, self.node_dim:], self.message_in.bias)
+        scale = graph.in_degree().clamp(min=1).rsqrt().view(1, -1, 1).to(x.dtype)
+        syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
+        eta = self.learning_rate(graph).to(x.dtype).view(1)
+        write = torch.cat([eta, eta.new_zeros(self.edge_dim - 1)])
+        if self.write_types is not None:
+            write = self._write_mask(graph, x) * write
+        residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
+        W, Uo = self.edge_in, self.edge_out
+        X, e = _native_episode.run(
+            self._endpoints(graph), U, x, e.unsqueeze(0) if e.dim() == 2 else e, t_rows, scale, P[:, : self.node_dim], mt,
+            cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, self.beta, self.input_gain, self.residual_scale,
+            self.activity_residual.weight, self.activity_residual.bias if self.residual_bias else None, q.weight, q.bias,
+            syn, W.weight, Uo.weight, Uo.bias, residual, write, self.learn_from == "input")
+        out = self._readout(graph, {"node": X.flatten(0, 1)})
+        out = out.view(T, U.shape[1], *out.shape[1:])
+        if self.mirror:  # half the difference of each episode's copy and its mirror copy (readout)
+            out = (out[:, :B] - out[:, B:]) / 2
+        return out, {**state, "node": X[-1], "edge": e}
 
     def _write_mask(self, graph: Graph, like: Tensor) -> Tensor:
         """``[num_synapse_types, 1]``: 1 for the synapse types of ``write_types``, 0 for the others."""
