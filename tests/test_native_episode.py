@@ -21,6 +21,7 @@ CASES = {
     "activity_no_bias": (lambda: topologies.sparse_random(12, p=0.4, seed=1),
                          dict(start="hebbian", learn_from="activity", residual_bias=False)),
     "mirror": (lambda: topologies.sparse_random(10, p=0.5, seed=2), dict(start="hebbian", mirror=True)),
+    "not_plastic": (lambda: topologies.sparse_random(10, p=0.5, seed=3), dict(start="hebbian", plastic=False, mirror=True)),
     "typed_write_types": (lambda: topologies.recall_network(4, 6, 4, teach=True),
                           dict(TYPED, init_weight_std={"afferent": 2.0}, write_types=["efferent"])),
     "typed_no_types": (lambda: topologies.recall_network(3, 5, 3),
@@ -174,7 +175,8 @@ def test_simulate_takes_the_episode_only_where_it_may(monkeypatch):
         assert not no, kw
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     assert taken(rule, checkpoint_every=10)[0]  # k >= T: nothing would be recomputed
-    for other in (dict(edge_update="plain"), dict(plastic=False), dict(start="random")):
+    assert taken(_rule(graph, dict(start="hebbian", plastic=False), dtype=torch.float32))[0]
+    for other in (dict(edge_update="plain"), dict(start="random")):
         assert not taken(_rule(graph, {"start": "hebbian", **other} if "start" not in other else other,
                                dtype=torch.float32))[0], other
     monkeypatch.setenv("SIMGRAPH_NATIVE", "0")

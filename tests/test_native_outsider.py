@@ -25,7 +25,7 @@ import torch
 import simgraph as sg
 import simgraph.topologies as topologies
 from simgraph.errors import GraphError, MemoryBudgetError, ShapeError, SimgraphError, SimgraphWarning
-from simgraph.rules import _native
+from simgraph.rules import _native, _native_episode
 from simgraph.schedule import restrict
 
 F64, F32 = torch.float64, torch.float32
@@ -123,15 +123,21 @@ def graph(name):
 # ---------------------------------------------------------------------- helpers
 @pytest.fixture
 def native_calls(monkeypatch):
-    """How many times MLPRule handed a tick to the native kernel (so a 'native' run that silently fell back is caught)."""
+    """How many ticks MLPRule handed to the native kernel, one by one or as a whole episode
+    (``rules/_native_episode.py``), so a 'native' run that silently fell back is caught."""
     calls = {"n": 0}
-    real = _native.edge_update
+    real, real_episode = _native.edge_update, _native_episode.run
 
     def counting(*a, **k):
         calls["n"] += 1
         return real(*a, **k)
 
+    def counting_episode(ends, U, *a, **k):
+        calls["n"] += U.shape[0]
+        return real_episode(ends, U, *a, **k)
+
     monkeypatch.setattr(_native, "edge_update", counting)
+    monkeypatch.setattr(_native_episode, "run", counting_episode)
     return calls
 
 

@@ -66,8 +66,9 @@ def reference(src, dst, sid, eps, learn_from_input, U, x0, e0, t_rows, scale, Px
         both = z.new_zeros(w.shape[0], x.shape[1], z.shape[-1]).index_add(1, i, w * z.expand(w.shape[0], -1, -1)[:, j])
         x, y = _native_neuron.reference(both, x, U[t], t_rows, scale, w_ih, w_hh, b_ih, b_hh, beta, gain, eps, res_w, res_b,
                                         q_w, q_b)
-        s = U[t] if learn_from_input else x[..., :1]
-        e = _native._gathered_reference(src, dst, sid, y[0], y[2], y[1], y[3], y[4], e, syn, W, Uw, u0, r, s, s, p)
+        if y is not None:  # plastic (q_w given): the synapse function
+            s = U[t] if learn_from_input else x[..., :1]
+            e = _native._gathered_reference(src, dst, sid, y[0], y[2], y[1], y[3], y[4], e, syn, W, Uw, u0, r, s, s, p)
         xs.append(x)
     return torch.stack(xs), e
 
@@ -88,20 +89,22 @@ class NativeEpisode(torch.autograd.Function):
             both = native_propagate.propagate_into(e, z, src, dst, N)
             kn = _native_neuron._Args(both, x, U[t], t_rows, scale, w_ih, w_hh, b_ih, b_hh, beta, gain, eps, res_w, res_b,
                                       q_w, q_b)
-            y = x.new_empty(5, B, N, q_w.shape[0] // 5)
+            y = None if q_w is None else x.new_empty(5, B, N, q_w.shape[0] // 5)
             kn.forward(X[t], y)
-            s = U[t] if learn_from_input else X[t, ..., :1]
-            ke = _native._kernel_args(y[0], e, syn, W, Uw, u0, r, s, s, p, sid)
-            out = e.new_empty(B, ke.E, ke.De)
-            keep = _native.hidden_buffer(ke, y.shape[-1]) if keep_grad else None
-            _native.run_forward(ke, src, dst, sid, y[0], y[2], y[1], y[3], y[4], out, keep)
+            out, keep = e, None  # not plastic: the synapses keep their state
+            if y is not None:
+                s = U[t] if learn_from_input else X[t, ..., :1]
+                ke = _native._kernel_args(y[0], e, syn, W, Uw, u0, r, s, s, p, sid)
+                out = e.new_empty(B, ke.E, ke.De)
+                keep = _native.hidden_buffer(ke, y.shape[-1]) if keep_grad else None
+                _native.run_forward(ke, src, dst, sid, y[0], y[2], y[1], y[3], y[4], out, keep)
             if keep_grad:
                 saved.append((e, z, both, y, keep))
             x, e = X[t], out
         ctx.eps, ctx.learn_from_input, ctx.ticks = eps, learn_from_input, saved
         ctx.save_for_backward(src, dst, sid, U, x0, e0, t_rows, scale, Px, mt, w_ih, w_hh, b_ih, b_hh, beta, gain, res_w,
                               res_b, q_w, q_b, syn, W, Uw, u0, r, p, X)
-        return X, e
+        return X, e if q_w is not None else e.clone()  # (not an input as it is: autograd would alias it)
 
     @staticmethod
     def backward(ctx, gX: Tensor | None, ge_out: Tensor | None):
@@ -123,7 +126,7 @@ class NativeEpisode(torch.autograd.Function):
                                                allow_unused=True))
             return (None,) * 5 + tuple(next(got) if n else None for n in needs)
         T, (B, N, DX) = U.shape[0], x0.shape
-        H, DM = q_w.shape[0] // 5, Px.shape[0]
+        DM = Px.shape[0]
         gU = torch.zeros_like(U) if needs[0] else None
         gx = x0.new_zeros(B, N, DX)  # the gradient of the next tick's node state in
         ge = ge_out.contiguous() if ge_out is not None else None  # ... and of its edge state in (None: zero)
@@ -135,22 +138,25 @@ class NativeEpisode(torch.autograd.Function):
             e, z, both, y, kept = ctx.ticks[t]
             x = x0 if t == 0 else X[t - 1]
             gxo = gx if gX is None else gx + gX[t]
-            # the synapse function: e' = f(y, e, s)
-            s = U[t] if from_input else X[t, ..., :1]
-            ke = _native._kernel_args(y[0], e, syn, W, Uw, u0, r, s, s, p, sid)
-            acc_e = acc_e or _native.WeightGrads(ke, H)
-            gy = y.new_zeros(5, B, N, H)
-            gqj, gqi = y.new_zeros(2, B, N).unbind(0)
-            ge_in = e.new_empty(B, ke.E, ke.De)
             if ge is None:
-                ge = e.new_zeros(B, ke.E, ke.De)
-            _native.run_backward(ke, src, dst, sid, y[0], y[2], y[1], y[3], y[4], ge, (gy[0], gy[2], gy[1], gy[3], gy[4]),
-                                 ge_in, acc_e, gqj, gqi, kept)
-            gs = (gqj + gqi).unsqueeze(-1)
-            if not from_input:  # s = x'[..., 0] (gxo is this tick's own tensor)
-                gxo[..., :1] += gs
-            elif gU is not None:
-                gU[t] += gs
+                ge = e.new_zeros(B, e.shape[1], e.shape[2])
+            gy = None
+            if y is None:  # not plastic: e' = e
+                ge_in = ge.clone()
+            else:  # the synapse function: e' = f(y, e, s)
+                s = U[t] if from_input else X[t, ..., :1]
+                ke = _native._kernel_args(y[0], e, syn, W, Uw, u0, r, s, s, p, sid)
+                acc_e = acc_e or _native.WeightGrads(ke, y.shape[-1])
+                gy = y.new_zeros(y.shape)
+                gqj, gqi = y.new_zeros(2, B, N).unbind(0)
+                ge_in = e.new_empty(B, ke.E, ke.De)
+                _native.run_backward(ke, src, dst, sid, y[0], y[2], y[1], y[3], y[4], ge, (gy[0], gy[2], gy[1], gy[3], gy[4]),
+                                     ge_in, acc_e, gqj, gqi, kept)
+                gs = (gqj + gqi).unsqueeze(-1)
+                if not from_input:  # s = x'[..., 0] (gxo is this tick's own tensor)
+                    gxo[..., :1] += gs
+                elif gU is not None:
+                    gU[t] += gs
             # the neuron update: (x', y) = g(both, x, u)
             kn = _native_neuron._Args(both, x, U[t], t_rows, scale, w_ih, w_hh, b_ih, b_hh, beta, gain, eps, res_w, res_b,
                                       q_w, q_b)
@@ -173,7 +179,7 @@ class NativeEpisode(torch.autograd.Function):
         dtype = x0.dtype
         g_t, g_wih, g_whh, g_bih, g_bhh, g_beta, g_gain, g_resw, g_resb, g_q, g_q0 = acc_n.grads(dtype, t_rows, beta, gain,
                                                                                                res_w, res_b)
-        g_syn, g_W, g_U, g_u0, g_r, g_p = acc_e.grads(dtype)
+        g_syn, g_W, g_U, g_u0, g_r, g_p = acc_e.grads(dtype) if acc_e is not None else (None,) * 6
         grads = (gU, gx, ge, g_t, None, g_Px, g_mt, g_wih, g_whh, g_bih, g_bhh, g_beta, g_gain, g_resw, g_resb, g_q, g_q0,
-                 g_syn, g_W, g_U, g_u0, None if r is None else g_r, None if p is None else g_p.view(p.shape))
+                 g_syn, g_W, g_U, g_u0, None if r is None else g_r, None if p is None or g_p is None else g_p.view(p.shape))
         return (None,) * 5 + tuple(v if n else None for v, n in zip(grads, needs))

@@ -409,17 +409,17 @@ class MLPRule(Rule):
         return {**state, "node": x, "edge": e}
 
     def fast_episode(self, graph: Graph, U: Tensor, state: State) -> tuple[Tensor, State] | None:
-        """start="hebbian", plastic, on the native path (``auto``/``native`` where its three kernels run):
-        the whole episode as one autograd node (``rules/_native_episode.py``), the same numbers as
-        ``step`` tick by tick. Else None (``sg.simulate`` runs the ticks)."""
+        """start="hebbian" on the native path (``auto``/``native`` where its kernels run): the whole
+        episode as one autograd node (``rules/_native_episode.py``), the same numbers as ``step`` tick
+        by tick. Else None (``sg.simulate`` runs the ticks)."""
         x, e = state.get("node"), state.get("edge")
-        if not (self.core and self.plastic) or not isinstance(x, Tensor) or not isinstance(e, Tensor) \
+        if not self.core or not isinstance(x, Tensor) or not isinstance(e, Tensor) \
                 or not self._runs_native(graph, self.edge_update, e):
             return None
         cell, q = self.node_cell, self.node_to_edge
         if any(v.dtype != x.dtype or v.device.type != "cpu" for v in (x, e, U, *self.parameters())) \
                 or not _native_neuron.available(self.edge_dim - 1, self.node_dim - 1, self.neuron_embedding.shape[1],
-                                                q.weight.shape[0], x.dtype, x.device):
+                                                q.weight.shape[0] if self.plastic else 5, x.dtype, x.device):
             return None
         T, B = U.shape[0], U.shape[1]
         if self.mirror:
@@ -438,11 +438,13 @@ class MLPRule(Rule):
             write = self._write_mask(graph, x) * write
         residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
         W, Uo = self.edge_in, self.edge_out
-        X, e = _native_episode.run(
+        synapse = (q.weight, q.bias, syn, W.weight, Uo.weight, Uo.bias, residual, write) if self.plastic else (None,) * 8
+        X, e_last = _native_episode.run(
             self._endpoints(graph), U, x, e.unsqueeze(0) if e.dim() == 2 else e, t_rows, scale, P[:, : self.node_dim], mt,
             cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, self.beta, self.input_gain, self.residual_scale,
-            self.activity_residual.weight, self.activity_residual.bias if self.residual_bias else None, q.weight, q.bias,
-            syn, W.weight, Uo.weight, Uo.bias, residual, write, self.learn_from == "input")
+            self.activity_residual.weight, self.activity_residual.bias if self.residual_bias else None, *synapse,
+            self.learn_from == "input")
+        e = e_last if self.plastic else e  # (not plastic: the synapses keep the state they were given)
         out = self._readout(graph, {"node": X.flatten(0, 1)})
         out = out.view(T, U.shape[1], *out.shape[1:])
         if self.mirror:  # half the difference of each episode's copy and its mirror copy (readout)
