@@ -207,6 +207,10 @@ def simulate(
     ``torch.compile``. The first call pays the compilation (tens of seconds on CPU); later calls
     with the same rule reuse it.
 
+    A rule may run a whole episode faster than tick by tick (``rule.fast_episode``: MLPRule's native
+    episode); a run with inputs and without monitors, compile or recomputation takes it, with the same
+    values and gradients.
+
     ``lean=True`` runs the whole episode through the rule's ``lean_episode`` (rules whose edge update
     can be undone: Hebbian, plastic), whose backward pass recomputes each tick's edge state by
     undoing the updates instead of storing them: memory grows with ticks x neurons, not ticks x
