@@ -9,7 +9,7 @@ import torch
 
 import simgraph as sg
 from simgraph import topologies
-from simgraph.rules import PlasticRule, _native_plastic
+from simgraph.rules import PlasticRule, _lean, _native_plastic
 
 needs_native = pytest.mark.skipif(_native_plastic._library() is None, reason="the C kernel cannot be built here")
 pytestmark = needs_native
@@ -103,3 +103,39 @@ def test_only_one_all_to_all_projection_takes_it(monkeypatch):
         assert not took
         plain, g_plain, _ = _run(graph, {}, "plain", monkeypatch)
         torch.testing.assert_close(native.outputs, plain.outputs, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_an_episode_whose_undo_would_amplify_rounding_runs_plainly(native, monkeypatch):
+    """Each undo divides by 1 - eta: at eta = 0.3 over 100 float32 ticks the lean gradients were NaN (an
+    outsider's fuzz). Such an episode runs with plain autograd, with a warning; Miconi's eta = 0.01 stays lean."""
+    monkeypatch.setenv("SIMGRAPH_NATIVE", native)
+    graph = topologies.fully_recurrent(16, autapses=True)
+    u = torch.randn(100, 2, 16, generator=torch.Generator().manual_seed(0))
+    grads = {}
+    for lean in (True, False):
+        rule = PlasticRule(graph, eta=0.3, init_std=0.3, seed=1)
+        if lean:
+            with pytest.warns(sg.errors.SimgraphWarning, match="plain autograd"):
+                out = sg.simulate(rule, graph, u, lean=True).outputs
+        else:
+            out = sg.simulate(rule, graph, u).outputs
+        grads[lean] = torch.autograd.grad(out.square().sum(), [rule.w, rule.alpha])
+    for a, b in zip(grads[True], grads[False]):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b)
+    assert _lean.undo_is_exact(0.01, 106, torch.float32) and not _lean.undo_is_exact(0.2, 100, torch.float32)
+    assert _lean.undo_is_exact(0.3, 50, torch.float64) and not _lean.undo_is_exact(0.3, 100, torch.float64)
+
+
+@pytest.mark.parametrize("rule_name", ["plastic", "plastic_torch", "hebbian"])
+def test_double_backward_through_a_lean_episode_is_a_clear_error(rule_name, monkeypatch):
+    """The lean backward passes run without autograd: a create_graph gradient would carry no graph (a
+    gradient penalty would silently add nothing; outsider's fuzz), so it is refused by name."""
+    monkeypatch.setenv("SIMGRAPH_NATIVE", "0" if rule_name == "plastic_torch" else "1")
+    graph = topologies.fully_recurrent(6, autapses=True)
+    rule = sg.rules.HebbianRule() if rule_name == "hebbian" else PlasticRule(graph, eta=0.1, init_std=0.3)
+    state = {k: v.detach().clone().requires_grad_() for k, v in rule.init_state(graph, 2).items()}
+    out = sg.simulate(rule, graph, torch.randn(5, 2, 6), state=state, lean=True).outputs
+    with pytest.raises(sg.errors.ConfigError, match="no double backward"):
+        torch.autograd.grad(out.sin().sum(), [state["edge"]], create_graph=True)

@@ -81,6 +81,9 @@ class NativeEpisode(torch.autograd.Function):
                 beta, gain, res_w, res_b, q_w, q_b, syn, W, Uw, u0, r, p):
         T, (B, N, DX) = U.shape[0], x0.shape
         keep_grad = any(ctx.needs_input_grad)
+        # an output the loss does not read gets a None gradient, not zeros: its backward is skipped, as the
+        # tick path skips it (a last edge state that overflowed would give 0 * inf = NaN gradients)
+        ctx.set_materialize_grads(False)
         X = x0.new_empty(T, B, N, DX)
         x, e = x0, e0
         saved = []  # per tick: the edge state in, propagate's inputs and output, y, the kept hidden layer
@@ -129,7 +132,9 @@ class NativeEpisode(torch.autograd.Function):
         DM = Px.shape[0]
         gU = torch.zeros_like(U) if needs[0] else None
         gx = x0.new_zeros(B, N, DX)  # the gradient of the next tick's node state in
-        ge = ge_out.contiguous() if ge_out is not None else None  # ... and of its edge state in (None: zero)
+        ge = None  # ... and of its edge state in (None: zero)
+        if ge_out is not None:  # an edge state of batch 1 out (not plastic, e0 shared): its gradient in row 0
+            ge = ge_out.contiguous() if ge_out.shape[0] == B else torch.cat([ge_out, ge_out.new_zeros(B - 1, *ge_out.shape[1:])])
         g_Px, g_mt = torch.zeros_like(Px), torch.zeros(1, N, DM, dtype=x0.dtype)
         gboth, gx_in = x0.new_empty(B, N, e0.shape[-1]), x0.new_empty(B, N, DX)
         gu = x0.new_empty(B, N, 1)
@@ -138,10 +143,10 @@ class NativeEpisode(torch.autograd.Function):
             e, z, both, y, kept = ctx.ticks[t]
             x = x0 if t == 0 else X[t - 1]
             gxo = gx if gX is None else gx + gX[t]
-            if ge is None:
-                ge = e.new_zeros(B, e.shape[1], e.shape[2])
             gy = None
-            if y is None:  # not plastic: e' = e
+            if ge is None:  # nothing reads this tick's edge state out (the last tick's, unread by the loss)
+                ge_in = e.new_zeros(B, e.shape[1], e.shape[2])
+            elif y is None:  # not plastic: e' = e
                 ge_in = ge.clone()
             else:  # the synapse function: e' = f(y, e, s)
                 s = U[t] if from_input else X[t, ..., :1]

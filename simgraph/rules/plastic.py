@@ -29,13 +29,15 @@ share one effective weight and one trace (``rules/constraints.py``); the lean ep
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
-from ..errors import (FLOAT32_MAX, ConfigError, GraphError, ShapeError, check_bool, check_bytes, check_gain, check_number, check_seed,
+from ..errors import (FLOAT32_MAX, ConfigError, GraphError, ShapeError, SimgraphWarning, check_bool, check_bytes, check_gain, check_number, check_seed,
                       check_type, dtype_bytes)
 from ..graph import Graph
-from ._lean import modulation, run_episode, write_trace
+from ._lean import modulation, run_episode, undo_growth, undo_is_exact, write_trace
 from .base import Rule, State
 from .constraints import check_init, constrain, constrain_start, constrained, start_weights, stepped_episode, tie
 
@@ -142,5 +144,12 @@ class PlasticRule(Rule):
             return stepped_episode(self, graph, U, state)
         if U.dtype != self.w.dtype:
             raise ShapeError(f"the state is {U.dtype} but the rule's parameters are {self.w.dtype}; convert one")
+        eta = float(self.eta_table().max())
+        if 0 <= eta < 1 and not undo_is_exact(eta, U.shape[0], U.dtype):
+            warnings.warn(f"PlasticRule lean episode: undoing {U.shape[0]} trace writes at eta={eta:.3g} can grow "
+                          f"{U.dtype} rounding by {undo_growth(eta, U.shape[0]):.1e}x, too much for exact gradients; "
+                          f"this episode runs with plain autograd (memory grows with ticks x synapses)", SimgraphWarning,
+                          stacklevel=4)
+            return stepped_episode(self, graph, U, state)
         return run_episode(graph, self.oja, self.input_gain * U, state["node"], state["edge"], self.w, self.alpha,
                            self.eta_table(), self.mod_v, self.mod_b)
