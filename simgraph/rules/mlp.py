@@ -320,7 +320,7 @@ class MLPRule(Rule):
         # synapse update from the new neuron states
         a, b, c, d, gate = self.node_to_edge(torch.cat([x, t], -1)).chunk(5, dim=-1)
         W, U = self.edge_in, self.edge_out
-        syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
+        syn = self._synapse_table()
 
         mode = self.edge_update
         if self._runs_native(graph, mode, e):
@@ -379,11 +379,7 @@ class MLPRule(Rule):
         s = u if self.learn_from == "input" else x[..., :1]
         a_, b_, c_, d_, gate = y.unbind(0)
         W, U = self.edge_in, self.edge_out
-        syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
-        # the Hebbian write lands on channel 0 only
-        eta = self.learning_rate(graph).to(x.dtype).view(1)
-        hebbian_write = torch.cat([eta, eta.new_zeros(self.edge_dim - 1)])
-        residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
+        syn, hebbian_write, residual = self._hebbian_tables(graph, x)
 
         if self._runs_native(graph, mode, e):
             write = hebbian_write if self.write_types is None else self._write_mask(graph, x) * hebbian_write
@@ -431,12 +427,9 @@ class MLPRule(Rule):
         P = self.message_in.weight
         mt = nn.functional.linear(t_rows, P[:, self.node_dim:], self.message_in.bias)
         scale = graph.in_degree().clamp(min=1).rsqrt().view(1, -1, 1).to(x.dtype)
-        syn = self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
-        eta = self.learning_rate(graph).to(x.dtype).view(1)
-        write = torch.cat([eta, eta.new_zeros(self.edge_dim - 1)])
+        syn, write, residual = self._hebbian_tables(graph, x)
         if self.write_types is not None:
             write = self._write_mask(graph, x) * write
-        residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
         W, Uo = self.edge_in, self.edge_out
         synapse = (q.weight, q.bias, syn, W.weight, Uo.weight, Uo.bias, residual, write) if self.plastic else (None,) * 8
         X, e_last = _native_episode.run(
@@ -450,6 +443,20 @@ class MLPRule(Rule):
         if self.mirror:  # half the difference of each episode's copy and its mirror copy (readout)
             out = (out[:, :B] - out[:, B:]) / 2
         return out, {**state, "node": X[-1], "edge": e}
+
+    def _synapse_table(self) -> Tensor:
+        """The synapse-type embedding table ``[S, hidden]`` (every type row 0 without ``use_types``)."""
+        return self.synapse_embedding if self.use_types else self.synapse_embedding[:1].expand(self.num_synapse_types, -1)
+
+    def _hebbian_tables(self, graph: Graph, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """start="hebbian": the synapse-type table ``[S, hidden]``, the Hebbian write ``[De]`` (``eta`` on
+        channel 0 only) and the residual's per-channel scale ``[De]`` (``eta * residual_scale`` on channel
+        0, whose gradient stops there; 1 on the others)."""
+        syn = self._synapse_table()
+        eta = self.learning_rate(graph).to(like.dtype).view(1)
+        write = torch.cat([eta, eta.new_zeros(self.edge_dim - 1)])
+        residual = torch.cat([eta.detach() * self.residual_scale, eta.new_ones(self.edge_dim - 1)])
+        return syn, write, residual
 
     def _write_mask(self, graph: Graph, like: Tensor) -> Tensor:
         """``[num_synapse_types, 1]``: 1 for the synapse types of ``write_types``, 0 for the others."""
