@@ -249,10 +249,10 @@ def simulate(
     buffers: dict[str, Tensor] = {}
 
     recompute = checkpoint_every and torch.is_grad_enabled() and T > checkpoint_every
-    if inputs is not None and not plans and compile is False and not recompute:
+    if inputs is not None and not plans and compile is False and not recompute \
+            and type(rule).fast_episode is not Rule.fast_episode:  # (a rule without one: no whole-episode inputs built)
         # a rule's whole-episode path (MLPRule's native episode: one autograd node instead of ~50 a tick)
-        U = graph.scatter_inputs(inputs.to(state["node"].dtype).reshape(T * B, *inputs.shape[2:]))
-        fast = rule.fast_episode(graph, U.view(T, B, *U.shape[1:]), state)
+        fast = rule.fast_episode(graph, _per_neuron(graph, inputs, state), state)
         if fast is not None:
             return Run(fast[0], fast[1], {})
     step = _compiled_step(rule, graph, state, compile) if compile is not False else rule.step
@@ -310,11 +310,17 @@ def _lean(rule: Rule, graph: Graph, inputs: Tensor, state: State | None) -> Run:
     check_bytes(f"simulate(lean=True) over {T} ticks x {B} episodes x {graph.num_nodes} neurons", size,
                 "use fewer ticks or a smaller batch, or lean=False with checkpoint_every=k")
     state = initial_state(rule, graph, state, B)
-    inputs = inputs.to(state["node"].dtype)  # the state decides the precision, as on the plain path
-    U = graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, -1)
-    X, edge = rule.lean_episode(graph, U, state)
+    X, edge = rule.lean_episode(graph, _per_neuron(graph, inputs, state), state)
     outputs = graph.read_outputs(X.reshape(T * B, graph.num_nodes, -1))[..., : rule.output_dim]
     return Run(outputs.view(T, B, *outputs.shape[1:]), {**state, "node": X[-1], "edge": edge}, {})
+
+
+def _per_neuron(graph: Graph, inputs: Tensor, state: State) -> Tensor:
+    """A whole episode's per-neuron inputs ``[T, B, N, input_dim]`` from ``inputs [T, B, n_in, input_dim]``, in
+    the state's precision (as the tick loop converts them)."""
+    T, B = inputs.shape[:2]
+    inputs = inputs.to(state["node"].dtype)
+    return graph.scatter_inputs(inputs.reshape(T * B, *inputs.shape[2:])).view(T, B, graph.num_nodes, -1)
 
 
 def check_run_bytes(rule: Rule, graph: Graph, T: int, B: int, fresh_state: bool = True, zero_input: bool = True) -> None:

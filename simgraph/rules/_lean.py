@@ -115,8 +115,7 @@ class PlasticEpisode(torch.autograd.Function):
         H = H0.expand(x0.shape[0], -1, -1).clone(memory_format=torch.contiguous_format)
         ctx.native = _native_plastic_rate(graph, eta, H, w)
         if ctx.native is not None:  # one all-to-all projection: the C episode, a pass over the synapses a tick
-            _native_plastic.forward(U.contiguous(), X, H, w.contiguous(), alpha.contiguous(), ctx.native[0], oja,
-                                    None if v is None else v.contiguous(), None if b is None else b.contiguous())
+            _native_plastic.forward(U, X, H, w, alpha, ctx.native[0], oja, v, b)
         else:
             W = torch.empty_like(H)
             for t in range(T):
@@ -141,10 +140,8 @@ class PlasticEpisode(torch.autograd.Function):
         G = torch.zeros_like(H) if gH_T is None else gH_T.contiguous().clone()  # dL/dH(t+1)
         if ctx.native is not None:
             e, kind = ctx.native
-            gX = torch.zeros_like(X[1:]) if gX is None else gX.contiguous()
-            gU, gx, gw, galpha, ge, gv, gb = _native_plastic.backward(
-                X, H, G, gX, need[2], w.contiguous(), alpha.contiguous(), e, oja, None if v is None else v.contiguous(),
-                None if b is None else b.contiguous())
+            gX = torch.zeros_like(X[1:]) if gX is None else gX
+            gU, gx, gw, galpha, ge, gv, gb = _native_plastic.backward(X, H, G, gX, need[2], w, alpha, e, oja, v, b)
             geta = torch.zeros_like(eta).index_put_((torch.tensor([kind]),), ge.view(1, 1)) if need[7] else None
             return (None, None, None if gU is None else gU.view(T, *X.shape[1:]), gx.view_as(X[0]) if need[3] else None,
                     G if need[4] else None, gw.view_as(w), galpha.view_as(alpha), geta,

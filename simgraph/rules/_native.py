@@ -525,10 +525,7 @@ def hidden_buffer(k: "_KernelArgs", hidden: int) -> Tensor | None:
 
 def run_forward(k: "_KernelArgs", src, dst, sid, a, c, b, d, g, out: Tensor, keep: Tensor | None) -> None:
     """The forward kernel into ``out [B, E, De]`` (and the hidden layer into ``keep``); no autograd."""
-    getattr(k.lib, "forward_mt_" + k.suffix)(
-        _cc.threads(k.B * k.E, PARALLEL_MIN), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride),
-        _cc.ptr(k.syn), _cc.ptr(sid), *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows),
-        _cc.ptr(src), _cc.ptr(dst), _cc.ptr(out), _cc.ptr(keep))
+    getattr(k.lib, "forward_mt_" + k.suffix)(*k.call_args(src, dst, sid, a, c, b, d, g), _cc.ptr(out), _cc.ptr(keep))
 
 
 class WeightGrads:
@@ -554,9 +551,7 @@ def run_backward(k: "_KernelArgs", src, dst, sid, a, c, b, d, g, go: Tensor, nod
     ``acc``, and writes ``ge`` (None: not wanted); no autograd."""
     gS, gW, gU, gu0, gr, gP = acc.views
     getattr(k.lib, "backward_mt_" + k.suffix)(
-        _cc.threads(k.B * k.E, PARALLEL_MIN), k.flags, *k.sizes, *map(_cc.ptr, (a, c, b, d, g, k.e)), ctypes.c_int64(k.e_bstride),
-        _cc.ptr(k.syn), _cc.ptr(sid), *map(_cc.ptr, (k.Wt, k.U, k.u0, k.r, k.qj, k.qi, k.p)), ctypes.c_int64(k.p_rows),
-        _cc.ptr(src), _cc.ptr(dst), _cc.ptr(go), *map(_cc.ptr, node_grads),
+        *k.call_args(src, dst, sid, a, c, b, d, g), _cc.ptr(go), *map(_cc.ptr, node_grads),
         *map(_cc.ptr, (ge, gS, gW, gU, gu0, gr, gqj, gqi, None if k.p is None else gP, acc.scratch)),
         ctypes.c_int64(k.syn.shape[0]), _cc.ptr(kept))
 
@@ -580,6 +575,13 @@ class _KernelArgs:
         self.p = None if p is None else p.reshape(-1, self.De).contiguous()
         self.p_rows = 0 if p is None else self.p.shape[0]
         self.flags = ctypes.c_int((r is not None) | (p is not None) << 1 | (syn_ids is not None) << 2)
+
+    def call_args(self, src, dst, sid, a, c, b, d, g) -> tuple:
+        """The arguments both entry points start with (``ARGS`` in the source), after the thread count and flags."""
+        return (_cc.threads(self.B * self.E, PARALLEL_MIN), self.flags, *self.sizes, *map(_cc.ptr, (a, c, b, d, g, self.e)),
+                ctypes.c_int64(self.e_bstride), _cc.ptr(self.syn), _cc.ptr(sid),
+                *map(_cc.ptr, (self.Wt, self.U, self.u0, self.r, self.qj, self.qi, self.p)), ctypes.c_int64(self.p_rows),
+                _cc.ptr(src), _cc.ptr(dst))
 
 
 _kernel_args = _KernelArgs

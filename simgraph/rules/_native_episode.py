@@ -86,7 +86,8 @@ class NativeEpisode(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         X = x0.new_empty(T, B, N, DX)
         x, e = x0, e0
-        saved = []  # per tick: the edge state in, propagate's inputs and output, y, the kept hidden layer
+        saved = []  # per tick: the edge state in, propagate's inputs and output, y, the kept hidden layer, the
+        # kernels' arguments (their contiguous inputs and pointers, which the backward reads again)
         for t in range(T):
             z = _messages(x, Px, mt)
             both = native_propagate.propagate_into(e, z, src, dst, N)
@@ -94,7 +95,7 @@ class NativeEpisode(torch.autograd.Function):
                                       q_w, q_b)
             y = None if q_w is None else x.new_empty(5, B, N, q_w.shape[0] // 5)
             kn.forward(X[t], y)
-            out, keep = e, None  # not plastic: the synapses keep their state
+            out, keep, ke = e, None, None  # not plastic: the synapses keep their state
             if y is not None:
                 s = U[t] if learn_from_input else X[t, ..., :1]
                 ke = _native._kernel_args(y[0], e, syn, W, Uw, u0, r, s, s, p, sid)
@@ -102,7 +103,7 @@ class NativeEpisode(torch.autograd.Function):
                 keep = _native.hidden_buffer(ke, y.shape[-1]) if keep_grad else None
                 _native.run_forward(ke, src, dst, sid, y[0], y[2], y[1], y[3], y[4], out, keep)
             if keep_grad:
-                saved.append((e, z, both, y, keep))
+                saved.append((e, z, both, y, keep, kn, ke))
             x, e = X[t], out
         ctx.eps, ctx.learn_from_input, ctx.ticks = eps, learn_from_input, saved
         ctx.save_for_backward(src, dst, sid, U, x0, e0, t_rows, scale, Px, mt, w_ih, w_hh, b_ih, b_hh, beta, gain, res_w,
@@ -140,7 +141,7 @@ class NativeEpisode(torch.autograd.Function):
         gu = x0.new_empty(B, N, 1)
         acc_n = acc_e = None
         for t in reversed(range(T)):
-            e, z, both, y, kept = ctx.ticks[t]
+            e, z, both, y, kept, kn, ke = ctx.ticks[t]
             x = x0 if t == 0 else X[t - 1]
             gxo = gx if gX is None else gx + gX[t]
             gy = None
@@ -149,8 +150,6 @@ class NativeEpisode(torch.autograd.Function):
             elif y is None:  # not plastic: e' = e
                 ge_in = ge.clone()
             else:  # the synapse function: e' = f(y, e, s)
-                s = U[t] if from_input else X[t, ..., :1]
-                ke = _native._kernel_args(y[0], e, syn, W, Uw, u0, r, s, s, p, sid)
                 acc_e = acc_e or _native.WeightGrads(ke, y.shape[-1])
                 gy = y.new_zeros(y.shape)
                 gqj, gqi = y.new_zeros(2, B, N).unbind(0)
@@ -163,8 +162,6 @@ class NativeEpisode(torch.autograd.Function):
                 elif gU is not None:
                     gU[t] += gs
             # the neuron update: (x', y) = g(both, x, u)
-            kn = _native_neuron._Args(both, x, U[t], t_rows, scale, w_ih, w_hh, b_ih, b_hh, beta, gain, eps, res_w, res_b,
-                                      q_w, q_b)
             acc_n = acc_n or _native_neuron.WeightGrads(kn)
             kn.backward(gxo, gy, gboth, gx_in, gu if gU is not None else None, acc_n)
             if gU is not None:

@@ -164,12 +164,21 @@ def applies(graph, H0: Tensor, w: Tensor) -> bool:
             and not torch.compiler.is_compiling() and graph._one_dense_projection() and _library() is not None)
 
 
+def _real(dtype: torch.dtype):
+    return ctypes.c_float if dtype == torch.float32 else ctypes.c_double
+
+
+def _weights(w, alpha, v, b) -> tuple:
+    """The read-only weights, contiguous (``v``, ``b`` None without modulation)."""
+    return tuple(None if t is None else t.contiguous() for t in (w, alpha, v, b))
+
+
 def forward(U: Tensor, X: Tensor, H: Tensor, w: Tensor, alpha: Tensor, e: float, oja: bool, v, b) -> None:
-    """``X[1..T]`` and ``H`` (in place, ``H(0) -> H(T)``) from ``X[0]``; every tensor contiguous."""
+    """``X[1..T]`` and ``H`` (in place, ``H(0) -> H(T)``; both contiguous) from ``X[0]``."""
     T, B, N = U.shape[0], U.shape[1], U.shape[2]
-    real = ctypes.c_float if w.dtype == torch.float32 else ctypes.c_double
+    U, (w, alpha, v, b) = U.contiguous(), _weights(w, alpha, v, b)
     getattr(_library(), "forward_" + _VARIANTS[w.dtype]["SUF"])(
-        _cc.i64(T), _cc.i64(B), _cc.i64(N), _cc.ptr(U), _cc.ptr(X), _cc.ptr(H), _cc.ptr(w), _cc.ptr(alpha), real(e),
+        _cc.i64(T), _cc.i64(B), _cc.i64(N), _cc.ptr(U), _cc.ptr(X), _cc.ptr(H), _cc.ptr(w), _cc.ptr(alpha), _real(w.dtype)(e),
         ctypes.c_int(int(oja)), _cc.ptr(v), _cc.ptr(b))
 
 
@@ -179,15 +188,15 @@ def backward(X: Tensor, H: Tensor, G: Tensor, gX: Tensor, need_u: bool, w: Tenso
     ``(gU, gx0, gw, galpha, geta, gv, gb)`` (``gv``, ``gb`` None without modulation)."""
     T, B, N = gX.shape[0], gX.shape[1], gX.shape[2]
     dt = w.dtype
+    gX, (w, alpha, v, b) = gX.contiguous(), _weights(w, alpha, v, b)
     gU = X.new_empty(T, B, N) if need_u else None
     gx = X.new_zeros(B, N)
     gw, ga = X.new_zeros(2, N * N).unbind(0)
     geta, gb, gv = torch.zeros(N + 2, dtype=torch.float64).split([1, 1, N])
     scratch = X.new_empty(4 * N)
-    real = ctypes.c_float if dt == torch.float32 else ctypes.c_double
     mod = v is not None
     getattr(_library(), "backward_" + _VARIANTS[dt]["SUF"])(
         _cc.i64(T), _cc.i64(B), _cc.i64(N), _cc.ptr(X), _cc.ptr(H), _cc.ptr(G), _cc.ptr(gX), _cc.ptr(gU), _cc.ptr(gx),
         _cc.ptr(gw), _cc.ptr(ga), _cc.ptr(geta), _cc.ptr(gv if mod else None), _cc.ptr(gb if mod else None),
-        _cc.ptr(w), _cc.ptr(alpha), real(e), ctypes.c_int(int(oja)), _cc.ptr(v), _cc.ptr(b), _cc.ptr(scratch))
+        _cc.ptr(w), _cc.ptr(alpha), _real(dt)(e), ctypes.c_int(int(oja)), _cc.ptr(v), _cc.ptr(b), _cc.ptr(scratch))
     return gU, gx, gw, ga, geta.to(dt), gv.to(dt) if mod else None, gb.to(dt) if mod else None
